@@ -1,0 +1,1 @@
+"""segments API shim: the HTTP face of the service."""

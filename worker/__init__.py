@@ -1,0 +1,1 @@
+"""segments worker: the domain (rule language, compiler, builds) and its message consumers."""

@@ -1,0 +1,106 @@
+"""The `segments` command line. This is the composition root: it wires settings, logging and
+the parts of the service together, so it is the one module that may start the API too."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
+
+from worker.accounts import create_account
+from worker.db import connect
+from worker.logs import configure_logging
+from worker.migrations import migrate
+from worker.settings import Settings, load_settings
+
+log = structlog.get_logger(__name__)
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    applied = await migrate(settings.database_url)
+    log.info("migrate.done", applied=applied)
+    return 0
+
+
+async def cmd_account_create(settings: Settings, args: argparse.Namespace) -> int:
+    await migrate(settings.database_url)
+    conn = await connect(settings.database_url)
+    try:
+        account = await create_account(conn, args.name)
+    finally:
+        await conn.close()
+    print(json.dumps({"account_id": str(account.account_id), "api_key": account.api_key}))
+    return 0
+
+
+async def cmd_explain(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.explain import explain_segment
+
+    conn = await connect(settings.database_url)
+    try:
+        print(await explain_segment(conn, args.segment_id, analyze=args.analyze))
+    finally:
+        await conn.close()
+    return 0
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    await migrate(settings.database_url)
+    log.info(
+        "run.ready",
+        database=settings.database_url,
+        amqp=settings.amqp_url,
+        note="schema is migrated; the API and workers are not built yet (see issues 4 and 5)",
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segments", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create the database if missing and apply sql/ migrations")
+    account = sub.add_parser("account", help="manage accounts")
+    account_sub = account.add_subparsers(dest="account_command", required=True)
+    create = account_sub.add_parser("create", help='prints {"account_id":..., "api_key":...}')
+    create.add_argument("name")
+    explain = sub.add_parser("explain", help="print a segment's compiled SQL and its plan")
+    explain.add_argument("segment_id")
+    explain.add_argument("--analyze", action="store_true", help="run it (EXPLAIN ANALYZE)")
+    sub.add_parser("run", help="migrate, then run every part of the service on this machine")
+    return parser
+
+
+_COMMANDS: dict[str, Command] = {
+    "migrate": cmd_migrate,
+    "account": cmd_account_create,
+    "explain": cmd_explain,
+    "run": cmd_run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        return asyncio.run(_COMMANDS[args.command](settings, args))
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        log.error(
+            "cli.connection_failed",
+            error=str(exc),
+            hint="is PostgreSQL running and SEGMENTS_DATABASE_URL right?",
+        )
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

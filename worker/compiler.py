@@ -1,0 +1,377 @@
+"""Canonical rule tree -> parameterised SQL. Pure: no IO, no clock (`now` is an input).
+
+Three forms of one segment's query (DESIGN.md 4.3 is the meaning of every piece):
+- `count`: how many contacts match;
+- `member_ids`: the ids of the contacts that match (materialisation);
+- `matching_among`: which of the given candidate ids match (incremental updates).
+
+Shape of the SQL. Each AND-group becomes one `SELECT c.id FROM contacts c WHERE ...` branch and
+the OR of groups is their UNION: event and membership conditions then stay semi-joins and
+anti-joins the planner can hash, instead of per-row subplans under an OR. Groups made only of
+row predicates share one branch with a plain OR. Every branch and subquery is scoped to the
+account (`account_id = $1`), so nothing of another account is read and the query routes to
+one shard on Citus. Every user value is a bind parameter; identifiers come only from the
+whitelists below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from worker.rules.fields import FieldSource, FieldSpec, FieldType
+from worker.rules.tree import (
+    ActivityCondition,
+    Condition,
+    FieldCondition,
+    IspCondition,
+    MembershipCondition,
+    RuleTree,
+)
+
+
+@dataclass(frozen=True)
+class SegmentQuery:
+    account_id: UUID
+    rules: RuleTree
+    # The universe: contacts on at least one of these lists; empty means all of the account's.
+    list_ids: tuple[UUID, ...]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    sql: str
+    params: tuple[Any, ...]
+
+
+@dataclass
+class Params:
+    """The only maker of placeholders: every value goes through add()."""
+
+    values: list[Any] = field(default_factory=list)
+
+    def add(self, value: Any, pg_type: str) -> str:
+        self.values.append(value)
+        return f"${len(self.values)}::{pg_type}"
+
+
+# Whitelists: the only identifiers that reach SQL text.
+_COLUMNS = {
+    name: f"c.{name}"
+    for name in (
+        "email",
+        "name",
+        "first_name",
+        "last_name",
+        "company",
+        "status",
+        "country",
+        "city",
+        "language",
+        "created_at",
+        "updated_at",
+    )
+}
+_CUSTOM_READERS = {
+    FieldType.TEXT: "segments_jsonb_text",
+    FieldType.NUMBER: "segments_jsonb_number",
+    FieldType.DATETIME: "segments_jsonb_timestamptz",
+    FieldType.BOOLEAN: "segments_jsonb_boolean",
+    FieldType.LIST: "segments_jsonb_list",
+}
+_PG_TYPES = {
+    FieldType.TEXT: "text",
+    FieldType.NUMBER: "numeric",
+    FieldType.DATETIME: "timestamptz",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.LIST: "text",
+}
+# Derived fields: (event type, aggregate over the contact's events of that type).
+_DERIVED = {
+    "opens_count": ("open", "count(*)"),
+    "clicks_count": ("click", "count(*)"),
+    "last_open_at": ("open", "max(e.occurred_at)"),
+    "last_click_at": ("click", "max(e.occurred_at)"),
+}
+
+# Row predicates by operator; {x} is the field's value expression, {v} the value's parameter.
+# Text and list values compare lower-cased; '' and the empty list are null (DESIGN.md 4.3),
+# and the negative operators match null, which coalesce() gives them.
+_TEXT_OPS = {
+    "equals": "lower({x}) = lower({v})",
+    "not_equals": "lower(coalesce({x}, '')) <> lower({v})",
+    "contains": "strpos(lower({x}), lower({v})) > 0",
+    "not_contains": "strpos(lower(coalesce({x}, '')), lower({v})) = 0",
+    "starts_with": "starts_with(lower({x}), lower({v}))",
+    "in": "lower({x}) = ANY(segments_lower_array({v}))",
+    "not_in": "lower(coalesce({x}, '')) <> ALL(segments_lower_array({v}))",
+    "is_null": "coalesce({x}, '') = ''",
+    "is_not_null": "{x} <> ''",
+}
+_ORDERED_OPS = {"gt": "{x} > {v}", "gte": "{x} >= {v}", "lt": "{x} < {v}", "lte": "{x} <= {v}"}
+_NULL_OPS = {"is_null": "{x} IS NULL", "is_not_null": "{x} IS NOT NULL"}
+_EQUALITY_OPS = {"equals": "{x} = {v}", "not_equals": "{x} IS DISTINCT FROM {v}"}
+_NUMBER_OPS = {
+    **_EQUALITY_OPS,
+    **_ORDERED_OPS,
+    **_NULL_OPS,
+    "in": "{x} = ANY({v})",
+    "not_in": "NOT coalesce({x} = ANY({v}), false)",
+}
+_DATETIME_OPS = {**_ORDERED_OPS, **_NULL_OPS, "within_days": "{x} BETWEEN {v}"}
+_BOOLEAN_OPS = {**_EQUALITY_OPS, **_NULL_OPS}
+# {x} of a list is its lower-cased elements, never null ('{}' when empty or missing).
+_LIST_OPS = {
+    "has_any": "{x} && segments_lower_array({v})",
+    "has_all": "{x} @> segments_lower_array({v})",
+    "has_none": "NOT ({x} && segments_lower_array({v}))",
+    "is_null": "cardinality({x}) = 0",
+    "is_not_null": "cardinality({x}) > 0",
+}
+ROW_OPERATORS = {
+    FieldType.TEXT: _TEXT_OPS,
+    FieldType.NUMBER: _NUMBER_OPS,
+    FieldType.DATETIME: _DATETIME_OPS,
+    FieldType.BOOLEAN: _BOOLEAN_OPS,
+    FieldType.LIST: _LIST_OPS,
+}
+
+# Aggregate predicates of derived fields; {x} is the aggregate (never null), {v} the value.
+_AGGREGATE_OPS = {
+    **_ORDERED_OPS,
+    "equals": "{x} = {v}",
+    "not_equals": "{x} <> {v}",
+    "in": "{x} = ANY({v})",
+    "not_in": "{x} <> ALL({v})",
+    "within_days": "{x} BETWEEN {v}",
+}
+_COUNT_TESTS: dict[str, Callable[[Decimal, Any], bool]] = {
+    # Does a count of 0 satisfy the operator? Decides whether contacts without events match.
+    "equals": lambda n, v: n == v,
+    "not_equals": lambda n, v: n != v,
+    "gt": lambda n, v: n > v,
+    "gte": lambda n, v: n >= v,
+    "lt": lambda n, v: n < v,
+    "lte": lambda n, v: n <= v,
+    "in": lambda n, v: n in v,
+    "not_in": lambda n, v: n not in v,
+}
+
+
+@dataclass(frozen=True)
+class _EventTest:
+    """A test over a contact's events of one type: the contact has an event passing `where`
+    (having None), or its events' aggregate passes `having`. `matches_none` says whether a
+    contact with no such events matches; those are found with an anti-join."""
+
+    event_type: str
+    where: tuple[str, ...]
+    having: str | None
+    matches_none: bool
+
+
+class _Compiler:
+    def __init__(self, query: SegmentQuery, candidates: Sequence[UUID] | None) -> None:
+        self.query = query
+        self.params = Params()
+        self.account = self.params.add(query.account_id, "uuid")
+        self.candidates = (
+            None if candidates is None else self.params.add(list(candidates), "uuid[]")
+        )
+        self.now = self.params.add(query.now, "timestamptz")
+        self.universe = self.params.add(list(query.list_ids), "uuid[]") if query.list_ids else None
+
+    # -- the query ------------------------------------------------------------------------
+    def branches(self) -> list[list[str]]:
+        """The predicates of each UNION branch: row-only groups OR-ed into one branch, every
+        group with an event or membership condition a branch of its own."""
+        row_groups: list[list[str]] = []
+        join_groups: list[list[str]] = []
+        for group in self.query.rules.groups:
+            predicates = [self.condition(c) for c in group]
+            (row_groups if all(map(_is_row_predicate, group)) else join_groups).append(predicates)
+        if len(row_groups) > 1:
+            ored = " OR ".join("(" + " AND ".join(p) + ")" for p in row_groups)
+            row_groups = [[f"({ored})"]]
+        return row_groups + join_groups
+
+    def branch(self, predicates: list[str], select: str) -> str:
+        where = [f"c.account_id = {self.account}"]
+        if self.candidates:
+            where.append(f"c.id = ANY({self.candidates})")
+        if self.universe:
+            where.append(self.list_member_in(self.universe))
+        where.extend(predicates)
+        return f"SELECT {select}\nFROM contacts c\nWHERE " + "\n  AND ".join(where)
+
+    # -- conditions -----------------------------------------------------------------------
+    def condition(self, c: Condition) -> str:
+        match c:
+            case FieldCondition() if c.field.source is FieldSource.DERIVED:
+                return self.event_test(self.derived_test(c))
+            case FieldCondition():
+                return self.field_predicate(c)
+            case ActivityCondition():
+                return self.event_test(self.activity_test(c))
+            case MembershipCondition():
+                return self.membership(c)
+            case IspCondition():
+                return self.isp(c)
+        raise AssertionError(f"no handler for {type(c).__name__}")  # pragma: no cover
+
+    def field_predicate(self, c: FieldCondition) -> str:
+        template = ROW_OPERATORS[c.field.type][c.operator]
+        return template.format(x=self.field_expr(c.field), v=self.value(c))
+
+    def field_expr(self, spec: FieldSpec) -> str:
+        if spec.source is FieldSource.CUSTOM:
+            key = self.params.add(spec.name, "text")
+            return f"{_CUSTOM_READERS[spec.type]}(c.attributes -> {key})"
+        if spec.name == "tags":
+            return "segments_lower_array(c.tags)"
+        return _COLUMNS[spec.name]
+
+    def value(self, c: FieldCondition) -> str:
+        """The value's placeholder(s), typed for the field; '' for operators without one."""
+        if c.value is None:
+            return ""
+        if c.operator == "within_days":
+            assert isinstance(c.value, int)
+            since = self.params.add(self.query.now - timedelta(days=c.value), "timestamptz")
+            return f"{since} AND {self.now}"
+        pg_type = _PG_TYPES[c.field.type]
+        if isinstance(c.value, tuple):
+            return self.params.add(list(c.value), pg_type + "[]")
+        return self.params.add(c.value, pg_type)
+
+    def isp(self, c: IspCondition) -> str:
+        values = self.params.add(list(c.values), "int[]")
+        if c.operator == "in":
+            return f"c.isp_id = ANY({values})"
+        return f"(c.isp_id IS NULL OR c.isp_id <> ALL({values}))"
+
+    def membership(self, c: MembershipCondition) -> str:
+        lists = self.params.add(list(c.list_ids), "uuid[]")
+        if c.operator == "in":
+            return self.list_member_in(lists)
+        return (
+            "NOT EXISTS (SELECT 1 FROM contact_list_members m\n"
+            f"    WHERE m.account_id = {self.account} AND m.contact_id = c.id"
+            f" AND m.list_id = ANY({lists}))"
+        )
+
+    def list_member_in(self, lists: str) -> str:
+        restrict = f" AND m.contact_id = ANY({self.candidates})" if self.candidates else ""
+        return (
+            "c.id IN (SELECT m.contact_id FROM contact_list_members m\n"
+            f"    WHERE m.account_id = {self.account} AND m.list_id = ANY({lists}){restrict})"
+        )
+
+    # -- event conditions -----------------------------------------------------------------
+    def activity_test(self, c: ActivityCondition) -> _EventTest | bool:
+        where = []
+        if c.days_window is not None:
+            cutoff = self.params.add(
+                self.query.now - timedelta(days=c.days_window.days), "timestamptz"
+            )
+            op = ">=" if c.days_window.mode == "last" else "<"
+            where.append(f"e.occurred_at {op} {cutoff}")
+        if c.include_campaign_ids:
+            ids = self.params.add(list(c.include_campaign_ids), "uuid[]")
+            where.append(f"e.campaign_id = ANY({ids})")
+        if c.exclude_campaign_ids:
+            ids = self.params.add(list(c.exclude_campaign_ids), "uuid[]")
+            where.append(f"(e.campaign_id IS NULL OR e.campaign_id <> ALL({ids}))")
+        return self.count_test(c.metric, tuple(where), c.operator, c.value)
+
+    def count_test(
+        self, event_type: str, where: tuple[str, ...], operator: str, value: int | None
+    ) -> _EventTest | bool:
+        """ever / never / count_gte / count_lte / count_eq, with counts of 0 and 1 reduced to
+        plain existence tests (cheaper: no aggregation)."""
+        n = value or 0
+        if operator == "ever" or (operator == "count_gte" and n == 1):
+            return _EventTest(event_type, where, None, matches_none=False)
+        if operator == "never" or (operator in ("count_eq", "count_lte") and n == 0):
+            return _EventTest(event_type, where, None, matches_none=True)
+        if operator == "count_gte" and n == 0:
+            return True  # every contact has at least zero events
+        count = self.params.add(n, "bigint")
+        sql_op = {"count_gte": ">=", "count_lte": "<=", "count_eq": "="}[operator]
+        return _EventTest(
+            event_type, where, f"count(*) {sql_op} {count}", matches_none=operator == "count_lte"
+        )
+
+    def derived_test(self, c: FieldCondition) -> _EventTest | bool:
+        event_type, aggregate = _DERIVED[c.field.name]
+        if c.operator in ("is_null", "is_not_null"):
+            if aggregate == "count(*)":  # a count is never null
+                return c.operator == "is_not_null"
+            return _EventTest(event_type, (), None, matches_none=c.operator == "is_null")
+        having = _AGGREGATE_OPS[c.operator].format(x=aggregate, v=self.value(c))
+        if aggregate == "count(*)":
+            zero_matches = _COUNT_TESTS[c.operator](Decimal(0), c.value)
+        else:  # the latest event: a contact without events has none, and only is_null matches
+            zero_matches = False
+        return _EventTest(event_type, (), having, matches_none=zero_matches)
+
+    def event_test(self, test: _EventTest | bool) -> str:
+        if isinstance(test, bool):
+            return "TRUE" if test else "FALSE"
+        event_type = self.params.add(test.event_type, "text")
+        where = [f"e.account_id = {self.account}", f"e.type = {event_type}", *test.where]
+        if self.candidates:
+            where.append(f"e.contact_id = ANY({self.candidates})")
+        having = test.having
+        if test.matches_none and having is not None:
+            having = f"NOT ({having})"
+        if having is None:
+            events = "SELECT e.contact_id FROM events e\n    WHERE " + " AND ".join(where)
+        else:
+            events = (
+                "SELECT e.contact_id FROM events e\n    WHERE "
+                + " AND ".join(where)
+                + f"\n    GROUP BY e.contact_id HAVING {having}"
+            )
+        if not test.matches_none:
+            return f"c.id IN ({events})"
+        # Contacts without qualifying events match: an anti-join against those that fail.
+        return f"NOT EXISTS (SELECT 1 FROM ({events}) x WHERE x.contact_id = c.id)"
+
+
+def _is_row_predicate(c: Condition) -> bool:
+    """True for conditions on the contact row alone (no join to events or lists)."""
+    if isinstance(c, FieldCondition):
+        return c.field.source is not FieldSource.DERIVED
+    return isinstance(c, IspCondition)
+
+
+def _compile(query: SegmentQuery, candidates: Sequence[UUID] | None, count: bool) -> CompiledQuery:
+    compiler = _Compiler(query, candidates)
+    branches = compiler.branches()
+    if count and len(branches) == 1:
+        sql = compiler.branch(branches[0], "count(*)")
+    else:
+        union = "\nUNION\n".join(compiler.branch(b, "c.id") for b in branches)
+        sql = f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
+    return CompiledQuery(sql, tuple(compiler.params.values))
+
+
+def compile_count(query: SegmentQuery) -> CompiledQuery:
+    """SELECT count(*) of the matching contacts."""
+    return _compile(query, None, count=True)
+
+
+def compile_member_ids(query: SegmentQuery) -> CompiledQuery:
+    """SELECT of the matching contact ids (one row each)."""
+    return _compile(query, None, count=False)
+
+
+def compile_matching_among(query: SegmentQuery, candidates: Sequence[UUID]) -> CompiledQuery:
+    """SELECT of those of `candidates` that match; every subquery is narrowed to them."""
+    return _compile(query, candidates, count=False)

@@ -1,0 +1,48 @@
+"""PostgreSQL connections: every connection speaks UTC, decodes JSON and has timeouts set."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+# Timeouts are off by default in PostgreSQL; a service must never wait forever.
+_SERVER_SETTINGS = {
+    "TimeZone": "UTC",
+    "application_name": "segments",
+    "lock_timeout": "30s",
+    "idle_in_transaction_session_timeout": "5min",
+}
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+def _server_settings(statement_timeout_ms: int) -> dict[str, str]:
+    return {**_SERVER_SETTINGS, "statement_timeout": str(statement_timeout_ms)}
+
+
+async def connect(dsn: str, statement_timeout_ms: int = 300_000) -> asyncpg.Connection:
+    conn: asyncpg.Connection = await asyncpg.connect(
+        dsn, server_settings=_server_settings(statement_timeout_ms)
+    )
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, statement_timeout_ms: int = 300_000
+) -> asyncpg.Pool:
+    pool: asyncpg.Pool | None = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings=_server_settings(statement_timeout_ms),
+    )
+    assert pool is not None  # create_pool only returns None when awaited lazily
+    return pool

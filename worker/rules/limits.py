@@ -1,0 +1,12 @@
+"""Size limits of rule input. Every request's work is bounded by these (README: Limits)."""
+
+MAX_GROUPS = 20  # entries of `any`
+MAX_CONDITIONS_PER_GROUP = 50  # entries of one `all`
+MAX_CONDITIONS = 200  # conditions in the whole tree
+MAX_ARRAY_ITEMS = 1000  # values of in/not_in/has_*, list_ids, campaign ids, isp values
+MAX_STRING_LENGTH = 1000  # characters of a text value or array element
+MAX_FIELD_NAME_LENGTH = 128  # characters of a field name
+MAX_V1_FILTERS = 50  # filters of a v1 segment
+MAX_SIMPLE_RULES = 50  # rules of a simple segment
+MAX_DAYS = 36500  # within_days and days_window.days: 1 .. 100 years
+MAX_RULES_BYTES = 256 * 1024  # JSON size of the rules; the HTTP body limit is larger

@@ -1,0 +1,77 @@
+"""The JSON shape of each condition kind, as pydantic models (unknown keys are errors).
+
+These check structure only; what a field condition's value must be depends on the field's
+type, which only the account's registry knows (worker.rules.conditions).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from worker.rules.limits import MAX_ARRAY_ITEMS, MAX_DAYS, MAX_FIELD_NAME_LENGTH
+
+Days = Annotated[StrictInt, Field(ge=1, le=MAX_DAYS)]
+CampaignIds = Annotated[list[UUID], Field(max_length=MAX_ARRAY_ITEMS)]
+CountOperator = Literal["count_gte", "count_lte", "count_eq"]
+# Counts and ISP ids are compared with PostgreSQL int4/int8; keep them in range.
+Count = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
+IspId = Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DaysWindowShape(_Shape):
+    mode: Literal["last", "more_than"]
+    days: Days
+
+
+class FieldShape(_Shape):
+    kind: Literal["field"]
+    field: Annotated[StrictStr, Field(min_length=1, max_length=MAX_FIELD_NAME_LENGTH)]
+    operator: Annotated[StrictStr, Field(max_length=MAX_FIELD_NAME_LENGTH)]
+    value: Any = None
+
+
+class ActivityShape(_Shape):
+    kind: Literal["activity"]
+    metric: Literal["open", "click"]
+    operator: Literal["ever", "never"] | CountOperator
+    value: Count | None = None
+    days_window: DaysWindowShape | None = None
+    # The product brief's own example sends both as []: empty means "no filter".
+    include_campaign_ids: CampaignIds | None = None
+    exclude_campaign_ids: CampaignIds | None = None
+
+
+class DeliverabilityShape(_Shape):
+    kind: Literal["deliverability"]
+    metric: Literal["bounce", "complaint", "delivered", "unsubscribe"]
+    operator: Literal["ever"] | CountOperator
+    value: Count | None = None
+    days_window: DaysWindowShape | None = None
+
+
+class MembershipShape(_Shape):
+    kind: Literal["membership"]
+    operator: Literal["in", "not_in"]
+    list_ids: Annotated[list[UUID], Field(min_length=1, max_length=MAX_ARRAY_ITEMS)]
+
+
+class IspShape(_Shape):
+    kind: Literal["isp"]
+    operator: Literal["in", "not_in"]
+    values: Annotated[list[IspId], Field(min_length=1, max_length=MAX_ARRAY_ITEMS)]
+
+
+SHAPES: dict[str, type[_Shape]] = {
+    "field": FieldShape,
+    "activity": ActivityShape,
+    "deliverability": DeliverabilityShape,
+    "membership": MembershipShape,
+    "isp": IspShape,
+}

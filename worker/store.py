@@ -1,0 +1,54 @@
+"""Reading segments and the account's field declarations from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from worker.compiler import SegmentQuery
+from worker.rules import FieldRegistry, RuleTree, parse_rules
+
+
+async def load_registry(conn: asyncpg.Connection, account_id: UUID) -> FieldRegistry:
+    rows = await conn.fetch(
+        "SELECT key, data_type FROM contact_fields WHERE account_id = $1", account_id
+    )
+    return FieldRegistry.from_declarations({r["key"]: r["data_type"] for r in rows})
+
+
+@dataclass(frozen=True)
+class SegmentRules:
+    segment_id: UUID
+    account_id: UUID
+    generation: int
+    dialect: str
+    rules: Any
+    contact_list_ids: tuple[UUID, ...]
+
+    def query(self, registry: FieldRegistry, now: datetime) -> SegmentQuery:
+        """The segment's query at `now`; raises RulesInvalid if the rules no longer fit the
+        account's fields (a custom field undeclared or retyped since the segment was saved)."""
+        tree: RuleTree = parse_rules(self.dialect, self.rules, registry)  # type: ignore[arg-type]
+        return SegmentQuery(self.account_id, tree, self.contact_list_ids, now)
+
+
+async def load_segment_rules(conn: asyncpg.Connection, segment_id: UUID) -> SegmentRules | None:
+    row = await conn.fetchrow(
+        """SELECT id, account_id, generation, dialect, rules, contact_list_ids
+           FROM segments WHERE id = $1""",
+        segment_id,
+    )
+    if row is None:
+        return None
+    return SegmentRules(
+        row["id"],
+        row["account_id"],
+        row["generation"],
+        row["dialect"],
+        row["rules"],
+        tuple(row["contact_list_ids"]),
+    )
