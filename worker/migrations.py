@@ -67,8 +67,9 @@ async def create_database_if_missing(dsn: str) -> bool:
         quoted = '"' + name.replace('"', '""') + '"'
         try:
             await admin.execute(f"CREATE DATABASE {quoted}")
-        except asyncpg.DuplicateDatabaseError:
-            return False  # another process won the race: fine
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            # Another process won the race (PostgreSQL reports it either way): fine.
+            return False
         log.info("migrate.database_created", database=name)
         return True
     finally:

@@ -1,0 +1,61 @@
+"""Shared fixtures: one fresh, migrated database per test session, dropped at the end.
+
+Tests isolate from each other by account: each test that writes data makes its own account,
+and every query the service runs is scoped to one account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from tests.services import postgres_server, unique_name, with_database
+from worker.db import create_pool
+from worker.migrations import migrate
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with postgres_server() as server_dsn:
+        dsn = with_database(server_dsn, unique_name("segments_test"))
+        asyncio.run(migrate(dsn))
+        yield dsn
+        asyncio.run(_drop_database(server_dsn, dsn))
+
+
+async def _drop_database(server_dsn: str, dsn: str) -> None:
+    name = dsn.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=8)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def conn(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as connection:
+        yield connection
+
+
+@pytest.fixture
+async def account_id(conn: asyncpg.Connection) -> uuid.UUID:
+    """A fresh account for one test."""
+    value: uuid.UUID = await conn.fetchval(
+        "INSERT INTO accounts (name) VALUES ($1) RETURNING id", unique_name("test")
+    )
+    return value
+
+
+
