@@ -56,6 +56,3 @@ async def account_id(conn: asyncpg.Connection) -> uuid.UUID:
         "INSERT INTO accounts (name) VALUES ($1) RETURNING id", unique_name("test")
     )
     return value
-
-
-

@@ -183,8 +183,15 @@ class _Compiler:
         self.candidates = (
             None if candidates is None else self.params.add(list(candidates), "uuid[]")
         )
-        self.now = self.params.add(query.now, "timestamptz")
+        self._now: str | None = None
         self.universe = self.params.add(list(query.list_ids), "uuid[]") if query.list_ids else None
+
+    @property
+    def now(self) -> str:
+        """The placeholder of `now`, added on first use (an unused parameter has no type)."""
+        if self._now is None:
+            self._now = self.params.add(self.query.now, "timestamptz")
+        return self._now
 
     # -- the query ------------------------------------------------------------------------
     def branches(self) -> list[list[str]]:
@@ -274,6 +281,8 @@ class _Compiler:
 
     # -- event conditions -----------------------------------------------------------------
     def activity_test(self, c: ActivityCondition) -> _EventTest | bool:
+        if c.operator == "count_gte" and c.value == 0:
+            return True  # every contact has at least zero events
         where = []
         if c.days_window is not None:
             cutoff = self.params.add(
@@ -299,8 +308,6 @@ class _Compiler:
             return _EventTest(event_type, where, None, matches_none=False)
         if operator == "never" or (operator in ("count_eq", "count_lte") and n == 0):
             return _EventTest(event_type, where, None, matches_none=True)
-        if operator == "count_gte" and n == 0:
-            return True  # every contact has at least zero events
         count = self.params.add(n, "bigint")
         sql_op = {"count_gte": ">=", "count_lte": "<=", "count_eq": "="}[operator]
         return _EventTest(

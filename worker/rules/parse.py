@@ -61,6 +61,8 @@ def parse_v2_rules(
 ) -> RuleTree:
     errors = Errors()
     ctx = Context(registry, known_list_ids)
+    if isinstance(raw, Mapping):
+        _reject_unknown_keys(raw, {"any"}, loc, errors)
     groups_raw = _object_list(raw, "any", loc, MAX_GROUPS, errors)
     if groups_raw is not None:
         _check_total_size(groups_raw, loc, errors)
@@ -69,6 +71,8 @@ def parse_v2_rules(
     groups = []
     for g, group_raw in enumerate(groups_raw):
         group_loc = join_loc(loc, "any", g)
+        if isinstance(group_raw, Mapping):
+            _reject_unknown_keys(group_raw, {"all"}, group_loc, errors)
         conditions_raw = _object_list(group_raw, "all", group_loc, MAX_CONDITIONS_PER_GROUP, errors)
         conditions = [
             read_condition(c, join_loc(group_loc, "all", i), ctx, errors)
@@ -167,8 +171,6 @@ def _object_list(raw: Any, key: str, loc: str, max_items: int, errors: Errors) -
     if not isinstance(raw, Mapping):
         errors.add(loc or "body", f"must be an object with {key!r}", "object_type")
         return None
-    if key != "rules":  # the simple dialect's array has no enclosing object of its own
-        _reject_unknown_keys(raw, {key}, loc, errors)
     items = raw.get(key)
     key_loc = join_loc(loc, key)
     if not isinstance(items, list) or not items:
