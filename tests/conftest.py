@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from tests.services import postgres_server, unique_name, with_database
+from tests.services import postgres_server, rabbitmq_server, unique_name, with_database
 from worker.db import create_pool
 from worker.migrations import migrate
 
@@ -34,6 +34,13 @@ async def _drop_database(server_dsn: str, dsn: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """A RabbitMQ vhost of this test session, deleted at the end."""
+    with rabbitmq_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

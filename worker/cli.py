@@ -51,6 +51,14 @@ async def cmd_explain(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from api_shim.server import serve
+
+    await migrate(settings.database_url)
+    await serve(settings)
+    return 0
+
+
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     await migrate(settings.database_url)
     log.info(
@@ -73,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="print a segment's compiled SQL and its plan")
     explain.add_argument("segment_id")
     explain.add_argument("--analyze", action="store_true", help="run it (EXPLAIN ANALYZE)")
+    sub.add_parser("api", help="serve the HTTP API (and the outbox relay)")
     sub.add_parser("run", help="migrate, then run every part of the service on this machine")
     return parser
 
@@ -81,6 +90,7 @@ _COMMANDS: dict[str, Command] = {
     "migrate": cmd_migrate,
     "account": cmd_account_create,
     "explain": cmd_explain,
+    "api": cmd_api,
     "run": cmd_run,
 }
 

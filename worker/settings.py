@@ -22,6 +22,10 @@ class Settings(BaseSettings):
         300_000, ge=100, description="Upper bound on any single query a build runs."
     )
 
+    # --- API (api_shim) ---------------------------------------------------------------------
+
+    # --- worker -----------------------------------------------------------------------------
+
 
 def load_settings() -> Settings:
     return Settings()

@@ -1,0 +1,427 @@
+"""The benchmarked segment shapes: v2 rules_json and hand-written SQL of the same meaning.
+
+Every hand-written query is a SELECT of contact ids (its count form wraps it in count(*)),
+honours DESIGN.md 4.3 exactly (case-insensitive text, '' and empty lists as null, universe =
+members of the segment's lists) and is scoped to the account on every table, as the compiler's
+SQL is. Variants marked `exact=False` rely on an extra invariant of the data; they are shown
+for information and never used as the reference of a ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from bench.common import ACCOUNT_BIG, CAMPAIGNS, LISTS, campaign_id, list_id
+
+
+@dataclass(frozen=True)
+class Context:
+    account_id: UUID
+    now: datetime
+    lists: dict[str, UUID] = field(default_factory=dict)
+
+    @property
+    def universe(self) -> UUID:
+        return self.lists["all"]
+
+    def days_ago(self, days: int) -> datetime:
+        return self.now - timedelta(days=days)
+
+
+def bench_context(now: datetime) -> Context:
+    return Context(ACCOUNT_BIG, now, {spec.key: list_id(ACCOUNT_BIG, spec.key) for spec in LISTS})
+
+
+@dataclass(frozen=True)
+class HandQuery:
+    label: str
+    ids_sql: str  # $1 is always the account, $2 the universe list
+    params: tuple[Any, ...]
+    exact: bool = True
+    note: str = ""
+
+    @property
+    def count_sql(self) -> str:
+        return f"SELECT count(*) FROM (\n{self.ids_sql}\n) s"
+
+
+@dataclass(frozen=True)
+class Shape:
+    key: str
+    title: str
+    rules: dict[str, Any]
+    hand: tuple[HandQuery, ...]
+
+
+# The universe: the contact is on the segment's (big) list.
+UNIVERSE = (
+    "EXISTS (SELECT 1 FROM contact_list_members u\n"
+    "               WHERE u.account_id = $1 AND u.list_id = $2 AND u.contact_id = c.id)"
+)
+# The same universe as the driving table: (list_id, contact_id) is the primary key, so a plain
+# join yields each contact once.
+UNIVERSE_JOIN = (
+    "FROM contact_list_members u\n"
+    "JOIN contacts c ON c.id = u.contact_id AND c.account_id = $1\n"
+    "WHERE u.account_id = $1 AND u.list_id = $2"
+)
+
+
+def _field(name: str, operator: str, value: Any = None) -> dict[str, Any]:
+    condition = {"kind": "field", "field": name, "operator": operator}
+    return condition if value is None else {**condition, "value": value}
+
+
+def _window(days: int) -> dict[str, Any]:
+    return {"mode": "last", "days": days}
+
+
+def _one_group(*conditions: dict[str, Any]) -> dict[str, Any]:
+    return {"any": [{"all": list(conditions)}]}
+
+
+def status_country(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, "subscribed", "us")
+    predicate = "lower(c.status) = $3 AND lower(c.country) = $4"
+    return Shape(
+        "a",
+        "status = subscribed AND country = us",
+        _one_group(_field("status", "equals", "subscribed"), _field("country", "equals", "us")),
+        (
+            HandQuery(
+                "exists",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
+                f"  AND {UNIVERSE}",
+                params,
+            ),
+            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
+        ),
+    )
+
+
+def opened_recently(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, "open", ctx.days_ago(30))
+    return Shape(
+        "b",
+        "opened in the last 30 days",
+        _one_group(
+            {"kind": "activity", "metric": "open", "operator": "ever", "days_window": _window(30)}
+        ),
+        (
+            HandQuery(
+                "exists",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                "  AND EXISTS (SELECT 1 FROM events e WHERE e.account_id = $1\n"
+                "              AND e.contact_id = c.id AND e.type = $3 AND e.occurred_at >= $4)",
+                params,
+            ),
+            HandQuery(
+                "events-first",
+                "SELECT c.id\nFROM (SELECT DISTINCT e.contact_id FROM events e\n"
+                "      WHERE e.account_id = $1 AND e.type = $3 AND e.occurred_at >= $4) o\n"
+                "JOIN contacts c ON c.id = o.contact_id\n"
+                f"WHERE c.account_id = $1 AND {UNIVERSE}",
+                params,
+            ),
+        ),
+    )
+
+
+def clicked_campaigns(ctx: Context) -> Shape:
+    campaigns = [campaign_id(ctx.account_id, n) for n in range(1, 7)]
+    params = (ctx.account_id, ctx.universe, "click", ctx.days_ago(90), campaigns, 3)
+    clickers = (
+        "SELECT e.contact_id FROM events e\n"
+        "      WHERE e.account_id = $1 AND e.type = $3 AND e.occurred_at >= $4\n"
+        "        AND e.campaign_id = ANY($5)\n"
+        "      GROUP BY e.contact_id HAVING count(*) >= $6"
+    )
+    return Shape(
+        "c",
+        "clicked >= 3 times in 90 days, 6 chosen campaigns",
+        _one_group(
+            {
+                "kind": "activity",
+                "metric": "click",
+                "operator": "count_gte",
+                "value": 3,
+                "days_window": _window(90),
+                "include_campaign_ids": [str(c) for c in campaigns],
+            }
+        ),
+        (
+            HandQuery(
+                "in-grouped",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                f"  AND c.id IN ({clickers})",
+                params,
+            ),
+            HandQuery(
+                "join-grouped",
+                f"SELECT c.id\nFROM ({clickers}) x\nJOIN contacts c ON c.id = x.contact_id\n"
+                f"WHERE c.account_id = $1 AND {UNIVERSE}",
+                params,
+            ),
+        ),
+    )
+
+
+def never_opened(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, "open")
+    return Shape(
+        "d",
+        "never opened",
+        _one_group({"kind": "activity", "metric": "open", "operator": "never"}),
+        (
+            HandQuery(
+                "not-exists",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                "  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = $1\n"
+                "                  AND e.contact_id = c.id AND e.type = $3)",
+                params,
+            ),
+            HandQuery(
+                "except",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                "EXCEPT\n"
+                "SELECT e.contact_id FROM events e WHERE e.account_id = $1 AND e.type = $3",
+                params,
+            ),
+        ),
+    )
+
+
+def bounced_or_complained(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, ["bounce", "complaint"])
+    return Shape(
+        "e",
+        "bounced OR complained (two groups)",
+        {
+            "any": [
+                {"all": [{"kind": "deliverability", "metric": metric, "operator": "ever"}]}
+                for metric in ("bounce", "complaint")
+            ]
+        },
+        (
+            HandQuery(
+                "exists-any-type",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                "  AND EXISTS (SELECT 1 FROM events e WHERE e.account_id = $1\n"
+                "              AND e.contact_id = c.id AND e.type = ANY($3))",
+                params,
+            ),
+            HandQuery(
+                "events-first",
+                "SELECT c.id\nFROM (SELECT DISTINCT e.contact_id FROM events e\n"
+                "      WHERE e.account_id = $1 AND e.type = ANY($3)) o\n"
+                "JOIN contacts c ON c.id = o.contact_id\n"
+                f"WHERE c.account_id = $1 AND {UNIVERSE}",
+                params,
+            ),
+        ),
+    )
+
+
+def in_list_not_in_list(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, ctx.lists["newsletter"], ctx.lists["blocklist"])
+    member = (
+        "EXISTS (SELECT 1 FROM contact_list_members m\n"
+        "               WHERE m.account_id = $1 AND m.list_id = $3 AND m.contact_id = c.id)"
+    )
+    blocked = (
+        "NOT EXISTS (SELECT 1 FROM contact_list_members b\n"
+        "                   WHERE b.account_id = $1 AND b.list_id = $4 AND b.contact_id = {id})"
+    )
+    return Shape(
+        "f",
+        "in list Newsletter AND not in list Blocklist",
+        _one_group(
+            {"kind": "membership", "operator": "in", "list_ids": [str(params[2])]},
+            {"kind": "membership", "operator": "not_in", "list_ids": [str(params[3])]},
+        ),
+        (
+            HandQuery(
+                "exists",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                f"  AND {member}\n  AND {blocked.format(id='c.id')}",
+                params,
+            ),
+            HandQuery(
+                "members-only",
+                "SELECT u.contact_id FROM contact_list_members u\n"
+                "JOIN contact_list_members m ON m.contact_id = u.contact_id\n"
+                "    AND m.account_id = $1 AND m.list_id = $3\n"
+                f"WHERE u.account_id = $1 AND u.list_id = $2\n"
+                f"  AND {blocked.format(id='u.contact_id')}",
+                params,
+                exact=False,
+                note="skips contacts: relies on members.account_id being the contact's account",
+            ),
+        ),
+    )
+
+
+def tags_any(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, ["vip", "churn-risk"])
+    predicate = "segments_lower_array(c.tags) && $3::text[]"
+    return Shape(
+        "g",
+        "tags has_any [vip, churn-risk]",
+        _one_group(_field("tags", "has_any", ["vip", "churn-risk"])),
+        (
+            HandQuery(
+                "exists",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
+                f"  AND {UNIVERSE}",
+                params,
+            ),
+            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
+        ),
+    )
+
+
+def or_of_groups(ctx: Context) -> Shape:
+    params = (
+        ctx.account_id,
+        ctx.universe,
+        ["de", "at", "ch"],
+        ctx.days_ago(30),
+        ["vip"],
+        ctx.days_ago(90),
+        "enterprise",
+        90,
+    )
+    groups = {
+        "row": "lower(segments_jsonb_text(c.attributes -> 'plan')) = $7\n"
+        "       AND segments_jsonb_number(c.attributes -> 'score') >= $8",
+        "open": "lower(c.country) = ANY($3)\n"
+        "       AND EXISTS (SELECT 1 FROM events e WHERE e.account_id = $1\n"
+        "                   AND e.contact_id = c.id AND e.type = 'open' AND e.occurred_at >= $4)",
+        "click": "segments_lower_array(c.tags) && $5::text[]\n"
+        "       AND (SELECT count(*) FROM events e WHERE e.account_id = $1\n"
+        "            AND e.contact_id = c.id AND e.type = 'click' AND e.occurred_at >= $6) >= 2",
+    }
+    head = f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+    return Shape(
+        "h",
+        "(country in [de,at,ch] AND opened 30d) OR (tags has_any [vip] AND clicked >= 2 in 90d)"
+        " OR (plan = enterprise AND score >= 90)",
+        {
+            "any": [
+                {
+                    "all": [
+                        _field("country", "in", ["de", "at", "ch"]),
+                        {
+                            "kind": "activity",
+                            "metric": "open",
+                            "operator": "ever",
+                            "days_window": _window(30),
+                        },
+                    ]
+                },
+                {
+                    "all": [
+                        _field("tags", "has_any", ["vip"]),
+                        {
+                            "kind": "activity",
+                            "metric": "click",
+                            "operator": "count_gte",
+                            "value": 2,
+                            "days_window": _window(90),
+                        },
+                    ]
+                },
+                {"all": [_field("plan", "equals", "enterprise"), _field("score", "gte", 90)]},
+            ]
+        },
+        (
+            HandQuery(
+                "or-correlated",
+                head + "  AND ((" + ")\n    OR (".join(groups.values()) + "))",
+                params,
+                note="one pass; the cheap row-only group first, events probed per contact",
+            ),
+            HandQuery(
+                "union",
+                "\nUNION\n".join(f"{head}  AND {g}" for g in groups.values()),
+                params,
+            ),
+        ),
+    )
+
+
+def custom_fields_isp(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, [1, 2, 3], ["pro", "enterprise"], 50)
+    predicate = (
+        "c.isp_id = ANY($3)\n"
+        "  AND lower(segments_jsonb_text(c.attributes -> 'plan')) = ANY($4)\n"
+        "  AND segments_jsonb_number(c.attributes -> 'score') >= $5"
+    )
+    return Shape(
+        "i",
+        "isp in [1,2,3] AND plan in [pro, enterprise] AND score >= 50 (custom fields)",
+        _one_group(
+            {"kind": "isp", "operator": "in", "values": [1, 2, 3]},
+            _field("plan", "in", ["pro", "enterprise"]),
+            _field("score", "gte", 50),
+        ),
+        (
+            HandQuery(
+                "exists",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
+                f"  AND {UNIVERSE}",
+                params,
+            ),
+            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
+        ),
+    )
+
+
+def last_open_within(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, "open", ctx.days_ago(30), ctx.now)
+    # max(occurred_at) in [since, now]  <=>  an open in [since, now] and none after now.
+    return Shape(
+        "j",
+        "last_open_at within_days 30 (derived field)",
+        _one_group(_field("last_open_at", "within_days", 30)),
+        (
+            HandQuery(
+                "window-exists",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                "  AND EXISTS (SELECT 1 FROM events e WHERE e.account_id = $1\n"
+                "              AND e.contact_id = c.id AND e.type = $3\n"
+                "              AND e.occurred_at BETWEEN $4 AND $5)\n"
+                "  AND NOT EXISTS (SELECT 1 FROM events e WHERE e.account_id = $1\n"
+                "                  AND e.contact_id = c.id AND e.type = $3"
+                " AND e.occurred_at > $5)",
+                params,
+                note="max(t) in [a, b] rewritten as: some t in [a, b] and no t > b",
+            ),
+            HandQuery(
+                "correlated-max",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                "  AND (SELECT max(e.occurred_at) FROM events e WHERE e.account_id = $1\n"
+                "       AND e.contact_id = c.id AND e.type = $3) BETWEEN $4 AND $5",
+                params,
+            ),
+        ),
+    )
+
+
+SHAPES: tuple[Callable[[Context], Shape], ...] = (
+    status_country,
+    opened_recently,
+    clicked_campaigns,
+    never_opened,
+    bounced_or_complained,
+    in_list_not_in_list,
+    tags_any,
+    or_of_groups,
+    custom_fields_isp,
+    last_open_within,
+)
+assert CAMPAIGNS >= 6  # clicked_campaigns picks the six most recent

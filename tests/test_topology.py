@@ -1,0 +1,34 @@
+"""The broker topology declares idempotently and retry queues route back to their work queue."""
+
+from __future__ import annotations
+
+import aio_pika
+
+from tests.waiting import wait_for
+from worker.topology import BUILD_QUEUE, WORK_QUEUES, declare
+
+
+async def test_declare_twice_and_retry_queue_returns_messages(amqp_url: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await declare(channel)
+        await declare(channel)  # idempotent: same arguments, no error
+        for queue in WORK_QUEUES:
+            await channel.get_queue(queue.dead_letter_queue)
+        # A message placed in the first retry queue comes back to the work queue after its TTL.
+        await channel.default_exchange.publish(
+            aio_pika.Message(b'{"probe": true}', delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=BUILD_QUEUE.retry_queue(1),
+        )
+        work = await channel.get_queue(BUILD_QUEUE.name)
+
+        async def returned() -> aio_pika.abc.AbstractIncomingMessage | None:
+            return await work.get(fail=False)
+
+        message = await wait_for(returned, timeout=30)
+        await message.ack()
+        assert message.body == b'{"probe": true}'
+        assert message.headers["x-death"][0]["reason"] == "expired"
+    finally:
+        await connection.close()
