@@ -27,23 +27,36 @@ CREATE TABLE segments (
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     build_started_at timestamptz,
-    last_built_at    timestamptz
+    last_built_at    timestamptz,
+    -- When the scheduler last asked for a refresh: it asks again only after an interval,
+    -- so refreshes never pile up behind a slow queue.
+    refresh_requested_at timestamptz
 );
 -- Serves: the v2 list ordered by updated_at (default) and the v1/simple lists per account.
 CREATE INDEX segments_account_updated_idx ON segments (account_id, updated_at DESC, id);
--- Serves: the scheduler's scan of clock-dependent segments and stuck-build recovery.
-CREATE INDEX segments_refresh_idx ON segments (status, last_built_at) WHERE time_relative;
-CREATE INDEX segments_running_idx ON segments (build_started_at) WHERE status = 'RUNNING';
+-- Serves: the scheduler's scan of clock-dependent segments due for a refresh
+-- (WHERE time_relative AND status = 'DONE' AND refresh_requested_at < ...).
+CREATE INDEX segments_refresh_idx ON segments (refresh_requested_at) WHERE time_relative;
+-- Serves: the scheduler's sweep for builds nobody is running
+-- (WHERE status IN ('PENDING', 'RUNNING') AND updated_at < ...).
+CREATE INDEX segments_unfinished_idx ON segments (updated_at)
+    WHERE status IN ('PENDING', 'RUNNING');
+-- Serves: incremental updates' list of an account's live segments
+-- (WHERE account_id = $1 AND status IN ('DONE', 'RUNNING')).
+CREATE INDEX segments_account_status_idx ON segments (account_id, status);
 
+-- No foreign key to contacts, on purpose: a build inserts up to millions of rows and a
+-- per-row FK check would dominate it, and a cascade would change membership behind
+-- total_count's back. A deleted contact leaves its segments through the diff of the next
+-- contact.changed or build; every reader joins contacts, so it never shows meanwhile.
 CREATE TABLE segment_members (
     segment_id uuid NOT NULL REFERENCES segments (id) ON DELETE CASCADE,
-    contact_id uuid NOT NULL REFERENCES contacts (id) ON DELETE CASCADE,
+    contact_id uuid NOT NULL,
     account_id uuid NOT NULL,
     added_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (segment_id, contact_id)
 );
--- Serves: ON DELETE CASCADE from contacts (a deleted contact leaves every segment) and the
--- incremental update's lookup of a contact's current memberships.
+-- Serves: "which segments is this contact in" (support, and cleanup of deleted contacts).
 CREATE INDEX segment_members_contact_idx ON segment_members (contact_id, segment_id);
 
 CREATE TABLE api_keys (

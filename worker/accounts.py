@@ -7,7 +7,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
+from worker.db import Conn
 
 ALL_SCOPES = ("segments:read", "segments:write", "contacts:write")
 _KEY_PREFIX = "sk_"
@@ -25,7 +25,7 @@ class NewAccount:
 
 
 async def create_api_key(
-    conn: asyncpg.Connection, account_id: uuid.UUID, scopes: tuple[str, ...] = ALL_SCOPES
+    conn: Conn, account_id: uuid.UUID, scopes: tuple[str, ...] = ALL_SCOPES
 ) -> str:
     unknown = set(scopes) - set(ALL_SCOPES)
     if unknown:
@@ -41,9 +41,7 @@ async def create_api_key(
     return key
 
 
-async def create_account(
-    conn: asyncpg.Connection, name: str, scopes: tuple[str, ...] = ALL_SCOPES
-) -> NewAccount:
+async def create_account(conn: Conn, name: str, scopes: tuple[str, ...] = ALL_SCOPES) -> NewAccount:
     async with conn.transaction():
         account_id: uuid.UUID = await conn.fetchval(
             "INSERT INTO accounts (name) VALUES ($1) RETURNING id", name

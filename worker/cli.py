@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -59,14 +60,29 @@ async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT: the signal to finish in-flight work and exit."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.runner import run_worker
+
     await migrate(settings.database_url)
-    log.info(
-        "run.ready",
-        database=settings.database_url,
-        amqp=settings.amqp_url,
-        note="schema is migrated; the API and workers are not built yet (see issues 4 and 5)",
-    )
+    await run_worker(settings, _stop_on_signals())
+    return 0
+
+
+async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.runner import run_worker
+
+    await migrate(settings.database_url)
+    log.info("run.starting", database=settings.database_url, amqp=settings.amqp_url)
+    await run_worker(settings, _stop_on_signals())
     return 0
 
 
@@ -82,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("segment_id")
     explain.add_argument("--analyze", action="store_true", help="run it (EXPLAIN ANALYZE)")
     sub.add_parser("api", help="serve the HTTP API (and the outbox relay)")
+    sub.add_parser("worker", help="consume segment and contact messages; refresh schedule")
     sub.add_parser("run", help="migrate, then run every part of the service on this machine")
     return parser
 
@@ -91,6 +108,7 @@ _COMMANDS: dict[str, Command] = {
     "account": cmd_account_create,
     "explain": cmd_explain,
     "api": cmd_api,
+    "worker": cmd_worker,
     "run": cmd_run,
 }
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# A connection of our own or one borrowed from a pool: every query function takes either.
+Conn = asyncpg.Connection | PoolConnectionProxy
 
 # Timeouts are off by default in PostgreSQL; a service must never wait forever.
 _SERVER_SETTINGS = {

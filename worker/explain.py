@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import UUID
 
-import asyncpg
-
 from worker.compiler import compile_count
+from worker.db import Conn
 from worker.store import load_registry, load_segment_rules
 
 
-async def explain_segment(conn: asyncpg.Connection, segment_id: str, analyze: bool) -> str:
+async def explain_segment(conn: Conn, segment_id: str, analyze: bool) -> str:
     segment = await load_segment_rules(conn, UUID(segment_id))
     if segment is None:
         return f"no segment {segment_id}"

@@ -23,8 +23,59 @@ class Settings(BaseSettings):
     )
 
     # --- API (api_shim) ---------------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", description="Address `segments api` listens on.")
+    api_port: int = Field(8000, ge=0, le=65535, description="Port `segments api` listens on.")
+    api_rate_limit_per_minute: int = Field(
+        60, ge=1, description="Requests per minute per API key (token bucket, per process)."
+    )
+    api_max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Request bodies larger than this get 413 unread."
+    )
+    api_simple_wait_s: float = Field(
+        3.0, ge=0, le=60, description="How long POST /api/segments waits for the first build."
+    )
+    api_pool_min_size: int = Field(1, ge=1, description="PostgreSQL pool size of the API.")
+    api_pool_max_size: int = Field(10, ge=1, description="PostgreSQL pool size of the API.")
+    api_statement_timeout_ms: int = Field(
+        10_000, ge=100, description="Upper bound on any single query an API request runs."
+    )
+    outbox_relay_enabled: bool = Field(
+        True, description="Run the outbox relay in this API process (safe in several)."
+    )
+    outbox_poll_interval_s: float = Field(
+        2.0, gt=0, description="Relay polls the outbox this often when no NOTIFY arrives."
+    )
+    outbox_batch_size: int = Field(200, ge=1, le=10_000, description="Rows per relay claim.")
+    outbox_publish_timeout_s: float = Field(
+        10.0, gt=0, description="Wait this long for a broker confirm before reconnecting."
+    )
 
     # --- worker -----------------------------------------------------------------------------
+    build_concurrency: int = Field(
+        2, ge=1, le=64, description="Builds of different segments run at once per worker."
+    )
+    change_batch_window_ms: int = Field(
+        100, ge=0, le=10_000, description="contact.changed messages coalesce for this long."
+    )
+    change_batch_max_contacts: int = Field(
+        5000, ge=1, description="A change batch is applied at once when it reaches this size."
+    )
+    change_prefetch: int = Field(
+        500, ge=1, description="Unacknowledged contact.changed messages per worker."
+    )
+    refresh_interval_s: int = Field(
+        300, ge=1, description="Clock-dependent segments are refreshed this often."
+    )
+    stuck_after_s: int = Field(
+        600, ge=1, description="A PENDING/RUNNING segment no build holds is requeued after this."
+    )
+    shutdown_grace_s: float = Field(
+        30, ge=0, description="On SIGTERM, in-flight work gets this long to finish."
+    )
+    worker_metrics_port: int = Field(
+        9100, ge=0, le=65535, description="Port of the worker's /metrics (0: any free port)."
+    )
+    worker_metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on.")
 
 
 def load_settings() -> Settings:

@@ -10,10 +10,11 @@ from uuid import UUID
 import asyncpg
 
 from worker.compiler import SegmentQuery
+from worker.db import Conn
 from worker.rules import FieldRegistry, RuleTree, parse_rules
 
 
-async def load_registry(conn: asyncpg.Connection, account_id: UUID) -> FieldRegistry:
+async def load_registry(conn: Conn, account_id: UUID) -> FieldRegistry:
     rows = await conn.fetch(
         "SELECT key, data_type FROM contact_fields WHERE account_id = $1", account_id
     )
@@ -29,6 +30,18 @@ class SegmentRules:
     rules: Any
     contact_list_ids: tuple[UUID, ...]
 
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> SegmentRules:
+        """From a row with id, account_id, generation, dialect, rules, contact_list_ids."""
+        return cls(
+            row["id"],
+            row["account_id"],
+            row["generation"],
+            row["dialect"],
+            row["rules"],
+            tuple(row["contact_list_ids"]),
+        )
+
     def query(self, registry: FieldRegistry, now: datetime) -> SegmentQuery:
         """The segment's query at `now`; raises RulesInvalid if the rules no longer fit the
         account's fields (a custom field undeclared or retyped since the segment was saved)."""
@@ -36,19 +49,10 @@ class SegmentRules:
         return SegmentQuery(self.account_id, tree, self.contact_list_ids, now)
 
 
-async def load_segment_rules(conn: asyncpg.Connection, segment_id: UUID) -> SegmentRules | None:
+async def load_segment_rules(conn: Conn, segment_id: UUID) -> SegmentRules | None:
     row = await conn.fetchrow(
         """SELECT id, account_id, generation, dialect, rules, contact_list_ids
            FROM segments WHERE id = $1""",
         segment_id,
     )
-    if row is None:
-        return None
-    return SegmentRules(
-        row["id"],
-        row["account_id"],
-        row["generation"],
-        row["dialect"],
-        row["rules"],
-        tuple(row["contact_list_ids"]),
-    )
+    return None if row is None else SegmentRules.from_row(row)

@@ -1,0 +1,183 @@
+"""Helpers for tests that run the worker: seed data, save segments, publish, wait."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+
+from tests.reference import Contact, Data, Evaluator, Member
+from tests.waiting import wait_for
+from worker.messages import ContactChanged, SegmentMessage
+from worker.publishing import amqp_message, contract_message
+from worker.runner import run_worker
+from worker.settings import Settings
+
+
+def worker_settings(database_url: str, amqp_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "amqp_url": amqp_url,
+        "change_batch_window_ms": 20,
+        "shutdown_grace_s": 10,
+        "worker_metrics_port": 0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, *, metrics: bool = False) -> AsyncIterator[None]:
+    """A worker in this event loop for the duration of the block, stopped cleanly after."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop, metrics=metrics))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=60)
+
+
+@asynccontextmanager
+async def publisher(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        from worker.topology import declare
+
+        yield await declare(channel)
+    finally:
+        await connection.close()
+
+
+async def publish_segment(
+    exchange: aio_pika.abc.AbstractExchange, routing_key: str, segment: dict[str, Any]
+) -> None:
+    body = SegmentMessage(
+        schema_version=1,
+        account_id=segment["account_id"],
+        segment_id=segment["id"],
+        generation=segment["generation"],
+    )
+    await exchange.publish(contract_message(body), routing_key=routing_key)
+
+
+async def publish_changes(
+    exchange: aio_pika.abc.AbstractExchange, account_id: uuid.UUID, contact_ids: list[uuid.UUID]
+) -> None:
+    body = ContactChanged(
+        schema_version=1,
+        account_id=account_id,
+        contact_ids=contact_ids,
+        changed_at=datetime.now(UTC),
+    )
+    await exchange.publish(contract_message(body), routing_key="contact.changed")
+
+
+async def publish_raw(
+    exchange: aio_pika.abc.AbstractExchange, routing_key: str, body: bytes
+) -> None:
+    await exchange.publish(amqp_message(body), routing_key=routing_key)
+
+
+async def seed_contacts(
+    conn: asyncpg.Connection | Any, account_id: uuid.UUID, rows: list[dict[str, Any]]
+) -> list[uuid.UUID]:
+    ids = []
+    for i, row in enumerate(rows):
+        values = {"email": f"c{i}-{uuid.uuid4().hex[:6]}@example.com", "status": "subscribed"}
+        values.update(row)
+        columns = ", ".join(values)
+        placeholders = ", ".join(f"${n}" for n in range(2, len(values) + 2))
+        ids.append(
+            await conn.fetchval(
+                f"INSERT INTO contacts (account_id, {columns}) VALUES ($1, {placeholders})"
+                " RETURNING id",
+                account_id,
+                *values.values(),
+            )
+        )
+    return ids
+
+
+async def save_segment(
+    conn: asyncpg.Connection | Any,
+    account_id: uuid.UUID,
+    rules: dict[str, Any],
+    list_ids: list[uuid.UUID] | None = None,
+    *,
+    time_relative: bool = False,
+) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        """INSERT INTO segments (account_id, name, dialect, rules, contact_list_ids, time_relative)
+           VALUES ($1, 'test', 'v2', $2, $3, $4)
+           RETURNING id, account_id, generation""",
+        account_id,
+        rules,
+        list_ids or [],
+        time_relative,
+    )
+    return dict(row)
+
+
+async def segment_row(conn: asyncpg.Connection | Any, segment_id: uuid.UUID) -> dict[str, Any]:
+    row = await conn.fetchrow("SELECT * FROM segments WHERE id = $1", segment_id)
+    return dict(row)
+
+
+async def members(conn: asyncpg.Connection | Any, segment_id: uuid.UUID) -> set[uuid.UUID]:
+    rows = await conn.fetch(
+        "SELECT contact_id FROM segment_members WHERE segment_id = $1", segment_id
+    )
+    return {r[0] for r in rows}
+
+
+async def wait_status(
+    conn: asyncpg.Connection | Any, segment_id: uuid.UUID, status: str, timeout: float = 30
+) -> dict[str, Any]:
+    async def reached() -> dict[str, Any] | None:
+        row = await segment_row(conn, segment_id)
+        return row if row["status"] == status else None
+
+    return await wait_for(reached, timeout=timeout)
+
+
+async def expected_members(
+    conn: asyncpg.Connection | Any, account_id: uuid.UUID, rules: dict[str, Any]
+) -> set[uuid.UUID]:
+    """What the reference evaluator says, on the account's data as it is now."""
+    contacts = [
+        Contact(
+            id=r["id"],
+            account_id=r["account_id"],
+            email=r["email"],
+            status=r["status"],
+            country=r["country"],
+            tags=list(r["tags"]),
+            attributes=r["attributes"],
+        )
+        for r in await conn.fetch(
+            "SELECT id, account_id, email, status, country, tags, attributes FROM contacts"
+            " WHERE account_id = $1",
+            account_id,
+        )
+    ]
+    members_ = [
+        Member(r["list_id"], r["contact_id"], r["account_id"])
+        for r in await conn.fetch(
+            "SELECT * FROM contact_list_members WHERE account_id = $1", account_id
+        )
+    ]
+    data = Data(contacts, [], members_, {})
+    return Evaluator(data, account_id, datetime.now(UTC)).members("v2", rules, [])
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value).encode()

@@ -1,0 +1,165 @@
+"""One build of one segment: claim it for its generation, run the compiled query, write the
+difference to its membership, finish (DESIGN.md 6).
+
+Builds and incremental updates of one segment are serialised by a transaction-level advisory
+lock on the segment, taken before any query reads data: whichever runs second sees what the
+first committed, so the end state is the rules evaluated on the data as it is at the end.
+The API never takes that lock; it bumps `generation` freely, and a build that finds the
+generation moved under it rolls back everything it wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+from uuid import UUID
+
+import structlog
+
+from worker.compiler import compile_member_ids
+from worker.db import Conn
+from worker.messages import SegmentMessage
+from worker.rules import RulesInvalid
+from worker.store import SegmentRules, load_registry
+
+log = structlog.get_logger(__name__)
+
+Outcome = Literal["done", "failed", "stale", "duplicate", "gone"]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    outcome: Outcome
+    total_count: int | None = None
+    added: int = 0
+    removed: int = 0
+
+
+class _GenerationMoved(Exception):
+    """The rules changed while we built: this build must not write."""
+
+
+def segment_lock_key(segment_id: UUID) -> int:
+    """The advisory lock key of a segment (a signed 64-bit int from its uuid)."""
+    return int.from_bytes(segment_id.bytes[:8], "big", signed=True)
+
+
+# The compiled query's $1 is always the account id; {segment} is the segment id's placeholder.
+_MATERIALISE = """
+WITH matched AS MATERIALIZED (
+{members}
+), removed AS (
+    DELETE FROM segment_members sm
+    WHERE sm.segment_id = {segment}
+      AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.id = sm.contact_id)
+    RETURNING 1
+), added AS (
+    INSERT INTO segment_members (segment_id, contact_id, account_id)
+    SELECT {segment}, m.id, $1::uuid FROM matched m
+    WHERE NOT EXISTS (SELECT 1 FROM segment_members sm
+                      WHERE sm.segment_id = {segment} AND sm.contact_id = m.id)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM matched) AS total,
+       (SELECT count(*) FROM added) AS added,
+       (SELECT count(*) FROM removed) AS removed
+"""
+
+
+async def build_segment(
+    conn: Conn,
+    message: SegmentMessage,
+    trigger: str,
+    *,
+    statement_timeout_ms: int,
+    now: datetime | None = None,
+) -> BuildResult:
+    """Build `message.generation` of the segment. Raises transient errors for the caller to
+    retry; ends FAILED itself when the rules cannot be compiled."""
+    segment = await _claim(conn, message, trigger)
+    if isinstance(segment, BuildResult):
+        return segment
+    try:
+        registry = await load_registry(conn, message.account_id)
+        query = segment.query(registry, now or datetime.now(UTC))
+    except RulesInvalid as exc:
+        reason = f"the rules no longer fit this account's fields: {exc}"
+        await mark_failed(conn, message.segment_id, message.generation, reason)
+        return BuildResult("failed")
+    compiled = compile_member_ids(query)
+    segment_param = f"${len(compiled.params) + 1}::uuid"
+    sql = _MATERIALISE.format(members=compiled.sql, segment=segment_param)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)", segment_lock_key(segment.segment_id)
+            )
+            # An int we format ourselves; SET cannot take a bind parameter.
+            await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
+            row = await conn.fetchrow(sql, *compiled.params, segment.segment_id)
+            assert row is not None
+            finished = await conn.fetchval(
+                """UPDATE segments
+                   SET status = 'DONE', total_count = $3, built_generation = $2,
+                       error_reason = NULL, last_built_at = now(),
+                       updated_at = CASE WHEN total_count IS DISTINCT FROM $3 OR $4
+                                         THEN now() ELSE updated_at END
+                   WHERE id = $1 AND generation = $2
+                   RETURNING true""",
+                segment.segment_id,
+                message.generation,
+                row["total"],
+                row["added"] > 0 or row["removed"] > 0,
+            )
+            if not finished:
+                raise _GenerationMoved
+    except _GenerationMoved:
+        return BuildResult("stale")
+    return BuildResult("done", row["total"], row["added"], row["removed"])
+
+
+async def _claim(conn: Conn, message: SegmentMessage, trigger: str) -> SegmentRules | BuildResult:
+    """Mark the segment RUNNING for this generation, or say why there is nothing to do."""
+    row = await conn.fetchrow(
+        """SELECT id, account_id, generation, built_generation, status, dialect, rules,
+                  contact_list_ids
+           FROM segments WHERE id = $1 AND account_id = $2""",
+        message.segment_id,
+        message.account_id,
+    )
+    if row is None:
+        return BuildResult("gone")
+    if row["generation"] != message.generation:
+        return BuildResult("stale")
+    if (
+        trigger in ("created", "updated")
+        and row["status"] == "DONE"
+        and row["built_generation"] == message.generation
+    ):
+        return BuildResult("duplicate")  # at-least-once delivery: already built
+    # A DONE segment stays DONE while it is refreshed or rebuilt (DESIGN.md 6).
+    claimed = await conn.fetchval(
+        """UPDATE segments
+           SET status = CASE WHEN status = 'DONE' THEN 'DONE' ELSE 'RUNNING' END,
+               build_started_at = now(), error_reason = NULL
+           WHERE id = $1 AND generation = $2
+           RETURNING true""",
+        message.segment_id,
+        message.generation,
+    )
+    if not claimed:
+        return BuildResult("stale")
+    return SegmentRules.from_row(row)
+
+
+async def mark_failed(conn: Conn, segment_id: UUID, generation: int, reason: str) -> None:
+    await conn.execute(
+        """UPDATE segments
+           SET status = 'FAILED', error_reason = $3, total_count = NULL, updated_at = now()
+           WHERE id = $1 AND generation = $2""",
+        segment_id,
+        generation,
+        reason,
+    )
+    log.warning("build.failed", segment_id=str(segment_id), generation=generation, reason=reason)

@@ -1,0 +1,257 @@
+"""The two consumers: segment builds and contact changes. Each turns a delivery into a
+Decision (worker.settle); they never ack themselves.
+
+Builds run concurrently up to the channel's prefetch (one task per delivery). Contact changes
+coalesce for a short window, are applied per account in one pass, and their messages are
+settled together once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from worker.builds import build_segment, mark_failed
+from worker.changes import apply_changes
+from worker.errors import failure_reason, is_transient
+from worker.messages import (
+    SEGMENT_ROUTING_KEYS,
+    BadMessage,
+    ContactChanged,
+    SegmentMessage,
+    decode,
+)
+from worker.metrics import (
+    BUILD_DURATION,
+    BUILD_START_DELAY,
+    BUILDS_IN_PROGRESS,
+    CHANGE_LAG,
+    INCREMENTAL_BATCH_CONTACTS,
+    INCREMENTAL_DURATION,
+)
+from worker.publishing import published_at
+from worker.settings import Settings
+from worker.settle import Ack, DeadLetter, Decision, Retry, Settler, attempt_of
+from worker.topology import MAX_ATTEMPTS
+
+log = structlog.get_logger(__name__)
+
+
+class InFlight:
+    """Tasks started for deliveries, so shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def wait(self, timeout: float) -> bool:
+        """True if everything finished within `timeout`; what did not is cancelled (its
+        delivery stays unacknowledged and returns to the queue when the channel closes)."""
+        if not self.tasks:
+            return True
+        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        return not pending
+
+
+def _trigger(routing_key: str | None) -> str:
+    if routing_key not in SEGMENT_ROUTING_KEYS:
+        raise BadMessage(f"routing key {routing_key!r} is not one of {SEGMENT_ROUTING_KEYS}")
+    return routing_key.split(".", 1)[1]
+
+
+def _retry_or_give_up(exc: BaseException, attempt: int) -> Decision:
+    if attempt >= MAX_ATTEMPTS:
+        return DeadLetter("attempts_exhausted", failure_reason(exc, attempt))
+    return Retry("transient" if is_transient(exc) else "unexpected", f"{type(exc).__name__}: {exc}")
+
+
+class BuildConsumer:
+    def __init__(self, pool: asyncpg.Pool, settler: Settler, settings: Settings) -> None:
+        self.pool = pool
+        self.settler = settler
+        self.settings = settings
+        self.in_flight = InFlight()
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        self.in_flight.start(self._handle(message))
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            decision = await self._decide(message)
+        except Exception:  # never let a delivery go unsettled
+            log.exception("build.unhandled", message_id=message.message_id)
+            decision = Retry("unexpected")
+        await self.settler.settle(message, decision)
+
+    async def _decide(self, message: AbstractIncomingMessage) -> Decision:
+        try:
+            segment = decode(SegmentMessage, message.body)
+            trigger = _trigger(message.routing_key)
+        except BadMessage as exc:
+            return DeadLetter("bad_message", str(exc))
+        with structlog.contextvars.bound_contextvars(
+            segment_id=str(segment.segment_id),
+            account_id=str(segment.account_id),
+            generation=segment.generation,
+            message_id=message.message_id,
+        ):
+            return await self._build(message, segment, trigger)
+
+    async def _build(
+        self, message: AbstractIncomingMessage, segment: SegmentMessage, trigger: str
+    ) -> Decision:
+        sent = published_at(message)
+        if sent is not None:
+            BUILD_START_DELAY.labels(trigger).observe(max(0.0, time.time() - sent))
+        started = time.perf_counter()
+        attempt = attempt_of(message)
+        BUILDS_IN_PROGRESS.inc()
+        try:
+            async with self.pool.acquire() as conn:
+                result = await build_segment(
+                    conn,
+                    segment,
+                    trigger,
+                    statement_timeout_ms=self.settings.statement_timeout_ms,
+                )
+        except Exception as exc:  # classified in _failed, never swallowed
+            decision = await self._failed(segment, exc, attempt)
+            outcome = "failed" if isinstance(decision, DeadLetter) else "retry"
+            BUILD_DURATION.labels(trigger, outcome).observe(time.perf_counter() - started)
+            return decision
+        finally:
+            BUILDS_IN_PROGRESS.dec()
+        elapsed = time.perf_counter() - started
+        BUILD_DURATION.labels(trigger, result.outcome).observe(elapsed)
+        log.info(
+            "build.finished",
+            trigger=trigger,
+            outcome=result.outcome,
+            total_count=result.total_count,
+            added=result.added,
+            removed=result.removed,
+            duration_s=round(elapsed, 4),
+        )
+        return Ack(result.outcome)
+
+    async def _failed(self, segment: SegmentMessage, exc: Exception, attempt: int) -> Decision:
+        decision = _retry_or_give_up(exc, attempt)
+        log.warning(
+            "build.error",
+            attempt=attempt,
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=not is_transient(exc),
+        )
+        if isinstance(decision, DeadLetter):
+            try:
+                async with self.pool.acquire() as conn:
+                    await mark_failed(conn, segment.segment_id, segment.generation, decision.detail)
+            except Exception as mark_exc:  # the database is still away
+                log.warning("build.mark_failed_later", error=str(mark_exc))
+                return Retry("transient", "could not record FAILED; trying the build again")
+        return decision
+
+
+@dataclass
+class _Pending:
+    messages: list[tuple[AbstractIncomingMessage, ContactChanged]] = field(default_factory=list)
+    contacts: int = 0
+
+
+class ChangeConsumer:
+    """Coalesces contact.changed deliveries and applies them per account."""
+
+    def __init__(self, pool: asyncpg.Pool, settler: Settler, settings: Settings) -> None:
+        self.pool = pool
+        self.settler = settler
+        self.settings = settings
+        self.in_flight = InFlight()
+        self._pending = _Pending()
+        self._timer: asyncio.TimerHandle | None = None
+        self._apply_lock = asyncio.Lock()
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            change = decode(ContactChanged, message.body)
+        except BadMessage as exc:
+            self.in_flight.start(self.settler.settle(message, DeadLetter("bad_message", str(exc))))
+            return
+        self._pending.messages.append((message, change))
+        self._pending.contacts += len(change.contact_ids)
+        if self._pending.contacts >= self.settings.change_batch_max_contacts:
+            self.flush()
+        elif self._timer is None:
+            delay = self.settings.change_batch_window_ms / 1000
+            self._timer = asyncio.get_running_loop().call_later(delay, self.flush)
+
+    def flush(self) -> None:
+        """Hand the pending batch to a task; new deliveries start the next batch."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, _Pending()
+        if batch.messages:
+            self.in_flight.start(self._apply(batch))
+
+    async def _apply(self, batch: _Pending) -> None:
+        by_account: dict[UUID, list[tuple[AbstractIncomingMessage, ContactChanged]]] = defaultdict(
+            list
+        )
+        for message, change in batch.messages:
+            by_account[change.account_id].append((message, change))
+        async with self._apply_lock:  # one batch at a time per worker; others coalesce
+            for account_id, items in by_account.items():
+                decisions = await self._apply_account(account_id, items)
+                for (message, _), decision in zip(items, decisions, strict=True):
+                    await self.settler.settle(message, decision)
+
+    async def _apply_account(
+        self, account_id: UUID, items: list[tuple[AbstractIncomingMessage, ContactChanged]]
+    ) -> list[Decision]:
+        contact_ids = sorted({cid for _, change in items for cid in change.contact_ids})
+        INCREMENTAL_BATCH_CONTACTS.observe(len(contact_ids))
+        started = time.perf_counter()
+        try:
+            async with self.pool.acquire() as conn:
+                result = await apply_changes(
+                    conn,
+                    account_id,
+                    contact_ids,
+                    statement_timeout_ms=self.settings.statement_timeout_ms,
+                )
+        except Exception as exc:  # classified per message below
+            log.warning(
+                "changes.error",
+                account_id=str(account_id),
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=not is_transient(exc),
+            )
+            return [_retry_or_give_up(exc, attempt_of(m)) for m, _ in items]
+        INCREMENTAL_DURATION.observe(time.perf_counter() - started)
+        now = time.time()
+        for _, change in items:
+            CHANGE_LAG.observe(max(0.0, now - change.changed_at.timestamp()))
+        log.info(
+            "changes.applied",
+            account_id=str(account_id),
+            contacts=len(contact_ids),
+            messages=len(items),
+            segments=result.segments,
+            added=result.added,
+            removed=result.removed,
+        )
+        return [Ack() for _ in items]

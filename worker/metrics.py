@@ -1,0 +1,58 @@
+"""Every Prometheus metric of the worker, in one place, named by Prometheus conventions."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# 10 ms .. 10 min: a small segment builds in milliseconds, a large one in minutes.
+_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+
+BUILD_DURATION = Histogram(
+    "segments_build_duration_seconds",
+    "Time to build one segment: claim, query, materialise the difference, finish.",
+    ["trigger", "outcome"],
+    buckets=_DURATION_BUCKETS,
+)
+BUILD_START_DELAY = Histogram(
+    "segments_build_start_delay_seconds",
+    "Time from a segment message's publication to the start of its build.",
+    ["trigger"],
+    buckets=_DURATION_BUCKETS,
+)
+BUILDS_IN_PROGRESS = Gauge(
+    "segments_builds_in_progress", "Builds running in this worker process now."
+)
+SEGMENTS_BY_STATUS = Gauge(
+    "segments_segments", "Segments by status (all accounts), refreshed periodically.", ["status"]
+)
+INCREMENTAL_BATCH_CONTACTS = Histogram(
+    "segments_incremental_batch_contacts",
+    "Distinct contacts re-evaluated per incremental update batch.",
+    buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000),
+)
+INCREMENTAL_DURATION = Histogram(
+    "segments_incremental_duration_seconds",
+    "Time to apply one incremental update batch to all affected segments of an account.",
+    buckets=_DURATION_BUCKETS,
+)
+CHANGE_LAG = Histogram(
+    "segments_change_lag_seconds",
+    "Time from a contact change (changed_at) to the membership update that reflects it.",
+    buckets=_LAG_BUCKETS,
+)
+MESSAGES = Counter(
+    "segments_messages",
+    "Messages settled, by queue, outcome (acked, retried, dead_lettered) and reason.",
+    ["queue", "outcome", "reason"],
+)
+SCHEDULER_LEADER = Gauge(
+    "segments_scheduler_leader", "1 while this process holds the refresh scheduler's lock."
+)
+REFRESHES_PUBLISHED = Counter(
+    "segments_refreshes_published", "segment.refresh messages published by the scheduler."
+)
+STUCK_BUILDS_REQUEUED = Counter(
+    "segments_stuck_builds_requeued",
+    "Segments found PENDING or RUNNING with no build holding them, published again.",
+)

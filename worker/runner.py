@@ -1,0 +1,113 @@
+"""`segments worker`: the consumers, the scheduler and /metrics, with one lifecycle.
+
+Start: pool and robust AMQP connection, topology declared, consumers subscribed. Stop (the
+`stop` event, set by SIGTERM/SIGINT): cancel the subscriptions so no new work arrives, apply
+the pending change batch, give in-flight work `shutdown_grace_s` to finish, then close the
+channels; anything still unacknowledged goes back to its queue for another worker.
+Connection losses are survived: aio-pika's robust connection reconnects and resubscribes, and
+work that failed on the database is retried through the delay queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aio_pika
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import start_http_server
+
+from worker.consumer import BuildConsumer, ChangeConsumer
+from worker.db import create_pool
+from worker.scheduler import Scheduler
+from worker.settings import Settings
+from worker.settle import Settler
+from worker.topology import BUILD_QUEUE, CONTACT_CHANGES_QUEUE, declare
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Consumers:
+    builds: BuildConsumer
+    changes: ChangeConsumer
+    tags: list[tuple[aio_pika.abc.AbstractQueue, str]]
+
+
+async def _subscribe(
+    connection: AbstractRobustConnection, pool: asyncpg.Pool, settings: Settings
+) -> tuple[Consumers, aio_pika.abc.AbstractExchange]:
+    setup = await connection.channel()
+    exchange = await declare(setup)
+    build_channel = await connection.channel()
+    await build_channel.set_qos(prefetch_count=settings.build_concurrency)
+    change_channel = await connection.channel()
+    await change_channel.set_qos(prefetch_count=settings.change_prefetch)
+    builds = BuildConsumer(pool, Settler(build_channel, BUILD_QUEUE), settings)
+    changes = ChangeConsumer(pool, Settler(change_channel, CONTACT_CHANGES_QUEUE), settings)
+    build_queue = await build_channel.get_queue(BUILD_QUEUE.name, ensure=False)
+    change_queue = await change_channel.get_queue(CONTACT_CHANGES_QUEUE.name, ensure=False)
+    tags = [
+        (build_queue, await build_queue.consume(builds.on_message)),
+        (change_queue, await change_queue.consume(changes.on_message)),
+    ]
+    return Consumers(builds, changes, tags), exchange
+
+
+@asynccontextmanager
+async def _metrics_server(settings: Settings) -> AsyncIterator[int]:
+    server, thread = start_http_server(settings.worker_metrics_port, settings.worker_metrics_host)
+    port = server.server_port
+    log.info("worker.metrics", url=f"http://{settings.worker_metrics_host}:{port}/metrics")
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, *, metrics: bool = True) -> None:
+    pool = await create_pool(
+        settings.database_url,
+        max_size=settings.build_concurrency + 3,
+        statement_timeout_ms=settings.statement_timeout_ms,
+    )
+    connection = await aio_pika.connect_robust(settings.amqp_url)
+    try:
+        consumers, exchange = await _subscribe(connection, pool, settings)
+        scheduler = Scheduler(settings, pool, exchange)
+        scheduler_task = asyncio.create_task(scheduler.run(stop))
+        log.info("worker.started", build_concurrency=settings.build_concurrency)
+        if metrics:
+            async with _metrics_server(settings):
+                await stop.wait()
+        else:
+            await stop.wait()
+        await _drain(consumers, settings.shutdown_grace_s)
+        await scheduler_task
+    finally:
+        await connection.close()
+        await pool.close()
+        log.info("worker.stopped")
+
+
+async def _drain(consumers: Consumers, grace_s: float) -> None:
+    log.info("worker.stopping", grace_s=grace_s)
+    for queue, tag in consumers.tags:
+        await queue.cancel(tag)
+    consumers.changes.flush()
+    finished = all(
+        await asyncio.gather(
+            consumers.builds.in_flight.wait(grace_s), consumers.changes.in_flight.wait(grace_s)
+        )
+    )
+    if not finished:
+        log.warning(
+            "worker.unfinished_at_shutdown",
+            hint="their messages return to the queue and another worker redoes them",
+        )

@@ -1,0 +1,150 @@
+"""Scheduled work, done by exactly one worker at a time (leader by PostgreSQL advisory lock):
+
+- refresh: segments whose rules depend on the clock (days_window, within_days) drift with
+  time alone; publish `segment.refresh` for each DONE one not refreshed within the interval;
+- sweep: a segment PENDING or RUNNING for long with no build holding its lock lost its
+  message or its worker: publish `segment.rebuild` so it is never stuck.
+
+Every worker also refreshes the segments-by-status gauge. Leadership lives on a dedicated
+connection: if that connection dies, the lock is released and another worker takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractExchange
+
+from worker.builds import segment_lock_key
+from worker.db import connect
+from worker.errors import TRANSIENT_ERRORS
+from worker.messages import SegmentMessage
+from worker.metrics import (
+    REFRESHES_PUBLISHED,
+    SCHEDULER_LEADER,
+    SEGMENTS_BY_STATUS,
+    STUCK_BUILDS_REQUEUED,
+)
+from worker.publishing import contract_message
+from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SCHEDULER_LOCK_KEY = 0x5E6_0002
+STATUSES = ("PENDING", "RUNNING", "DONE", "FAILED")
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, exchange: AbstractExchange) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.exchange = exchange
+        self._leader_conn: asyncpg.Connection | None = None
+
+    @property
+    def tick_s(self) -> float:
+        # Often enough to notice stuck builds and due refreshes well within their intervals.
+        return float(min(30, self.settings.refresh_interval_s, self.settings.stuck_after_s))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    await self.tick()
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("scheduler.tick_failed", error=f"{type(exc).__name__}: {exc}")
+                    await self._resign()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.tick_s)
+        finally:
+            await self._resign()
+
+    async def tick(self) -> None:
+        await self._update_status_gauge()
+        if await self._lead():
+            await self.refresh_due()
+            await self.requeue_stuck()
+
+    async def _lead(self) -> bool:
+        if self._leader_conn is None or self._leader_conn.is_closed():
+            self._leader_conn = await connect(self.settings.database_url)
+            got = await self._leader_conn.fetchval(
+                "SELECT pg_try_advisory_lock($1)", SCHEDULER_LOCK_KEY
+            )
+            if not got:
+                await self._resign()
+                return False
+            log.info("scheduler.leader")
+            SCHEDULER_LEADER.set(1)
+        return True
+
+    async def _resign(self) -> None:
+        SCHEDULER_LEADER.set(0)
+        conn, self._leader_conn = self._leader_conn, None
+        if conn is not None and not conn.is_closed():
+            await conn.close()  # releases the session lock
+
+    async def refresh_due(self) -> int:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """UPDATE segments SET refresh_requested_at = now()
+                   WHERE time_relative AND status = 'DONE'
+                     AND coalesce(refresh_requested_at, last_built_at, created_at)
+                         < now() - make_interval(secs => $1)
+                   RETURNING id, account_id, generation""",
+                float(self.settings.refresh_interval_s),
+            )
+        for row in rows:
+            await self._publish("segment.refresh", row)
+        REFRESHES_PUBLISHED.inc(len(rows))
+        if rows:
+            log.info("scheduler.refreshes_published", segments=len(rows))
+        return len(rows)
+
+    async def requeue_stuck(self) -> int:
+        assert self._leader_conn is not None
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT id, account_id, generation FROM segments
+                   WHERE status IN ('PENDING', 'RUNNING')
+                     AND coalesce(build_started_at, updated_at) < now() - make_interval(secs => $1)
+                   ORDER BY updated_at LIMIT 1000""",
+                float(self.settings.stuck_after_s),
+            )
+        requeued = 0
+        for row in rows:
+            if await self._nobody_builds(row["id"]):
+                await self._publish("segment.rebuild", row)
+                requeued += 1
+        if requeued:
+            STUCK_BUILDS_REQUEUED.inc(requeued)
+            log.warning("scheduler.stuck_requeued", segments=requeued)
+        return requeued
+
+    async def _nobody_builds(self, segment_id: object) -> bool:
+        """True if no transaction holds the segment's build lock right now."""
+        assert self._leader_conn is not None
+        key = segment_lock_key(segment_id)  # type: ignore[arg-type]
+        got = await self._leader_conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+        if got:
+            await self._leader_conn.execute("SELECT pg_advisory_unlock($1)", key)
+        return bool(got)
+
+    async def _publish(self, routing_key: str, row: asyncpg.Record) -> None:
+        body = SegmentMessage(
+            schema_version=1,
+            account_id=row["account_id"],
+            segment_id=row["id"],
+            generation=row["generation"],
+        )
+        await self.exchange.publish(contract_message(body), routing_key=routing_key)
+
+    async def _update_status_gauge(self) -> None:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT status, count(*) AS n FROM segments GROUP BY status")
+        counts = {row["status"]: row["n"] for row in rows}
+        for status in STATUSES:
+            SEGMENTS_BY_STATUS.labels(status).set(counts.get(status, 0))
