@@ -69,7 +69,12 @@ BEGIN
         offset_minutes := (m[10]::int * 60 + coalesce(m[11], '0')::int)
                           * CASE m[9] WHEN '-' THEN -1 ELSE 1 END;
     END IF;
-    RETURN (stamp - make_interval(mins => offset_minutes)) AT TIME ZONE 'UTC';
+    stamp := stamp - make_interval(mins => offset_minutes);
+    -- Years 1..9999 in UTC, as in Python (worker/rules/values.py): the two must agree.
+    IF stamp < '0001-01-01 00:00:00' OR stamp >= '10000-01-01 00:00:00' THEN
+        RETURN NULL;
+    END IF;
+    RETURN stamp AT TIME ZONE 'UTC';
 END
 $$;
 

@@ -36,9 +36,14 @@ def worker_settings(database_url: str, amqp_url: str, **overrides: Any) -> Setti
 @asynccontextmanager
 async def running_worker(settings: Settings, *, metrics: bool = False) -> AsyncIterator[None]:
     """A worker in this event loop for the duration of the block, stopped cleanly after."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop, metrics=metrics))
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop, metrics=metrics, ready=ready))
     try:
+        started = asyncio.create_task(ready.wait())
+        await asyncio.wait({started, task}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # startup failed: raise its error here
+        assert ready.is_set(), "worker did not start within 30 s"
         yield
     finally:
         stop.set()

@@ -100,6 +100,8 @@ _DERIVED = {
 }
 
 # Row predicates by operator; {x} is the field's value expression, {v} the value's parameter.
+# Array values are lower-cased in a sub-SELECT: an InitPlan runs it once per query, where a
+# plain call would run once per row under a generic plan.
 # Text and list values compare lower-cased; '' and the empty list are null (DESIGN.md 4.3),
 # and the negative operators match null, which coalesce() gives them.
 _TEXT_OPS = {
@@ -108,8 +110,8 @@ _TEXT_OPS = {
     "contains": "strpos(lower({x}), lower({v})) > 0",
     "not_contains": "strpos(lower(coalesce({x}, '')), lower({v})) = 0",
     "starts_with": "starts_with(lower({x}), lower({v}))",
-    "in": "lower({x}) = ANY(segments_lower_array({v}))",
-    "not_in": "lower(coalesce({x}, '')) <> ALL(segments_lower_array({v}))",
+    "in": "lower({x}) = ANY((SELECT segments_lower_array({v}))::text[])",
+    "not_in": "lower(coalesce({x}, '')) <> ALL((SELECT segments_lower_array({v}))::text[])",
     "is_null": "coalesce({x}, '') = ''",
     "is_not_null": "{x} <> ''",
 }
@@ -127,9 +129,9 @@ _DATETIME_OPS = {**_ORDERED_OPS, **_NULL_OPS, "within_days": "{x} BETWEEN {v}"}
 _BOOLEAN_OPS = {**_EQUALITY_OPS, **_NULL_OPS}
 # {x} of a list is its lower-cased elements, never null ('{}' when empty or missing).
 _LIST_OPS = {
-    "has_any": "{x} && segments_lower_array({v})",
-    "has_all": "{x} @> segments_lower_array({v})",
-    "has_none": "NOT ({x} && segments_lower_array({v}))",
+    "has_any": "{x} && (SELECT segments_lower_array({v}))::text[]",
+    "has_all": "{x} @> (SELECT segments_lower_array({v}))::text[]",
+    "has_none": "NOT ({x} && (SELECT segments_lower_array({v}))::text[])",
     "is_null": "cardinality({x}) = 0",
     "is_not_null": "cardinality({x}) > 0",
 }

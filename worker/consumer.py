@@ -39,7 +39,15 @@ from worker.metrics import (
 )
 from worker.publishing import published_at
 from worker.settings import Settings
-from worker.settle import Ack, DeadLetter, Decision, Retry, Settler, attempt_of
+from worker.settle import (
+    Ack,
+    DeadLetter,
+    Decision,
+    Retry,
+    Settler,
+    attempt_of,
+    original_routing_key,
+)
 from worker.topology import MAX_ATTEMPTS
 
 log = structlog.get_logger(__name__)
@@ -100,7 +108,7 @@ class BuildConsumer:
     async def _decide(self, message: AbstractIncomingMessage) -> Decision:
         try:
             segment = decode(SegmentMessage, message.body)
-            trigger = _trigger(message.routing_key)
+            trigger = _trigger(original_routing_key(message))
         except BadMessage as exc:
             return DeadLetter("bad_message", str(exc))
         with structlog.contextvars.bound_contextvars(

@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 class Consumers:
     builds: BuildConsumer
     changes: ChangeConsumer
-    tags: list[tuple[aio_pika.abc.AbstractQueue, str]]
+    tags: list[tuple[aio_pika.abc.AbstractRobustQueue, str]]
 
 
 async def _subscribe(
@@ -49,8 +49,10 @@ async def _subscribe(
     await change_channel.set_qos(prefetch_count=settings.change_prefetch)
     builds = BuildConsumer(pool, Settler(build_channel, BUILD_QUEUE), settings)
     changes = ChangeConsumer(pool, Settler(change_channel, CONTACT_CHANGES_QUEUE), settings)
-    build_queue = await build_channel.get_queue(BUILD_QUEUE.name, ensure=False)
-    change_queue = await change_channel.get_queue(CONTACT_CHANGES_QUEUE.name, ensure=False)
+    # declare_queue (passive) rather than get_queue(ensure=False): only declared queues are
+    # re-subscribed by the robust channel after a reconnect.
+    build_queue = await build_channel.declare_queue(BUILD_QUEUE.name, passive=True)
+    change_queue = await change_channel.declare_queue(CONTACT_CHANGES_QUEUE.name, passive=True)
     tags = [
         (build_queue, await build_queue.consume(builds.on_message)),
         (change_queue, await change_queue.consume(changes.on_message)),
@@ -71,9 +73,19 @@ async def _metrics_server(settings: Settings) -> AsyncIterator[int]:
         thread.join(timeout=5)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event, *, metrics: bool = True) -> None:
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    metrics: bool = True,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run until `stop` is set; `ready` is set once the consumers are subscribed."""
     pool = await create_pool(
         settings.database_url,
+        # No connection at start: a worker starting while PostgreSQL is away still consumes,
+        # and its builds retry through the delay queues until the database is back.
+        min_size=0,
         max_size=settings.build_concurrency + 3,
         statement_timeout_ms=settings.statement_timeout_ms,
     )
@@ -83,6 +95,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, metrics: bool =
         scheduler = Scheduler(settings, pool, exchange)
         scheduler_task = asyncio.create_task(scheduler.run(stop))
         log.info("worker.started", build_concurrency=settings.build_concurrency)
+        if ready is not None:
+            ready.set()
         if metrics:
             async with _metrics_server(settings):
                 await stop.wait()

@@ -53,6 +53,16 @@ class DeadLetter:
 Decision = Ack | Retry | DeadLetter
 
 
+ORIGINAL_ROUTING_KEY_HEADER = "x-original-routing-key"
+
+
+def original_routing_key(message: AbstractIncomingMessage) -> str | None:
+    """The key the message was first published with (a retried copy comes back through the
+    default exchange, keyed by the queue's name)."""
+    value = (message.headers or {}).get(ORIGINAL_ROUTING_KEY_HEADER)
+    return value if isinstance(value, str) else message.routing_key
+
+
 def attempt_of(message: AbstractIncomingMessage) -> int:
     """1 for a first delivery, n for the n-th attempt after retries."""
     value = (message.headers or {}).get(ATTEMPT_HEADER, 1)
@@ -66,6 +76,19 @@ class Settler:
         self._dlx: AbstractExchange | None = None
 
     async def settle(self, message: AbstractIncomingMessage, decision: Decision) -> None:
+        try:
+            await self._settle(message, decision)
+        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            # The channel died under us: the broker still holds the delivery unacknowledged
+            # and gives it out again; consumers are idempotent, so that is safe.
+            log.warning(
+                "message.settle_lost",
+                queue=self.queue.name,
+                message_id=message.message_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+
+    async def _settle(self, message: AbstractIncomingMessage, decision: Decision) -> None:
         match decision:
             case Ack():
                 await message.ack()
@@ -115,7 +138,7 @@ class Settler:
     ) -> aio_pika.Message:
         headers = dict(message.headers or {})
         headers.update(extra_headers)
-        headers.setdefault("x-original-routing-key", message.routing_key or "")
+        headers[ORIGINAL_ROUTING_KEY_HEADER] = original_routing_key(message) or ""
         return aio_pika.Message(
             message.body,
             headers=headers,

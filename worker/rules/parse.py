@@ -7,6 +7,7 @@ oversized input is rejected before any per-condition work.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Mapping
 from typing import Any, Literal
 from uuid import UUID
@@ -14,12 +15,13 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from worker.rules.conditions import Context, Errors, read_condition, read_field_condition
-from worker.rules.errors import join_loc
+from worker.rules.errors import RuleError, RulesInvalid, join_loc
 from worker.rules.fields import FieldRegistry
 from worker.rules.limits import (
     MAX_CONDITIONS,
     MAX_CONDITIONS_PER_GROUP,
     MAX_GROUPS,
+    MAX_RULES_BYTES,
     MAX_SIMPLE_RULES,
     MAX_V1_FILTERS,
 )
@@ -61,12 +63,12 @@ def parse_v2_rules(
 ) -> RuleTree:
     errors = Errors()
     ctx = Context(registry, known_list_ids)
+    check_size(raw, loc)
     if isinstance(raw, Mapping):
         _reject_unknown_keys(raw, {"any"}, loc, errors)
     groups_raw = _object_list(raw, "any", loc, MAX_GROUPS, errors)
-    if groups_raw is not None:
-        _check_total_size(groups_raw, loc, errors)
-    errors.raise_if_any()
+    if groups_raw is None or _too_many_conditions(groups_raw, loc, errors):
+        errors.raise_if_any()  # nothing more can be checked, or it would be too much work
     assert groups_raw is not None
     groups = []
     for g, group_raw in enumerate(groups_raw):
@@ -85,6 +87,7 @@ def parse_v2_rules(
 
 def parse_v1_rules(raw: Any, registry: FieldRegistry, *, loc: str = "") -> RuleTree:
     """`{"matchType": "all"|"any", "filters": [...]}`: all = one group, any = one per filter."""
+    check_size(raw, loc)
     errors = Errors()
     if not isinstance(raw, Mapping):
         errors.add(loc or "body", "must be an object with matchType and filters", "object_type")
@@ -106,6 +109,7 @@ def parse_v1_rules(raw: Any, registry: FieldRegistry, *, loc: str = "") -> RuleT
 
 def parse_simple_rules(raw: Any, registry: FieldRegistry, *, loc: str = "") -> RuleTree:
     """The simple API's `rules` array: one group, all rules AND-ed."""
+    check_size(raw, join_loc(loc, "rules"))
     errors = Errors()
     rules = _object_list({"rules": raw}, "rules", loc, MAX_SIMPLE_RULES, errors)
     errors.raise_if_any()
@@ -189,7 +193,26 @@ def _reject_unknown_keys(
         errors.add(join_loc(loc, str(extra)), "unknown key", "extra_forbidden")
 
 
-def _check_total_size(groups: list[Any], loc: str, errors: Errors) -> None:
+def check_size(raw: Any, loc: str) -> None:
+    """Reject rules over MAX_RULES_BYTES of JSON before anything else looks at them: the count
+    limits alone allow huge arrays of long strings."""
+    try:
+        size = len(json.dumps(raw, separators=(",", ":")).encode())
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return  # not JSON-shaped or has lone surrogates: the checks that follow report it
+    if size > MAX_RULES_BYTES:
+        raise RulesInvalid(
+            [
+                RuleError(
+                    loc or "body",
+                    f"is {size} bytes of JSON; at most {MAX_RULES_BYTES} are allowed",
+                    "rules_too_large",
+                )
+            ]
+        )
+
+
+def _too_many_conditions(groups: list[Any], loc: str, errors: Errors) -> bool:
     total = sum(
         len(g.get("all") or ())
         for g in groups
@@ -201,3 +224,5 @@ def _check_total_size(groups: list[Any], loc: str, errors: Errors) -> None:
             f"has {total} conditions in all; at most {MAX_CONDITIONS} are allowed",
             "too_many_conditions",
         )
+        return True
+    return False

@@ -15,7 +15,6 @@ from worker.rules.limits import MAX_ARRAY_ITEMS, MAX_DAYS, MAX_FIELD_NAME_LENGTH
 
 Days = Annotated[StrictInt, Field(ge=1, le=MAX_DAYS)]
 CampaignIds = Annotated[list[UUID], Field(max_length=MAX_ARRAY_ITEMS)]
-CountOperator = Literal["count_gte", "count_lte", "count_eq"]
 # Counts and ISP ids are compared with PostgreSQL int4/int8; keep them in range.
 Count = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
 IspId = Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
@@ -40,7 +39,8 @@ class FieldShape(_Shape):
 class ActivityShape(_Shape):
     kind: Literal["activity"]
     metric: Literal["open", "click"]
-    operator: Literal["ever", "never"] | CountOperator
+    # One Literal, not a union of them: pydantic then reports one error at `operator`.
+    operator: Literal["ever", "never", "count_gte", "count_lte", "count_eq"]
     value: Count | None = None
     days_window: DaysWindowShape | None = None
     # The product brief's own example sends both as []: empty means "no filter".
@@ -51,7 +51,7 @@ class ActivityShape(_Shape):
 class DeliverabilityShape(_Shape):
     kind: Literal["deliverability"]
     metric: Literal["bounce", "complaint", "delivered", "unsubscribe"]
-    operator: Literal["ever"] | CountOperator
+    operator: Literal["ever", "count_gte", "count_lte", "count_eq"]
     value: Count | None = None
     days_window: DaysWindowShape | None = None
 

@@ -28,7 +28,7 @@ def parse_iso_datetime(text: str) -> datetime | None:
     if m is None or m["y"] == "0000":
         return None
     try:
-        local = datetime(
+        moment = datetime(
             int(m["y"]),
             int(m["mo"]),
             int(m["d"]),
@@ -38,9 +38,11 @@ def parse_iso_datetime(text: str) -> datetime | None:
             int((m["f"] or "0").ljust(6, "0")),
             tzinfo=UTC,
         )
+        if m["sign"]:
+            offset = timedelta(hours=int(m["oh"]), minutes=int(m["om"] or 0))
+            moment -= offset if m["sign"] == "+" else -offset
     except ValueError:  # a calendar date that does not exist, e.g. 2023-02-29
         return None
-    if m["sign"]:
-        offset = timedelta(hours=int(m["oh"]), minutes=int(m["om"] or 0))
-        local -= offset if m["sign"] == "+" else -offset
-    return local
+    except OverflowError:  # the offset moves it out of years 1..9999
+        return None
+    return moment

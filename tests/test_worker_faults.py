@@ -1,0 +1,192 @@
+"""The worker under faults: killed mid-build, stopped by SIGTERM, broker or database away.
+
+Faults are made for one client at a time (a TCP proxy it connects through, or a process we
+own), never by stopping the shared servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from tests.proxy import Proxy
+from tests.test_worker_builds import SUBSCRIBED_IN_DE, _people
+from tests.waiting import wait_for
+from tests.worker_support import (
+    members,
+    publish_segment,
+    publisher,
+    running_worker,
+    save_segment,
+    wait_status,
+    worker_settings,
+)
+from worker.builds import segment_lock_key
+from worker.metrics import MESSAGES
+from worker.topology import BUILD_QUEUE
+
+
+@pytest.fixture
+async def exchange(amqp_url: str) -> AsyncIterator[Any]:
+    async with publisher(amqp_url) as exchange:
+        yield exchange
+
+
+def _through(url: str, proxy: Proxy) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0] + "@" if len(netloc) == 2 else ""
+    return urlunsplit(parts._replace(netloc=f"{userinfo}127.0.0.1:{proxy.port}"))
+
+
+async def _worker_process(
+    database_url: str, amqp_url: str, **env: str
+) -> asyncio.subprocess.Process:
+    environment = {
+        **os.environ,
+        "SEGMENTS_DATABASE_URL": database_url,
+        "SEGMENTS_AMQP_URL": amqp_url,
+        "SEGMENTS_WORKER_METRICS_PORT": "0",
+        "SEGMENTS_LOG_FORMAT": "json",
+        **env,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker.cli",
+        "worker",
+        env=environment,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+class _Lock:
+    """Holds a segment's build lock, so its build waits mid-transaction, as if running."""
+
+    def __init__(self, pool: asyncpg.Pool, segment_id: uuid.UUID) -> None:
+        self.pool = pool
+        self.key = segment_lock_key(segment_id)
+        self.conn: Any = None
+
+    async def __aenter__(self) -> _Lock:
+        self.conn = await self.pool.acquire()
+        await self.conn.execute("SELECT pg_advisory_lock($1)", self.key)
+        return self
+
+    async def release(self) -> None:
+        if self.conn is not None:
+            await self.conn.execute("SELECT pg_advisory_unlock($1)", self.key)
+            await self.pool.release(self.conn)
+            self.conn = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
+
+
+async def test_worker_killed_mid_build_another_worker_finishes_it(
+    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    account_id: uuid.UUID,
+    exchange: Any,
+    database_url: str,
+    amqp_url: str,
+) -> None:
+    ids = await _people(conn, account_id)
+    segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    async with _Lock(pool, segment["id"]) as lock:
+        process = await _worker_process(database_url, amqp_url)
+        await publish_segment(exchange, "segment.created", segment)
+        await wait_status(conn, segment["id"], "RUNNING")
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        # The killed worker never acked its delivery: the broker gives it to this worker,
+        # which picks the RUNNING segment up again.
+        async with running_worker(worker_settings(database_url, amqp_url)):
+            await lock.release()
+            row = await wait_status(conn, segment["id"], "DONE")
+    assert row["total_count"] == 2
+    assert await members(conn, segment["id"]) == {ids[0], ids[1]}
+
+
+async def test_sigterm_stops_the_worker_cleanly_and_returns_its_work(
+    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    account_id: uuid.UUID,
+    exchange: Any,
+    database_url: str,
+    amqp_url: str,
+) -> None:
+    ids = await _people(conn, account_id)
+    segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    async with _Lock(pool, segment["id"]):
+        process = await _worker_process(database_url, amqp_url, SEGMENTS_SHUTDOWN_GRACE_S="1")
+        await publish_segment(exchange, "segment.created", segment)
+        await wait_status(conn, segment["id"], "RUNNING")
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 0
+    # The build it gave up on went back to the queue; a new worker finishes it.
+    async with running_worker(worker_settings(database_url, amqp_url)):
+        await wait_status(conn, segment["id"], "DONE")
+    assert await members(conn, segment["id"]) == {ids[0], ids[1]}
+
+
+async def test_broker_connection_lost_while_messages_are_in_flight_nothing_is_lost(
+    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    account_id: uuid.UUID,
+    exchange: Any,
+    database_url: str,
+    amqp_url: str,
+) -> None:
+    await _people(conn, account_id)
+    segments = [await save_segment(conn, account_id, SUBSCRIBED_IN_DE) for _ in range(4)]
+    proxy = await Proxy("127.0.0.1", urlsplit(amqp_url).port or 5672).start()
+    try:
+        settings = worker_settings(database_url, _through(amqp_url, proxy))
+        async with running_worker(settings):
+            async with _Lock(pool, segments[0]["id"]):
+                for segment in segments:
+                    await publish_segment(exchange, "segment.created", segment)
+                await wait_status(conn, segments[0]["id"], "RUNNING")
+                proxy.cut()  # in flight: one build holding a delivery, others queued
+            proxy.restore()  # the robust connection comes back and consumes again
+            for segment in segments:
+                row = await wait_status(conn, segment["id"], "DONE", timeout=60)
+                assert row["total_count"] == 2
+    finally:
+        await proxy.close()
+
+
+async def test_database_away_for_a_while_builds_are_retried_then_correct(
+    conn: asyncpg.Connection, account_id: uuid.UUID, exchange: Any, database_url: str, amqp_url: str
+) -> None:
+    ids = await _people(conn, account_id)
+    segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    target = urlsplit(database_url)
+    proxy = await Proxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    retried = MESSAGES.labels(BUILD_QUEUE.name, "retried", "transient")
+    try:
+        settings = worker_settings(_through(database_url, proxy), amqp_url)
+        async with running_worker(settings):
+            proxy.cut()
+            before = retried._value.get()
+            await publish_segment(exchange, "segment.created", segment)
+
+            async def retried_once() -> bool:
+                return retried._value.get() > before
+
+            await wait_for(retried_once, timeout=30)
+            proxy.restore()
+            await wait_status(conn, segment["id"], "DONE", timeout=60)
+    finally:
+        await proxy.close()
+    assert await members(conn, segment["id"]) == {ids[0], ids[1]}
