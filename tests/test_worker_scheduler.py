@@ -1,0 +1,160 @@
+"""The scheduler: refreshes of clock-dependent segments, one leader, stuck builds requeued;
+and the worker's /metrics."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import asyncpg
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.test_worker_builds import SUBSCRIBED_IN_DE, _people
+from tests.waiting import wait_for
+from tests.worker_support import (
+    publish_segment,
+    publisher,
+    running_worker,
+    save_segment,
+    segment_row,
+    wait_status,
+    worker_settings,
+)
+from worker.scheduler import Scheduler
+
+OPENED_LAST_30_DAYS = {
+    "any": [
+        {
+            "all": [
+                {
+                    "kind": "activity",
+                    "metric": "open",
+                    "operator": "ever",
+                    "days_window": {"mode": "last", "days": 30},
+                }
+            ]
+        }
+    ]
+}
+
+
+@pytest.fixture
+async def exchange(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
+    async with publisher(amqp_url) as exchange:
+        yield exchange
+
+
+async def test_clock_dependent_segments_are_refreshed_on_schedule(
+    conn: asyncpg.Connection, account_id: uuid.UUID, exchange: Any, database_url: str, amqp_url: str
+) -> None:
+    contact = (await _people(conn, account_id))[0]
+    await conn.execute(
+        "INSERT INTO events (account_id, contact_id, type, occurred_at)"
+        " VALUES ($1, $2, 'open', now() - interval '29 days 23 hours 59 minutes 58 seconds')",
+        account_id,
+        contact,
+    )
+    segment = await save_segment(conn, account_id, OPENED_LAST_30_DAYS, time_relative=True)
+    settings = worker_settings(database_url, amqp_url, refresh_interval_s=1)
+    async with running_worker(settings):
+        await publish_segment(exchange, "segment.created", segment)
+        row = await wait_status(conn, segment["id"], "DONE")
+        assert row["total_count"] == 1
+        # Two seconds later the open is older than 30 days: only a refresh can notice.
+
+        async def drifted_out() -> bool:
+            return (await segment_row(conn, segment["id"]))["total_count"] == 0
+
+        await wait_for(drifted_out, timeout=30)
+    assert (await segment_row(conn, segment["id"]))["status"] == "DONE"
+
+
+async def test_exactly_one_scheduler_leads(
+    pool: asyncpg.Pool, database_url: str, amqp_url: str, exchange: Any
+) -> None:
+    settings = worker_settings(database_url, amqp_url)
+    first, second = Scheduler(settings, pool, exchange), Scheduler(settings, pool, exchange)
+    try:
+        assert await first._lead() is True
+        assert await second._lead() is False
+        await first._resign()  # the leader dies: its session lock goes with it
+        assert await second._lead() is True
+    finally:
+        await first._resign()
+        await second._resign()
+
+
+async def test_a_segment_stuck_with_no_build_is_requeued_and_finishes(
+    conn: asyncpg.Connection, account_id: uuid.UUID, database_url: str, amqp_url: str
+) -> None:
+    await _people(conn, account_id)
+    segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    # RUNNING long ago, its message gone (say, purged by an operator): nobody will build it.
+    await conn.execute(
+        "UPDATE segments SET status = 'RUNNING', build_started_at = now() - interval '1 hour'"
+        " WHERE id = $1",
+        segment["id"],
+    )
+    settings = worker_settings(database_url, amqp_url, stuck_after_s=1)
+    async with running_worker(settings):
+        row = await wait_status(conn, segment["id"], "DONE", timeout=60)
+    assert row["total_count"] == 2
+
+
+async def test_metrics_endpoint_exposes_the_documented_metrics(
+    conn: asyncpg.Connection, account_id: uuid.UUID, exchange: Any, database_url: str, amqp_url: str
+) -> None:
+    await _people(conn, account_id)
+    segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    settings = worker_settings(database_url, amqp_url, worker_metrics_port=_free_port())
+    async with running_worker(settings, metrics=True):
+        await publish_segment(exchange, "segment.created", segment)
+        await wait_status(conn, segment["id"], "DONE")
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")
+    assert response.status_code == 200
+    names = {family.name for family in text_string_to_metric_families(response.text)}
+    for expected in (
+        "segments_build_duration_seconds",
+        "segments_build_start_delay_seconds",
+        "segments_builds_in_progress",
+        "segments_segments",
+        "segments_incremental_batch_contacts",
+        "segments_incremental_duration_seconds",
+        "segments_change_lag_seconds",
+        "segments_messages",
+    ):
+        assert expected in names
+    assert (
+        'segments_build_duration_seconds_bucket{le="600.0",outcome="done",trigger="created"}'
+        in response.text
+    )
+    _promtool_check(response.text)
+
+
+def _promtool_check(scrape: str) -> None:
+    """`promtool check metrics` on a real scrape (required in CI, where promtool is installed)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("SEGMENTS_REQUIRE_PROMTOOL"):
+            raise AssertionError("promtool is required (SEGMENTS_REQUIRE_PROMTOOL) but missing")
+        pytest.skip("promtool not installed (CI installs it: apt-get install prometheus)")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=scrape, text=True, capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
