@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -77,12 +78,43 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve_api(api: Any) -> None:
+    try:
+        await api.serve()
+    except SystemExit as exc:  # uvicorn exits the process when it cannot bind its port
+        raise RuntimeError("the API could not start (is SEGMENTS_API_PORT in use?)") from exc
+
+
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """Everything on one machine: the API with its outbox relay, the consumers, the scheduler."""
+    from api_shim.server import uvicorn_server
     from worker.runner import run_worker
 
     await migrate(settings.database_url)
-    log.info("run.starting", database=settings.database_url, amqp=settings.amqp_url)
-    await run_worker(settings, _stop_on_signals())
+    stop = _stop_on_signals()
+    api = uvicorn_server(settings)
+    api.capture_signals = contextlib.nullcontext  # type: ignore[assignment]  # ours, above
+    worker = asyncio.create_task(run_worker(settings, stop))
+    serving = asyncio.create_task(_serve_api(api))
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    log.info(
+        "run.ready",
+        api=base,
+        docs=f"{base}/docs",
+        api_metrics=f"{base}/metrics",
+        worker_metrics=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics",
+        stop="Ctrl-C",
+    )
+    await asyncio.wait(
+        {worker, serving, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
+    stop.set()  # whichever part ended first (a signal, or a part that failed), end the rest
+    api.should_exit = True
+    await asyncio.gather(worker, serving, return_exceptions=True)
+    for task in (worker, serving):
+        if task.exception() is not None:
+            log.error("run.failed", error=repr(task.exception()))
+            return 1
     return 0
 
 
