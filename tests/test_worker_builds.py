@@ -27,7 +27,7 @@ from tests.worker_support import (
     wait_status,
     worker_settings,
 )
-from worker.builds import segment_lock_key
+from worker.locks import segment_lock_key
 from worker.settle import REASON_HEADER
 from worker.topology import BUILD_QUEUE, CONTACT_CHANGES_QUEUE
 

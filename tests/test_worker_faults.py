@@ -29,7 +29,7 @@ from tests.worker_support import (
     wait_status,
     worker_settings,
 )
-from worker.builds import segment_lock_key
+from worker.locks import segment_lock_key
 from worker.metrics import MESSAGES
 from worker.topology import BUILD_QUEUE
 

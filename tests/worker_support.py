@@ -13,7 +13,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 
-from tests.reference import Contact, Data, Evaluator, Member
+from tests.reference_db import reference_members
 from tests.waiting import wait_for
 from worker.messages import ContactChanged, SegmentMessage
 from worker.publishing import amqp_message, contract_message
@@ -158,30 +158,7 @@ async def expected_members(
     conn: asyncpg.Connection | Any, account_id: uuid.UUID, rules: dict[str, Any]
 ) -> set[uuid.UUID]:
     """What the reference evaluator says, on the account's data as it is now."""
-    contacts = [
-        Contact(
-            id=r["id"],
-            account_id=r["account_id"],
-            email=r["email"],
-            status=r["status"],
-            country=r["country"],
-            tags=list(r["tags"]),
-            attributes=r["attributes"],
-        )
-        for r in await conn.fetch(
-            "SELECT id, account_id, email, status, country, tags, attributes FROM contacts"
-            " WHERE account_id = $1",
-            account_id,
-        )
-    ]
-    members_ = [
-        Member(r["list_id"], r["contact_id"], r["account_id"])
-        for r in await conn.fetch(
-            "SELECT * FROM contact_list_members WHERE account_id = $1", account_id
-        )
-    ]
-    data = Data(contacts, [], members_, {})
-    return Evaluator(data, account_id, datetime.now(UTC)).members("v2", rules, [])
+    return await reference_members(conn, account_id, "v2", rules)
 
 
 def dumps(value: Any) -> bytes:

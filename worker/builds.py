@@ -19,6 +19,7 @@ import structlog
 
 from worker.compiler import compile_member_ids
 from worker.db import Conn
+from worker.locks import segment_lock_key
 from worker.messages import SegmentMessage
 from worker.rules import RulesInvalid
 from worker.store import SegmentRules, load_registry
@@ -38,11 +39,6 @@ class BuildResult:
 
 class _GenerationMoved(Exception):
     """The rules changed while we built: this build must not write."""
-
-
-def segment_lock_key(segment_id: UUID) -> int:
-    """The advisory lock key of a segment (a signed 64-bit int from its uuid)."""
-    return int.from_bytes(segment_id.bytes[:8], "big", signed=True)
 
 
 # The compiled query's $1 is always the account id; {segment} is the segment id's placeholder.

@@ -15,9 +15,9 @@ from uuid import UUID
 
 import structlog
 
-from worker.builds import segment_lock_key
 from worker.compiler import compile_matching_among
 from worker.db import Conn
+from worker.locks import segment_lock_key
 from worker.rules import FieldRegistry, RulesInvalid
 from worker.store import SegmentRules, load_registry
 

@@ -54,11 +54,9 @@ async def cmd_explain(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    from api_shim.server import serve
-
     await migrate(settings.database_url)
-    await serve(settings)
-    return 0
+    stop = _stop_on_signals()
+    return await _until_stopped(stop, [_serve_api(settings, stop)])
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -74,48 +72,60 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from worker.runner import run_worker
 
     await migrate(settings.database_url)
-    await run_worker(settings, _stop_on_signals())
-    return 0
+    stop = _stop_on_signals()
+    return await _until_stopped(stop, [run_worker(settings, stop)])
 
 
-async def _serve_api(api: Any) -> None:
+async def _serve_api(settings: Settings, stop: asyncio.Event) -> None:
+    """The API (with its outbox relay) until `stop`; uvicorn's own signal handling is off,
+    so one SIGTERM/SIGINT handler (ours) stops every part of the process."""
+    from api_shim.server import uvicorn_server
+
+    api = uvicorn_server(settings)
+    api.capture_signals = contextlib.nullcontext  # type: ignore[assignment]
+
+    async def exit_on_stop() -> None:
+        await stop.wait()
+        api.should_exit = True
+
+    watcher = asyncio.create_task(exit_on_stop())
     try:
         await api.serve()
     except SystemExit as exc:  # uvicorn exits the process when it cannot bind its port
         raise RuntimeError("the API could not start (is SEGMENTS_API_PORT in use?)") from exc
+    finally:
+        watcher.cancel()
+
+
+async def _until_stopped(stop: asyncio.Event, parts: list[Coroutine[Any, Any, None]]) -> int:
+    """Run the parts until `stop` is set or one of them ends; then stop all, cleanly."""
+    tasks = [asyncio.create_task(part) for part in parts]
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({*tasks, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stop.set()  # whichever ended first (a signal, or a part that failed), end the rest
+    await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [t.exception() for t in tasks if t.exception() is not None]
+    for failure in failures:
+        log.error("process.failed", error=f"{type(failure).__name__}: {failure}")
+    return 1 if failures else 0
 
 
 async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Everything on one machine: the API with its outbox relay, the consumers, the scheduler."""
-    from api_shim.server import uvicorn_server
     from worker.runner import run_worker
 
     await migrate(settings.database_url)
     stop = _stop_on_signals()
-    api = uvicorn_server(settings)
-    api.capture_signals = contextlib.nullcontext  # type: ignore[assignment]  # ours, above
-    worker = asyncio.create_task(run_worker(settings, stop))
-    serving = asyncio.create_task(_serve_api(api))
     base = f"http://{settings.api_host}:{settings.api_port}"
     log.info(
-        "run.ready",
+        "run.starting",
         api=base,
         docs=f"{base}/docs",
         api_metrics=f"{base}/metrics",
         worker_metrics=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics",
         stop="Ctrl-C",
     )
-    await asyncio.wait(
-        {worker, serving, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
-    )
-    stop.set()  # whichever part ended first (a signal, or a part that failed), end the rest
-    api.should_exit = True
-    await asyncio.gather(worker, serving, return_exceptions=True)
-    for task in (worker, serving):
-        if task.exception() is not None:
-            log.error("run.failed", error=repr(task.exception()))
-            return 1
-    return 0
+    return await _until_stopped(stop, [_serve_api(settings, stop), run_worker(settings, stop)])
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,11 +16,10 @@ import asyncpg
 import structlog
 
 from worker.db import connect
+from worker.locks import MIGRATIONS, SERVICE_LOCK_CLASS
 
 log = structlog.get_logger(__name__)
 
-# Any constant works; it only has to be the same in every process that migrates.
-_MIGRATION_LOCK_KEY = 0x5E6_0001
 
 SQL_DIR = Path(os.environ.get("SEGMENTS_SQL_DIR", Path(__file__).resolve().parent.parent / "sql"))
 
@@ -82,7 +81,7 @@ async def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[int]:
     migrations = discover(sql_dir)
     conn = await connect(dsn)
     try:
-        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_lock($1, $2)", SERVICE_LOCK_CLASS, MIGRATIONS)
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version    int PRIMARY KEY,
@@ -116,5 +115,5 @@ async def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[int]:
             done.append(migration.version)
         return done
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_unlock($1, $2)", SERVICE_LOCK_CLASS, MIGRATIONS)
         await conn.close()

@@ -18,9 +18,9 @@ import asyncpg
 import structlog
 from aio_pika.abc import AbstractExchange
 
-from worker.builds import segment_lock_key
 from worker.db import connect
 from worker.errors import TRANSIENT_ERRORS
+from worker.locks import SCHEDULER, SERVICE_LOCK_CLASS, segment_lock_key
 from worker.messages import SegmentMessage
 from worker.metrics import (
     REFRESHES_PUBLISHED,
@@ -33,7 +33,6 @@ from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SCHEDULER_LOCK_KEY = 0x5E6_0002
 STATUSES = ("PENDING", "RUNNING", "DONE", "FAILED")
 
 
@@ -72,7 +71,7 @@ class Scheduler:
         if self._leader_conn is None or self._leader_conn.is_closed():
             self._leader_conn = await connect(self.settings.database_url)
             got = await self._leader_conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", SCHEDULER_LOCK_KEY
+                "SELECT pg_try_advisory_lock($1, $2)", SERVICE_LOCK_CLASS, SCHEDULER
             )
             if not got:
                 await self._resign()

@@ -1,0 +1,19 @@
+"""Every PostgreSQL advisory lock the service takes, in one place, so no two uses collide.
+
+Service-wide locks use the two-int4 form (class, id); per-segment locks use the bigint form.
+PostgreSQL keeps the two key spaces apart, so a segment's key can never equal a service lock.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+SERVICE_LOCK_CLASS = 0x5E6  # "segments"
+MIGRATIONS = 1  # `segments migrate`: one migrator at a time
+SCHEDULER = 2  # the refresh scheduler's leader (held for as long as it leads)
+OUTBOX_RELAY = 3  # one outbox relay claims rows at a time (keeps outbox order)
+
+
+def segment_lock_key(segment_id: UUID) -> int:
+    """The advisory lock of one segment's membership (builds and incremental updates)."""
+    return int.from_bytes(segment_id.bytes[:8], "big", signed=True)
