@@ -1,0 +1,29 @@
+"""What a request handler may use: opened by the app's lifespan, reached through the request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import asyncpg
+from fastapi import Request
+
+from api_shim.ratelimit import RateLimiter
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from api_shim.relay import OutboxRelay
+
+
+@dataclass(frozen=True)
+class AppContext:
+    settings: Settings
+    pool: asyncpg.Pool
+    limiter: RateLimiter
+    relay: OutboxRelay | None  # None when this process runs no relay
+
+
+def app_context(request: Request) -> AppContext:
+    ctx = request.app.state.ctx
+    assert isinstance(ctx, AppContext), "the app's lifespan has not run"
+    return ctx

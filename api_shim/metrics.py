@@ -1,0 +1,77 @@
+"""Every Prometheus metric of the API, in one place, and the middleware that times requests.
+
+The metrics live in prometheus_client's default registry beside the worker's
+(worker/metrics.py), so `segments run` serves both at /metrics from one process.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_DURATION = Histogram(
+    "segments_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method, route template and status code.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+OUTBOX_BACKLOG = Gauge(
+    "segments_outbox_backlog", "Outbox rows not yet confirmed by the broker (last relay pass)."
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "segments_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row (0 if none)."
+)
+OUTBOX_PUBLISHED = Counter(
+    "segments_outbox_published", "Outbox rows published and confirmed, by routing key.", ["key"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "segments_outbox_publish_failures",
+    "Relay failures to reach the broker or get a publish confirmed.",
+)
+RATE_LIMITED = Counter("segments_http_rate_limited", "Requests refused with 429.")
+# Label values must stay few: any other method a client invents is counted as "other".
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def route_label(scope: Scope) -> str:
+    """The route template (`/api/v2/segments/{segment_id}`), never the raw path: bounded."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return "unmatched"
+    return path.rstrip("/") or "/"
+
+
+class RequestMetrics:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the app dies before answering
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            if status == 429:
+                RATE_LIMITED.inc()
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            REQUEST_DURATION.labels(method, route_label(scope), str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,156 @@
+"""Request and response bodies of the v2 segments API (seeds 000, 001; DESIGN.md 5)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
+
+from api_shim.types import Description, DocumentedAs, Name
+from worker.rules.limits import MAX_ARRAY_ITEMS, MAX_CONDITIONS_PER_GROUP, MAX_GROUPS
+from worker.rules.shapes import (
+    ActivityShape,
+    DeliverabilityShape,
+    FieldShape,
+    IspShape,
+    MembershipShape,
+)
+
+# The documented palette (README: HTTP API). Colours are matched exactly, lower case.
+Color = Literal[
+    "#cc9ccb",
+    "#f0f080",
+    "#ecd12d",
+    "#dadabc",
+    "#7cb7de",
+    "#b6d8d5",
+    "#065358",
+    "#dbe3b4",
+    "#c1cceb",
+    "#944c6d",
+    "#f7819b",
+    "#f9c8cb",
+]
+Status = Literal["PENDING", "RUNNING", "DONE", "FAILED"]
+MAX_DISPLAY_FIELDS = 50
+
+
+class RuleGroup(BaseModel):
+    """Conditions AND-ed."""
+
+    model_config = ConfigDict(extra="forbid")
+    all: Annotated[
+        list[
+            Annotated[
+                FieldShape | ActivityShape | DeliverabilityShape | MembershipShape | IspShape,
+                Field(discriminator="kind"),
+            ]
+        ],
+        Field(min_length=1, max_length=MAX_CONDITIONS_PER_GROUP),
+    ]
+
+
+class RulesJson(BaseModel):
+    """Groups OR-ed (DESIGN.md 4.1). Documentation only: worker.rules validates."""
+
+    model_config = ConfigDict(extra="forbid")
+    any: Annotated[list[RuleGroup], Field(min_length=1, max_length=MAX_GROUPS)]
+
+
+RulesJsonInput = Annotated[dict[str, Any], DocumentedAs(RulesJson)]
+ListIds = Annotated[list[UUID], Field(min_length=1, max_length=MAX_ARRAY_ITEMS)]
+
+
+class SegmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    color: Color
+    contact_list_ids: ListIds
+    rules_json: RulesJsonInput
+    description: Description | None = None
+
+
+class SegmentPatch(TypedDict, total=False):
+    """Only the keys sent change. rules_json / contact_list_ids changes rebuild the segment;
+    display_fields takes field names."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    name: Name
+    color: Color
+    description: Description | None
+    contact_list_ids: ListIds
+    rules_json: RulesJsonInput
+    display_fields: Annotated[list[str], Field(max_length=MAX_DISPLAY_FIELDS)]
+
+
+class Pagination(BaseModel):
+    page: int
+    page_size: int
+    total_count: int
+    total_pages: int
+
+
+class SegmentItem(BaseModel):
+    id: UUID
+    name: str
+    color: str | None
+    status: Status
+    total_count: int | None = Field(description="Matching contacts; null unless DONE.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SegmentList(BaseModel):
+    pagination: Pagination
+    items: list[SegmentItem]
+
+
+class DisplayField(BaseModel):
+    label: str
+    contact_column_name: str
+    data_type: str
+    choices: list[str] | None
+
+
+class Segment(BaseModel):
+    id: UUID
+    name: str
+    color: str | None
+    description: str | None
+    rules_json: RulesJsonInput
+    contact_list_ids: list[UUID]
+    status: Status
+    total_count: int | None = Field(description="Matching contacts; null unless DONE.")
+    created_at: datetime
+    updated_at: datetime
+    display_fields: list[DisplayField]
+    error_reason: str | None = Field(description="Why the last build failed; null unless FAILED.")
+
+
+class Contact(BaseModel):
+    id: UUID
+    email: str
+    name: str | None
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    status: str
+    country: str | None
+    city: str | None
+    language: str | None
+    tags: list[str]
+    attributes: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class SegmentContact(Contact):
+    added_at: datetime = Field(description="When the contact joined the segment.")
+
+
+class SegmentContactList(BaseModel):
+    pagination: Pagination
+    items: list[SegmentContact]

@@ -1,0 +1,96 @@
+"""What the APIs do to segments: each change and its outbox message in one transaction, so a
+`segment.*` message is published if and only if the change committed."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from api_shim import store
+from api_shim.errors import not_found
+from api_shim.models import SegmentPatch
+from api_shim.outbox import enqueue_segment
+from api_shim.store import SegmentValues
+from api_shim.validation import check_v2_input, display_fields
+from worker.db import Conn
+from worker.store import load_registry
+
+
+def shown_count(row: asyncpg.Record) -> int | None:
+    """total_count is meaningful only when DONE (seed 000); otherwise it is null, never a
+    stale or partial number."""
+    count: int | None = row["total_count"]
+    return count if row["status"] == "DONE" else None
+
+
+async def create(conn: Conn, account_id: UUID, values: SegmentValues) -> asyncpg.Record:
+    async with conn.transaction():
+        row = await store.insert_segment(conn, account_id, values)
+        await enqueue_segment(conn, "segment.created", account_id, row["id"], row["generation"])
+    return row
+
+
+async def patch(
+    conn: Conn, account_id: UUID, segment_id: UUID, changes: SegmentPatch
+) -> asyncpg.Record:
+    """Apply a PATCH. New rules or list ids (different from the current ones) bump the
+    generation, reset to PENDING and publish segment.updated; other fields just change."""
+    async with conn.transaction():
+        current = await store.get_segment(conn, account_id, segment_id, for_update=True)
+        if current is None:
+            raise not_found("segment")
+        if not changes:
+            return current
+        registry = await load_registry(conn, account_id)
+        rules = changes.get("rules_json")
+        list_ids = changes.get("contact_list_ids")
+        tree = await check_v2_input(
+            conn, account_id, registry, rules_json=rules, contact_list_ids=list_ids
+        )
+        rules_changed = rules is not None and (
+            current["dialect"] != "v2" or current["rules"] != rules
+        )
+        lists_changed = list_ids is not None and set(list_ids) != set(current["contact_list_ids"])
+        fields: list[dict[str, Any]] = (
+            display_fields(registry, changes["display_fields"])
+            if "display_fields" in changes
+            else current["display_fields"]
+        )
+        values = SegmentValues(
+            name=changes.get("name", current["name"]),
+            color=changes.get("color", current["color"]),
+            description=changes.get("description", current["description"]),
+            dialect="v2" if rules_changed else current["dialect"],
+            rules=rules if rules_changed else current["rules"],
+            contact_list_ids=list(
+                list_ids if list_ids is not None else current["contact_list_ids"]
+            ),
+            display_fields=fields,
+            time_relative=(
+                tree.depends_on_clock if rules_changed and tree else current["time_relative"]
+            ),
+        )
+        rebuild = rules_changed or lists_changed
+        row = await store.save_segment(conn, account_id, segment_id, values, rebuild=rebuild)
+        assert row is not None  # locked above
+        if rebuild:
+            await enqueue_segment(
+                conn, "segment.updated", account_id, segment_id, row["generation"]
+            )
+    return row
+
+
+async def rebuild(conn: Conn, account_id: UUID, segment_id: UUID) -> asyncpg.Record:
+    async with conn.transaction():
+        row = await store.mark_rebuild(conn, account_id, segment_id)
+        if row is None:
+            raise not_found("segment")
+        await enqueue_segment(conn, "segment.rebuild", account_id, segment_id, row["generation"])
+    return row
+
+
+async def delete(conn: Conn, account_id: UUID, segment_id: UUID) -> None:
+    if not await store.delete_segment(conn, account_id, segment_id):
+        raise not_found("segment")

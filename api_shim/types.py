@@ -1,0 +1,84 @@
+"""Input types shared by the API faces: text PostgreSQL can store, JSON documented by a model.
+
+PostgreSQL text and jsonb cannot hold the NUL character, and UTF-8 cannot encode a lone
+surrogate (which JSON's "\\ud800" escapes can produce): both are refused at the boundary, with
+their location, instead of failing inside the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints, TypeAdapter
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+MAX_JSON_DEPTH = 32
+
+
+def storable_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (\\u0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def storable_json(value: Any, depth: int = 0) -> Any:
+    """Raise ValueError unless `value` can be stored as jsonb; returns it unchanged."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        storable_text(value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable_text(str(key))
+            storable_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            storable_json(item, depth + 1)
+    return value
+
+
+def json_size(value: Any) -> int:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode("utf-8", "surrogatepass"))  # lone surrogates are reported later
+
+
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255),
+    AfterValidator(storable_text),
+    AfterValidator(not_blank),
+]
+ShortText = Annotated[str, StringConstraints(max_length=255), AfterValidator(storable_text)]
+SearchText = Annotated[str, StringConstraints(max_length=255), AfterValidator(storable_text)]
+Description = Annotated[str, StringConstraints(max_length=5000), AfterValidator(storable_text)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(storable_json)]
+
+
+class DocumentedAs:
+    """Annotation: validate as the annotated type, document (OpenAPI) as `documented`.
+
+    The rule bodies are validated by the rule language (worker.rules) against the account's
+    fields, with exact locations; the OpenAPI document still shows their full structure."""
+
+    def __init__(self, documented: Any) -> None:
+        self.core_schema = TypeAdapter(documented).core_schema
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(self.core_schema)

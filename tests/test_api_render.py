@@ -1,0 +1,138 @@
+"""Rules shown across dialects (api_shim.render): pure, no IO."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api_shim.render import canonical_groups, simple_rules, v1_rules, v2_rules
+from worker.rules import FieldRegistry, parse_simple_rules, parse_v1_rules, parse_v2_rules
+
+
+def field(name: str, operator: str, value: Any = None) -> dict[str, Any]:
+    condition: dict[str, Any] = {"kind": "field", "field": name, "operator": operator}
+    if value is not None:
+        condition["value"] = value
+    return condition
+
+
+def v2(*groups: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"any": [{"all": group} for group in groups]}
+
+
+ACTIVITY = {
+    "kind": "activity",
+    "metric": "open",
+    "operator": "count_gte",
+    "value": 3,
+    "days_window": {"mode": "last", "days": 90},
+}
+
+
+def test_each_dialect_is_shown_as_written_in_its_own_api() -> None:
+    rules_v1 = {"matchType": "any", "filters": [{"field": "city", "operator": "exists"}]}
+    rules_simple = [{"field": "city", "operator": "before", "value": "x"}]
+    rules_v2 = v2([field("city", "is_null")])
+    assert v1_rules("v1", rules_v1) == ("any", rules_v1["filters"])
+    assert simple_rules("simple", rules_simple) is rules_simple
+    assert v2_rules("v2", rules_v2) is rules_v2
+
+
+def test_one_group_is_match_type_all() -> None:
+    rules = v2([field("opens_count", "gte", 3), field("last_open_at", "within_days", 90)])
+    assert v1_rules("v2", rules) == (
+        "all",
+        [
+            {"field": "opens_count", "operator": "gte", "value": 3},
+            {"field": "last_open_at", "operator": "within_days", "value": 90},
+        ],
+    )
+
+
+def test_single_condition_groups_are_match_type_any_with_v1_operators() -> None:
+    rules = v2(
+        [field("status", "equals", "a")],
+        [field("status", "not_equals", "b")],
+        [field("city", "is_not_null")],
+        [field("city", "is_null")],
+    )
+    assert v1_rules("v2", rules) == (
+        "any",
+        [
+            {"field": "status", "operator": "eq", "value": "a"},
+            {"field": "status", "operator": "neq", "value": "b"},
+            {"field": "city", "operator": "exists", "value": None},
+            {"field": "city", "operator": "not_exists", "value": None},
+        ],
+    )
+
+
+def test_what_v1_cannot_say_keeps_canonical_names_and_nests_groups() -> None:
+    rules = v2(
+        [field("tags", "has_any", ["vip"]), ACTIVITY],
+        [{"kind": "membership", "operator": "in", "list_ids": ["l1"]}],
+    )
+    match_type, filters = v1_rules("v2", rules)
+    assert match_type == "any"
+    assert filters == [
+        {
+            "field": "_all",
+            "operator": "all",
+            "value": [
+                {"field": "tags", "operator": "has_any", "value": ["vip"]},
+                {
+                    "field": "_activity",
+                    "operator": "count_gte",
+                    "value": {"metric": "open", "value": 3, "days_window": ACTIVITY["days_window"]},
+                },
+            ],
+        },
+        {"field": "_membership", "operator": "in", "value": {"list_ids": ["l1"]}},
+    ]
+
+
+def test_simple_shows_one_group_anded_and_several_as_one_any_rule() -> None:
+    one = v2([field("created_at", "gt", "2026-01-01"), field("company", "starts_with", "A")])
+    assert simple_rules("v2", one) == [
+        {"field": "created_at", "operator": "after", "value": "2026-01-01"},
+        {"field": "company", "operator": "starts_with", "value": "A"},
+    ]
+    several = v2([field("city", "equals", "x")], [field("city", "equals", "y")])
+    assert simple_rules("v2", several) == [
+        {
+            "field": "_any",
+            "operator": "any",
+            "value": [
+                [{"field": "city", "operator": "equals", "value": "x"}],
+                [{"field": "city", "operator": "equals", "value": "y"}],
+            ],
+        }
+    ]
+
+
+def test_v1_and_simple_rules_convert_to_equivalent_v2() -> None:
+    registry = FieldRegistry.builtin_only()
+    v1 = {
+        "matchType": "any",
+        "filters": [
+            {"field": "opens_count", "operator": "gte", "value": 3},
+            {"field": "city", "operator": "not_exists", "value": None},
+        ],
+    }
+    assert parse_v2_rules(v2_rules("v1", v1), registry) == parse_v1_rules(v1, registry)
+    simple = [
+        {"field": "created_at", "operator": "before", "value": "2026-01-01"},
+        {"field": "company", "operator": "not_contains", "value": "Inc"},
+    ]
+    assert parse_v2_rules(v2_rules("simple", simple), registry) == parse_simple_rules(
+        simple, registry
+    )
+    # ... and back: v2 -> simple round-trips to the same tree.
+    assert parse_simple_rules(simple_rules("v2", v2_rules("simple", simple)), registry) == (
+        parse_simple_rules(simple, registry)
+    )
+
+
+def test_malformed_stored_rules_show_as_empty_not_errors() -> None:
+    for dialect, rules in (("v2", {"any": "x"}), ("v1", [1]), ("simple", {"a": 1}), ("v9", None)):
+        assert canonical_groups(dialect, rules) == []
+        assert v1_rules("v2", rules) == ("all", [])
