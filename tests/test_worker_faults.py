@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -190,3 +192,37 @@ async def test_database_away_for_a_while_builds_are_retried_then_correct(
     finally:
         await proxy.close()
     assert await members(conn, segment["id"]) == {ids[0], ids[1]}
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.mark.skipif(
+    shutil.which("rabbitmqctl") is None or bool(os.environ.get("SEGMENTS_TEST_AMQP_URL")),
+    reason="restarts the local broker with rabbitmqctl; not possible against a remote one",
+)
+async def test_rabbitmq_restarted_while_messages_are_in_flight_nothing_is_lost(
+    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    account_id: uuid.UUID,
+    exchange: Any,
+    database_url: str,
+    amqp_url: str,
+) -> None:
+    ids = await _people(conn, account_id)
+    segments = [await save_segment(conn, account_id, SUBSCRIBED_IN_DE) for _ in range(3)]
+    async with running_worker(worker_settings(database_url, amqp_url)):
+        async with _Lock(pool, segments[0]["id"]):
+            for segment in segments:
+                await publish_segment(exchange, "segment.created", segment)
+            await wait_status(conn, segments[0]["id"], "RUNNING")
+            # The broker goes down with one delivery in flight and others queued (durable,
+            # quorum), and comes back; the worker's robust connection finds it again.
+            await asyncio.to_thread(_rabbitmqctl, "stop_app")
+            await asyncio.to_thread(_rabbitmqctl, "start_app")
+            await asyncio.to_thread(_rabbitmqctl, "await_startup")
+        for segment in segments:
+            row = await wait_status(conn, segment["id"], "DONE", timeout=90)
+            assert row["total_count"] == 2
+    assert all([await members(conn, s["id"]) == {ids[0], ids[1]} for s in segments])

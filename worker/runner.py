@@ -113,7 +113,11 @@ async def run_worker(
 async def _drain(consumers: Consumers, grace_s: float) -> None:
     log.info("worker.stopping", grace_s=grace_s)
     for queue, tag in consumers.tags:
-        await queue.cancel(tag)
+        try:
+            await queue.cancel(tag)
+        except (aio_pika.exceptions.AMQPError, RuntimeError) as exc:
+            # The channel is closed (the broker is away): nothing more will be delivered on it.
+            log.info("worker.cancel_skipped", queue=queue.name, reason=type(exc).__name__)
     consumers.changes.flush()
     finished = all(
         await asyncio.gather(
