@@ -7,7 +7,7 @@ HTTP API, Limits); a larger load goes through `segments import` or several calls
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -18,9 +18,9 @@ from api_shim import contacts_store as db
 from api_shim.auth import CONTACTS, Principal, require
 from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, ApiError, ErrorItem, not_found
-from api_shim.outbox import enqueue_contacts_changed
 from api_shim.routing import SlashOptionalRouter
-from api_shim.types import JsonObject, ShortText, storable_text
+from api_shim.types import JsonObject, ShortText, storable_text, utc
+from worker.outbox import enqueue_contacts_changed
 
 MAX_CONTACTS = 1000  # per upsert call (one contact.changed message)
 MAX_EVENTS = 5000  # per events call
@@ -29,9 +29,17 @@ MAX_CHANGED_IDS = 10_000  # per changes call (split into messages of 1000)
 
 router = SlashOptionalRouter(prefix="/api/v2", tags=["contacts"], responses={**ERROR_RESPONSES})
 
+# Trimmed and lower-cased, as `segments import` does: one contact per address however it is
+# written, and the same contact whichever way the data arrives.
 Email = Annotated[
     str,
-    StringConstraints(min_length=3, max_length=320, pattern=r"^[^\s@]+@[^\s@]+$"),
+    StringConstraints(
+        strip_whitespace=True,
+        to_lower=True,
+        min_length=3,
+        max_length=320,
+        pattern=r"^[^\s@]+@[^\s@]+$",
+    ),
     AfterValidator(storable_text),
 ]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(storable_text)]
@@ -79,7 +87,9 @@ class EventIn(BaseModel):
     contact_id: UUID
     type: Literal["open", "click", "bounce", "complaint", "delivered", "unsubscribe"]
     campaign_id: UUID | None = None
-    occurred_at: datetime | None = Field(None, description="Default now; no offset means UTC.")
+    occurred_at: Annotated[datetime, AfterValidator(utc)] | None = Field(
+        None, description="Default now; no offset means UTC."
+    )
 
 
 class EventBatch(BaseModel):
@@ -132,7 +142,7 @@ async def upsert_contacts(ctx: Ctx, who: Writer, body: ContactBatch) -> UpsertRe
 @router.post("/events", response_model=EventsResult, summary="Append engagement events")
 async def append_events(ctx: Ctx, who: Writer, body: EventBatch) -> EventsResult:
     ids = [e.contact_id for e in body.events]
-    rows = [(e.contact_id, e.type, e.campaign_id, _utc(e.occurred_at)) for e in body.events]
+    rows = [(e.contact_id, e.type, e.campaign_id, e.occurred_at) for e in body.events]
     async with ctx.pool.acquire() as conn, conn.transaction():
         await _require_contacts(conn, who.account_id, ids, "events", "contact_id")
         inserted = await db.insert_events(conn, who.account_id, rows)
@@ -191,12 +201,6 @@ def _document(contact: ContactIn) -> dict[str, Any]:
     if "tags" in doc and doc["tags"] is None:
         doc["tags"] = []  # an empty list is the null of a list
     return doc
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def _reject_duplicates(values: list[str], key: str, field: str) -> None:

@@ -135,7 +135,8 @@ def validation_items(errors: Sequence[Any]) -> list[ErrorItem]:
                 loc = ()  # JSON decode errors carry a character offset, not a location
         path = join_loc("", *(p if isinstance(p, int) else str(p) for p in loc)) or "body"
         kind = str(e.get("type", "invalid"))
-        items.append(ErrorItem(loc=path, msg=_FRIENDLY.get(kind, str(e.get("msg"))), type=kind))
+        msg = _FRIENDLY.get(kind) or str(e.get("msg")).removeprefix("Value error, ")
+        items.append(ErrorItem(loc=path, msg=msg, type=kind))
     return items
 
 
@@ -184,6 +185,13 @@ async def _unavailable(request: Request, exc: Exception) -> ErrorResponse:
     return error_response(503, [item], {"Retry-After": "5"})
 
 
+async def _data_error(request: Request, exc: Exception) -> ErrorResponse:
+    # Validation should catch every such value first; this keeps a miss a 400, not a 500.
+    log.warning("api.data_error", path=request.url.path, error=str(exc))
+    item = ErrorItem(loc=None, msg="a value is not one the database accepts", type="data_error")
+    return error_response(400, [item])
+
+
 async def _internal(request: Request, exc: Exception) -> ErrorResponse:
     log.exception("api.internal_error", path=request.url.path)
     return error_response(500, [ErrorItem(loc=None, msg="internal error", type="internal")])
@@ -196,6 +204,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(asyncpg.UniqueViolationError, _conflict)
     app.add_exception_handler(asyncpg.SerializationError, _conflict)
+    app.add_exception_handler(asyncpg.DataError, _data_error)
     for exc_type in _UNAVAILABLE:
         app.add_exception_handler(exc_type, _unavailable)
     app.add_exception_handler(Exception, _internal)

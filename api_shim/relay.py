@@ -27,9 +27,9 @@ import structlog
 from aio_pika.abc import AbstractConnection, AbstractExchange
 
 from api_shim import metrics
-from api_shim.outbox import NOTIFY_CHANNEL
 from worker.db import connect
 from worker.locks import OUTBOX_RELAY, SERVICE_LOCK_CLASS
+from worker.outbox import NOTIFY_CHANNEL
 from worker.publishing import amqp_message
 from worker.settings import Settings
 from worker.topology import declare

@@ -11,10 +11,10 @@ import asyncpg
 from api_shim import store
 from api_shim.errors import not_found
 from api_shim.models import SegmentPatch
-from api_shim.outbox import enqueue_segment
 from api_shim.store import SegmentValues
 from api_shim.validation import check_v2_input, display_fields
 from worker.db import Conn
+from worker.outbox import enqueue_segment
 from worker.store import load_registry
 
 
@@ -65,7 +65,7 @@ async def patch(
             dialect="v2" if rules_changed else current["dialect"],
             rules=rules if rules_changed else current["rules"],
             contact_list_ids=list(
-                list_ids if list_ids is not None else current["contact_list_ids"]
+                dict.fromkeys(list_ids if list_ids is not None else current["contact_list_ids"])
             ),
             display_fields=fields,
             time_relative=(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints, TypeAdapter
@@ -26,6 +27,15 @@ def storable_text(value: str) -> str:
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode (no lone surrogates)") from None
     return value
+
+
+def utc(value: datetime) -> datetime:
+    """Aware, in UTC (no offset means UTC), and within the years 1 to 9999 once in UTC."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        return aware.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
 
 
 def not_blank(value: str) -> str:

@@ -50,7 +50,7 @@ async def test_upsert_creates_then_updates_only_the_keys_sent(
         "/api/v2/contacts",
         json={
             "contacts": [
-                {"email": "a@example.com", "company": None, "attributes": {"seats": 5}},
+                {"email": " A@Example.com ", "company": None, "attributes": {"seats": 5}},
                 {"email": "c@example.com"},
             ]
         },
@@ -153,6 +153,17 @@ async def test_events_append_and_unknown_contacts_are_located(
     assert foreign.status_code == 400
     assert foreign.json()["errors"][0]["loc"] == "events[1].contact_id"
     assert await conn.fetchval("SELECT count(*) FROM events WHERE contact_id = $1", theirs) == 0
+    out_of_range = await client.post(
+        "/api/v2/events",
+        json={
+            "events": [
+                {"contact_id": str(mine), "type": "open", "occurred_at": "0001-01-01T00:00+05:00"}
+            ]
+        },
+        headers=tenant.headers,
+    )
+    assert out_of_range.status_code == 400
+    assert out_of_range.json()["errors"][0]["loc"] == "events[0].occurred_at"
 
 
 async def test_list_members_add_and_remove(

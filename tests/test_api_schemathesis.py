@@ -75,7 +75,5 @@ def test_served_document_is_this_one(server: ApiProcess) -> None:
 def test_no_server_errors_and_answers_match_the_document(
     case: schemathesis.Case, api_key: str, server: ApiProcess
 ) -> None:
-    response: Response = case.call(
-        base_url=server.url, headers={"X-API-Key": api_key}, timeout=30
-    )
+    response: Response = case.call(base_url=server.url, headers={"X-API-Key": api_key}, timeout=30)
     case.validate_response(response, checks=CHECKS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
@@ -53,6 +52,12 @@ async def cmd_explain(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.importer.command import run_command
+
+    return await run_command(settings, args)
+
+
 async def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     await migrate(settings.database_url)
     stop = _stop_on_signals()
@@ -77,24 +82,13 @@ async def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _serve_api(settings: Settings, stop: asyncio.Event) -> None:
-    """The API (with its outbox relay) until `stop`; uvicorn's own signal handling is off,
-    so one SIGTERM/SIGINT handler (ours) stops every part of the process."""
-    from api_shim.server import uvicorn_server
+    """The API (with its outbox relay) until `stop`."""
+    from api_shim.server import serve
 
-    api = uvicorn_server(settings)
-    api.capture_signals = contextlib.nullcontext  # type: ignore[assignment]
-
-    async def exit_on_stop() -> None:
-        await stop.wait()
-        api.should_exit = True
-
-    watcher = asyncio.create_task(exit_on_stop())
     try:
-        await api.serve()
+        await serve(settings, stop)
     except SystemExit as exc:  # uvicorn exits the process when it cannot bind its port
         raise RuntimeError("the API could not start (is SEGMENTS_API_PORT in use?)") from exc
-    finally:
-        watcher.cancel()
 
 
 async def _until_stopped(stop: asyncio.Event, parts: list[Coroutine[Any, Any, None]]) -> int:
@@ -139,6 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="print a segment's compiled SQL and its plan")
     explain.add_argument("segment_id")
     explain.add_argument("--analyze", action="store_true", help="run it (EXPLAIN ANALYZE)")
+    from worker.importer.command import add_arguments as add_import_arguments
+
+    add_import_arguments(
+        sub.add_parser("import", help="load contacts, events or list members from CSV/NDJSON")
+    )
     sub.add_parser("api", help="serve the HTTP API (and the outbox relay)")
     sub.add_parser("worker", help="consume segment and contact messages; refresh schedule")
     sub.add_parser("run", help="migrate, then run every part of the service on this machine")
@@ -149,6 +148,7 @@ _COMMANDS: dict[str, Command] = {
     "migrate": cmd_migrate,
     "account": cmd_account_create,
     "explain": cmd_explain,
+    "import": cmd_import,
     "api": cmd_api,
     "worker": cmd_worker,
     "run": cmd_run,

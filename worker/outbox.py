@@ -2,8 +2,8 @@
 they describe, so a message exists if and only if its data committed (DESIGN.md 7).
 
 Writing (here, shared by the API shim, `segments import` and the demo): `enqueue_*` insert an
-`outbox` row and NOTIFY the relay; both take effect at the
-caller's COMMIT. Publishing: `api_shim.relay.OutboxRelay` sends the rows to RabbitMQ.
+`outbox` row and NOTIFY the relay; both take effect at the caller's COMMIT. Publishing: the
+outbox relay of every API process (`segments api`, `segments run`) sends rows to RabbitMQ.
 """
 
 from __future__ import annotations
