@@ -6,11 +6,17 @@ dead-letter queue with a reason, not be silently ignored.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 EXCHANGE = "segments"
 SEGMENT_ROUTING_KEYS = ("segment.created", "segment.updated", "segment.rebuild", "segment.refresh")
@@ -24,6 +30,14 @@ class _Message(BaseModel):
     schema_version: Literal[1] = Field(alias="schema")
     account_id: UUID
 
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # Literal[1] alone would take `true` (True == 1 in Python).
+        if isinstance(value, bool):
+            raise ValueError("must be the number 1")
+        return value
+
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()
 
@@ -32,7 +46,7 @@ class SegmentMessage(_Message):
     """segment.created | updated | rebuild | refresh: build this generation of the segment."""
 
     segment_id: UUID
-    generation: Annotated[int, Field(ge=1)]
+    generation: Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class ContactChanged(_Message):
@@ -50,13 +64,14 @@ class BadMessage(ValueError):
 
 
 def decode(model: type[M], body: bytes) -> M:
+    """The body as `model`, strictly (JSON mode: no coercion of `true` to 1 or "3" to 3)."""
     try:
-        return model.model_validate(json.loads(body))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadMessage(f"body is not UTF-8 JSON: {exc}") from None
+        return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
             for e in exc.errors(include_url=False)
         )
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise BadMessage(f"body is not UTF-8 JSON: {problems}") from None
         raise BadMessage(f"body does not match {model.__name__} schema 1: {problems}") from None

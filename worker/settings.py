@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -34,8 +37,12 @@ class Settings(BaseSettings):
     api_simple_wait_s: float = Field(
         3.0, ge=0, le=60, description="How long POST /api/segments waits for the first build."
     )
-    api_pool_min_size: int = Field(1, ge=1, description="PostgreSQL pool size of the API.")
-    api_pool_max_size: int = Field(10, ge=1, description="PostgreSQL pool size of the API.")
+    api_pool_min_size: int = Field(
+        1, ge=1, description="PostgreSQL connections the API keeps open at least."
+    )
+    api_pool_max_size: int = Field(
+        10, ge=1, description="PostgreSQL connections the API opens at most."
+    )
     api_statement_timeout_ms: int = Field(
         10_000, ge=100, description="Upper bound on any single query an API request runs."
     )
@@ -80,3 +87,49 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     return Settings()
+
+
+# Read outside Settings (worker/migrations.py needs it before any settings): variable ->
+# (default, meaning), as they appear in the table.
+OTHER_VARIABLES = {
+    "SEGMENTS_SQL_DIR": (
+        "`sql/` of the source tree",
+        "Directory of the numbered migrations `segments migrate` applies.",
+    ),
+}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _default(value: object) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    """The README's configuration table: every SEGMENTS_ variable, its default and meaning."""
+    rows = {}
+    for name, field in Settings.model_fields.items():
+        if not field.description:
+            raise ValueError(f"Settings.{name} needs a description: it goes into the README")
+        rows[f"SEGMENTS_{name.upper()}"] = (_default(field.default), field.description)
+    rows.update(OTHER_VARIABLES)
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for variable, (default, meaning) in rows.items():
+        lines.append(f"| `{variable}` | {_cell(default)} | {_cell(meaning)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m worker.settings")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the README's configuration table"
+    )
+    if not parser.parse_args().markdown:
+        parser.error("say what to print: --markdown")
+    sys.stdout.write(markdown_table())
