@@ -322,12 +322,28 @@ class _Compiler:
             if aggregate == "count(*)":  # a count is never null
                 return c.operator == "is_not_null"
             return _EventTest(event_type, (), None, matches_none=c.operator == "is_null")
+        if aggregate != "count(*)":
+            return self.latest_test(event_type, c)
         having = _AGGREGATE_OPS[c.operator].format(x=aggregate, v=self.value(c))
-        if aggregate == "count(*)":
-            zero_matches = _COUNT_TESTS[c.operator](Decimal(0), c.value)
-        else:  # the latest event: a contact without events has none, and only is_null matches
-            zero_matches = False
+        zero_matches = _COUNT_TESTS[c.operator](Decimal(0), c.value)
         return _EventTest(event_type, (), having, matches_none=zero_matches)
+
+    def latest_test(self, event_type: str, c: FieldCondition) -> _EventTest:
+        """last_open_at / last_click_at: the latest event. A contact without events has none,
+        so only is_null (handled by the caller) matches it. Lower bounds become a filter on
+        occurred_at, so the time index skips older events instead of aggregating them all."""
+        if c.operator in ("gt", "gte"):
+            bound = self.value(c)
+            op = ">" if c.operator == "gt" else ">="
+            return _EventTest(event_type, (f"e.occurred_at {op} {bound}",), None, False)
+        if c.operator == "within_days":
+            # The latest is in [since, now] <=> some event >= since, and of those none > now.
+            assert isinstance(c.value, int)
+            since = self.params.add(self.query.now - timedelta(days=c.value), "timestamptz")
+            where = (f"e.occurred_at >= {since}",)
+            return _EventTest(event_type, where, f"max(e.occurred_at) <= {self.now}", False)
+        having = _AGGREGATE_OPS[c.operator].format(x="max(e.occurred_at)", v=self.value(c))
+        return _EventTest(event_type, (), having, matches_none=False)
 
     def event_test(self, test: _EventTest | bool) -> str:
         if isinstance(test, bool):
