@@ -62,6 +62,11 @@ class Side:
     def median(self) -> float:
         return statistics.median(self.samples)
 
+    @property
+    def best(self) -> float:
+        # The fastest run: on a shared machine the least disturbed one.
+        return min(self.samples)
+
 
 @dataclass
 class Generic:
@@ -315,6 +320,8 @@ async def run(args: argparse.Namespace) -> str:
     conn = await connect(args.dsn)
     try:
         await conn.execute("SELECT set_config('plan_cache_mode', $1, false)", args.plan_cache_mode)
+        if args.work_mem:
+            await conn.execute("SELECT set_config('work_mem', $1, false)", args.work_mem)
         spec, now = await dataset(conn)
         ctx = bench_context(now)
         registry = await load_registry(conn, ctx.account_id)
@@ -333,7 +340,8 @@ async def run(args: argparse.Namespace) -> str:
             )
             results.append(result)
         server = await conn.fetchval("SHOW server_version")
-        return render(results, spec, args, server)
+        work_mem = await conn.fetchval("SHOW work_mem")
+        return render(results, spec, args, f"{server}; `work_mem = {work_mem}`")
     finally:
         await conn.close()
 
@@ -349,6 +357,7 @@ def parse_args() -> argparse.Namespace:
         choices=["auto", "force_custom_plan", "force_generic_plan"],
         help="the session's plan_cache_mode for the timed runs",
     )
+    parser.add_argument("--work-mem", help="the session's work_mem (default: the server's)")
     parser.add_argument("--no-generic", action="store_true", help="skip the generic-plan run")
     parser.add_argument("--out", type=Path, default=OUT_DIR / "plans.md")
     return parser.parse_args()

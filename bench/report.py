@@ -54,6 +54,10 @@ def _sql_block(sql: str, params: tuple[Any, ...]) -> str:
     return f"```sql\n-- params: {shown}\n{sql};\n```"
 
 
+def _runs(samples: list[float]) -> str:
+    return ", ".join(f"{x:,.0f}" for x in samples)
+
+
 def _details(summary: str, body: str) -> str:
     return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
 
@@ -70,16 +74,18 @@ def header(spec: dict[str, int], args: argparse.Namespace, server: str) -> str:
 def count_table(results: list[ShapeResult]) -> str:
     lines = [
         "| shape | rows matched | compiled ms | best hand-written ms (variant) | ratio "
-        "| generic plan ms | compiled plan: indexes used |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| fastest runs: compiled / hand-written ms (ratio) | generic plan ms "
+        "| compiled plan: indexes used |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         query, side = r.best_hand
         generic = _generic_ms(r.generic)
         lines.append(
             f"| ({r.shape.key}) {r.shape.title} | {r.matched:,} | {r.compiled.median:,.1f} "
-            f"| {side.median:,.1f} ({query.label}) | {r.ratio:.2f} | {generic} "
-            f"| {_paths_cell(r.compiled.plan)} |"
+            f"| {side.median:,.1f} ({query.label}) | {r.ratio:.2f} "
+            f"| {r.compiled.best:,.0f} / {side.best:,.0f} ({r.compiled.best / side.best:.2f}) "
+            f"| {generic} | {_paths_cell(r.compiled.plan)} |"
         )
     return "\n".join(lines)
 
@@ -124,15 +130,15 @@ def shape_details(r: ShapeResult) -> str:
     rules = json.dumps(r.shape.rules, indent=1)
     best_query, best_side = r.best_hand
     variants = "\n".join(
-        f"- `{q.label}`: {s.median:,.1f} ms{'' if q.exact else ' (not exact: ' + q.note + ')'}"
+        f"- `{q.label}`: {s.median:,.1f} ms (runs: {_runs(s.samples)})"
+        + ("" if q.exact else f" (not exact: {q.note})")
         + (f"; {q.note}" if q.exact and q.note else "")
         for q, s in r.hand
     )
     parts = [
         f"### ({r.shape.key}) {r.shape.title}",
         f"{r.matched:,} contacts; compiled {r.compiled.median:,.1f} ms "
-        f"(runs: {', '.join(f'{x:,.0f}' for x in r.compiled.samples)}). Hand-written:\n\n"
-        + variants,
+        f"(runs: {_runs(r.compiled.samples)}). Hand-written:\n\n" + variants,
         _details("rules_json", f"```json\n{rules}\n```"),
         _details("compiled SQL (count form)", _sql_block(r.compiled.sql, r.compiled.params)),
         _details(

@@ -82,7 +82,7 @@ GOLDENS = {
             FROM contacts c
             WHERE c.account_id = $1::uuid
               AND lower(c.status) = lower($2::text)
-              AND segments_lower_array(c.tags) && (SELECT segments_lower_array($3::text[]))::text[]
+              AND segments_lower_array(c.tags) && segments_lower_array($3::text[])
             """
         ),
         params=(ACCOUNT, "subscribed", ["VIP"]),
@@ -179,7 +179,7 @@ GOLDENS = {
             SELECT c.id
             FROM contacts c
             WHERE c.account_id = $1::uuid
-              AND lower(c.country) = ANY((SELECT segments_lower_array($2::text[]))::text[])
+              AND lower(c.country) = ANY(segments_lower_array($2::text[]))
             UNION
             SELECT c.id
             FROM contacts c

@@ -1234,10 +1234,13 @@ async def test_in_values_are_lowered_once_per_query_not_once_per_row(data: Datas
             await data.conn.execute("SET LOCAL track_functions = 'all'")
         except asyncpg.InsufficientPrivilegeError:
             pytest.skip("needs a superuser to count function calls")
-        await data.conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        assert await data.conn.fetchval(compiled.sql, *compiled.params) == 50
+        # The service's connections never use generic plans (worker.db), so the call is
+        # folded to a constant at every execution, past the fifth one too.
+        assert await data.conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        for _ in range(7):
+            assert await data.conn.fetchval(compiled.sql, *compiled.params) == 50
         calls = await data.conn.fetchval(
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions"
             " WHERE funcname = 'segments_lower_array'"
         )
-    assert calls <= 1
+    assert calls <= 7

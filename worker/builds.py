@@ -93,6 +93,9 @@ async def build_segment(
             )
             # An int we format ourselves; SET cannot take a bind parameter.
             await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
+            # Room to hash a large account's events instead of probing them contact by
+            # contact (3x on "never opened" at 1M contacts, docs/benchmarks.md).
+            await conn.execute("SET LOCAL work_mem = '64MB'")
             row = await conn.fetchrow(sql, *compiled.params, segment.segment_id)
             assert row is not None
             finished = await conn.fetchval(

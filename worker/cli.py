@@ -122,6 +122,14 @@ async def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     return await _until_stopped(stop, [_serve_api(settings, stop), run_worker(settings, stop)])
 
 
+async def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Load a demo data set and show segments built and kept current, through the API (run
+    here, with a worker, if none answers at --api-url)."""
+    from worker.demo.command import run_command
+
+    return await run_command(settings, args, _stop_on_signals(), _serve_api)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("api", help="serve the HTTP API (and the outbox relay)")
     sub.add_parser("worker", help="consume segment and contact messages; refresh schedule")
     sub.add_parser("run", help="migrate, then run every part of the service on this machine")
+    from worker.demo import add_arguments as add_demo_arguments
+
+    add_demo_arguments(
+        sub.add_parser("demo", help="load demo data, build segments through the API, watch them")
+    )
     return parser
 
 
@@ -152,6 +165,7 @@ _COMMANDS: dict[str, Command] = {
     "api": cmd_api,
     "worker": cmd_worker,
     "run": cmd_run,
+    "demo": cmd_demo,
 }
 
 

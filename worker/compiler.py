@@ -100,8 +100,8 @@ _DERIVED = {
 }
 
 # Row predicates by operator; {x} is the field's value expression, {v} the value's parameter.
-# Array values are lower-cased in a sub-SELECT: an InitPlan runs it once per query, where a
-# plain call would run once per row under a generic plan.
+# Array values are lower-cased by a plain call, which custom plans (worker.db sets
+# plan_cache_mode) fold to a constant once per query, and the planner can see the values.
 # Text and list values compare lower-cased; '' and the empty list are null (DESIGN.md 4.3),
 # and the negative operators match null, which coalesce() gives them.
 _TEXT_OPS = {
@@ -110,8 +110,8 @@ _TEXT_OPS = {
     "contains": "strpos(lower({x}), lower({v})) > 0",
     "not_contains": "strpos(lower(coalesce({x}, '')), lower({v})) = 0",
     "starts_with": "starts_with(lower({x}), lower({v}))",
-    "in": "lower({x}) = ANY((SELECT segments_lower_array({v}))::text[])",
-    "not_in": "lower(coalesce({x}, '')) <> ALL((SELECT segments_lower_array({v}))::text[])",
+    "in": "lower({x}) = ANY(segments_lower_array({v}))",
+    "not_in": "lower(coalesce({x}, '')) <> ALL(segments_lower_array({v}))",
     "is_null": "coalesce({x}, '') = ''",
     "is_not_null": "{x} <> ''",
 }
@@ -129,9 +129,9 @@ _DATETIME_OPS = {**_ORDERED_OPS, **_NULL_OPS, "within_days": "{x} BETWEEN {v}"}
 _BOOLEAN_OPS = {**_EQUALITY_OPS, **_NULL_OPS}
 # {x} of a list is its lower-cased elements, never null ('{}' when empty or missing).
 _LIST_OPS = {
-    "has_any": "{x} && (SELECT segments_lower_array({v}))::text[]",
-    "has_all": "{x} @> (SELECT segments_lower_array({v}))::text[]",
-    "has_none": "NOT ({x} && (SELECT segments_lower_array({v}))::text[])",
+    "has_any": "{x} && segments_lower_array({v})",
+    "has_all": "{x} @> segments_lower_array({v})",
+    "has_none": "NOT ({x} && segments_lower_array({v}))",
     "is_null": "cardinality({x}) = 0",
     "is_not_null": "cardinality({x}) > 0",
 }
@@ -152,6 +152,7 @@ _AGGREGATE_OPS = {
     "not_in": "{x} <> ALL({v})",
     "within_days": "{x} BETWEEN {v}",
 }
+_LATEST = {name for name, (_, aggregate) in _DERIVED.items() if aggregate.startswith("max")}
 _COUNT_TESTS: dict[str, Callable[[Decimal, Any], bool]] = {
     # Does a count of 0 satisfy the operator? Decides whether contacts without events match.
     "equals": lambda n, v: n == v,
@@ -222,6 +223,9 @@ class _Compiler:
     def condition(self, c: Condition) -> str:
         match c:
             case FieldCondition() if c.field.source is FieldSource.DERIVED:
+                if c.operator == "within_days" and c.field.name in _LATEST:
+                    assert isinstance(c.value, int)
+                    return self.latest_within_days(_DERIVED[c.field.name][0], c.value)
                 return self.event_test(self.derived_test(c))
             case FieldCondition():
                 return self.field_predicate(c)
@@ -328,6 +332,17 @@ class _Compiler:
         zero_matches = _COUNT_TESTS[c.operator](Decimal(0), c.value)
         return _EventTest(event_type, (), having, matches_none=zero_matches)
 
+    def latest_within_days(self, event_type: str, days: int) -> str:
+        """The latest event is in [now - days, now] <=> there is an event in that range and
+        none after now: two existence tests the time index answers, no aggregation."""
+        since = self.params.add(self.query.now - timedelta(days=days), "timestamptz")
+        in_range = (f"e.occurred_at >= {since}", f"e.occurred_at <= {self.now}")
+        in_future = (f"e.occurred_at > {self.now}",)
+        return (
+            f"{self.event_test(_EventTest(event_type, in_range, None, matches_none=False))}"
+            f"\n  AND {self.event_test(_EventTest(event_type, in_future, None, matches_none=True))}"
+        )
+
     def latest_test(self, event_type: str, c: FieldCondition) -> _EventTest:
         """last_open_at / last_click_at: the latest event. A contact without events has none,
         so only is_null (handled by the caller) matches it. Lower bounds become a filter on
@@ -336,12 +351,6 @@ class _Compiler:
             bound = self.value(c)
             op = ">" if c.operator == "gt" else ">="
             return _EventTest(event_type, (f"e.occurred_at {op} {bound}",), None, False)
-        if c.operator == "within_days":
-            # The latest is in [since, now] <=> some event >= since, and of those none > now.
-            assert isinstance(c.value, int)
-            since = self.params.add(self.query.now - timedelta(days=c.value), "timestamptz")
-            where = (f"e.occurred_at >= {since}",)
-            return _EventTest(event_type, where, f"max(e.occurred_at) <= {self.now}", False)
         having = _AGGREGATE_OPS[c.operator].format(x="max(e.occurred_at)", v=self.value(c))
         return _EventTest(event_type, (), having, matches_none=False)
 

@@ -16,6 +16,10 @@ _SERVER_SETTINGS = {
     "application_name": "segments",
     "lock_timeout": "30s",
     "idle_in_transaction_session_timeout": "5min",
+    # asyncpg prepares every statement; after five runs PostgreSQL may switch a statement to
+    # a generic plan, which cannot see the values (list ids, lowered arrays, candidate ids)
+    # and measured up to 15x slower here (docs/benchmarks.md). Planning costs 1-2 ms.
+    "plan_cache_mode": "force_custom_plan",
 }
 
 

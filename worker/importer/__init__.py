@@ -113,6 +113,8 @@ async def run_import(
                 with open_text(options.path, stdin) as stream:
                     rows, validate = _rows(options.kind, fmt, context, stream)
                     await _load(conn, options, validate, rows, summary, progress)
+                if progress:
+                    progress.phase("read", read=summary.read, rejected=summary.rejected)
                 await _finish(conn, options, summary, progress, report, rejects_out)
         except _Refused:
             pass  # rolled back: rows were rejected, so nothing is loaded
