@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from worker.rules.fields import FieldSource, FieldSpec, FieldType
+from worker.rules.fields import BUILTIN_FIELDS, FieldSource, FieldSpec, FieldType
 from worker.rules.tree import (
     ActivityCondition,
     Condition,
@@ -60,22 +60,12 @@ class Params:
         return f"${len(self.values)}::{pg_type}"
 
 
-# Whitelists: the only identifiers that reach SQL text.
+# Whitelists: the only identifiers that reach SQL text. Column names come from the field
+# registry's fixed table of contact columns, never from the rule; tags has its own reader.
 _COLUMNS = {
     name: f"c.{name}"
-    for name in (
-        "email",
-        "name",
-        "first_name",
-        "last_name",
-        "company",
-        "status",
-        "country",
-        "city",
-        "language",
-        "created_at",
-        "updated_at",
-    )
+    for name, spec in BUILTIN_FIELDS.items()
+    if spec.source is FieldSource.COLUMN and name != "tags"
 }
 _CUSTOM_READERS = {
     FieldType.TEXT: "segments_jsonb_text",
