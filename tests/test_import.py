@@ -171,6 +171,42 @@ async def test_contacts_from_ndjson(
     assert rows["b@example.com"]["updated_at"] == datetime(2024, 1, 2, tzinfo=UTC)
 
 
+async def test_any_text_arrives_exactly_as_written(
+    conn: asyncpg.Connection, account_id: uuid.UUID, tmp_path: Path
+) -> None:
+    # Staged rows travel as COPY CSV: quoting, escapes and NULL must not change any value.
+    awkward = [
+        "a,b",
+        'say "hi"',
+        "back\\slash \\N",
+        "tab\there",
+        "new\nline\r\n",
+        "{x}",
+        " ",
+        "NULL",
+        "\\.",
+        "x\n\\.\ny",  # a line of its own that reads \. (COPY's end-of-data marker)
+    ]
+    rows = [
+        {
+            "email": f"t{i}@example.com",
+            "name": text,
+            "tags": [text, "ü" + text],
+            "attributes": {"k": text},
+        }
+        for i, text in enumerate(awkward)
+    ]
+    summary = await load(conn, account_id, "contacts", write(tmp_path, "t.ndjson", ndjson(*rows)))
+
+    assert summary.loaded == len(awkward)
+    stored = await contacts(conn, account_id)
+    for i, text in enumerate(awkward):
+        contact = stored[f"t{i}@example.com"]
+        assert contact["name"] == text
+        assert contact["tags"] == [text, "ü" + text]
+        assert contact["attributes"] == {"k": text}
+
+
 async def test_upsert_updates_the_contact_with_that_email_and_keeps_what_the_file_lacks(
     conn: asyncpg.Connection, account_id: uuid.UUID, tmp_path: Path
 ) -> None:

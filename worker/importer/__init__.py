@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -173,26 +174,29 @@ def _rows(
 
 @dataclass
 class _Chunk:
-    read: int
-    records: list[tuple[Any, ...]]
+    read: int  # rows read
+    valid: int  # of which valid, in `payload`
+    payload: bytes  # the valid rows, encoded for COPY
     rejects: list[tuple[int, str]]
 
 
-def _next_chunk(rows: Iterator[Row | BadRow], validate: Validate, size: int) -> _Chunk:
-    """Read and validate up to `size` rows (CPU-bound: runs in a thread)."""
-    chunk = _Chunk(0, [], [])
+def _next_chunk(kind: Kind, rows: Iterator[Row | BadRow], validate: Validate, size: int) -> _Chunk:
+    """Read, validate and encode up to `size` rows. CPU-bound: runs in a thread."""
+    read = 0
+    records: list[tuple[Any, ...]] = []
+    rejects: list[tuple[int, str]] = []
     for item in rows:
-        chunk.read += 1
+        read += 1
         if isinstance(item, BadRow):
-            chunk.rejects.append((item.line, item.reason))
+            rejects.append((item.line, item.reason))
         else:
             try:
-                chunk.records.append(validate(item.values, item.line))
+                records.append(validate(item.values, item.line))
             except RowError as exc:
-                chunk.rejects.append((item.line, str(exc)))
-        if chunk.read >= size:
+                rejects.append((item.line, str(exc)))
+        if read >= size:
             break
-    return chunk
+    return _Chunk(read, len(records), load.encode_chunk(kind, records), rejects)
 
 
 async def _load(
@@ -205,11 +209,38 @@ async def _load(
 ) -> None:
     """Validate and load the file chunk by chunk, counting into `summary`. A thread validates
     the next chunk while PostgreSQL loads the previous one."""
-    iterator = iter(rows)
+    with _responsive_event_loop():
+        iterator = iter(rows)
+        await _pipeline(conn, options, validate, iterator, summary, progress)
+
+
+@contextlib.contextmanager
+def _responsive_event_loop() -> Iterator[None]:
+    """While the validating thread computes, the event loop thread waits for the GIL for up
+    to the switch interval (5 ms) every time PostgreSQL answers; with a dozen statements per
+    chunk that idles the database noticeably. A shorter interval, for the import only."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0005))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
+async def _pipeline(
+    conn: Conn,
+    options: ImportOptions,
+    validate: Validate,
+    iterator: Iterator[Row | BadRow],
+    summary: ImportSummary,
+    progress: Progress | None,
+) -> None:
     loading: asyncio.Task[None] | None = None
     try:
         while True:
-            chunk = await asyncio.to_thread(_next_chunk, iterator, validate, options.chunk_rows)
+            chunk = await asyncio.to_thread(
+                _next_chunk, options.kind, iterator, validate, options.chunk_rows
+            )
             if loading is not None:
                 await loading
             if not chunk.read:
@@ -227,7 +258,7 @@ async def _load(
 async def _load_chunk(
     conn: Conn, options: ImportOptions, chunk: _Chunk, summary: ImportSummary
 ) -> None:
-    await load.stage(conn, options.kind, chunk.records, chunk.rejects)
+    await load.stage(conn, options.kind, chunk.payload, chunk.rejects)
     summary.rejected += len(chunk.rejects)
     summary.rejected += await load.check(conn, options.kind, options.account_id)
     if options.skip_invalid or not summary.rejected:
