@@ -232,6 +232,9 @@ def _free_port() -> int:
         return port
 
 
+_POLL_INTERVAL_S = 0.1
+
+
 def _wait_until_healthy(server: ApiProcess, timeout: float = 60.0) -> None:
     """Poll /healthz with a deadline (a fixture of sync tests too, so no event loop here)."""
     deadline = time.monotonic() + timeout
@@ -241,5 +244,5 @@ def _wait_until_healthy(server: ApiProcess, timeout: float = 60.0) -> None:
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
                 return
-        time.sleep(0.1)
+        time.sleep(_POLL_INTERVAL_S)  # between polls; the deadline bounds the wait
     raise AssertionError(f"segments api did not answer within {timeout}s:\n{server.log()}")
