@@ -24,6 +24,7 @@ from tests.strategies import (
     rules_in_any_dialect,
     universes,
 )
+from worker.changes import apply_changes
 from worker.compiler import (
     SegmentQuery,
     compile_count,
@@ -149,8 +150,43 @@ async def _check(
             assert members == expected, context
             assert count == len(expected), context
             assert matching == expected & set(candidates), context
+        await _check_incremental(conn, evaluator, cases, candidates, stale=set(ours[::2]))
     finally:
         await transaction.rollback()
+
+
+async def _check_incremental(
+    conn: asyncpg.Connection,
+    evaluator: Evaluator,
+    cases: list[tuple[str, Any, list[uuid.UUID]]],
+    candidates: list[uuid.UUID],
+    stale: set[uuid.UUID],
+) -> None:
+    """worker.changes, all cases as live segments at once: starting from a stale membership,
+    the candidates end up exactly where the rules put them; nobody else moves."""
+    segments = []
+    for dialect, rules, universe in cases:
+        segment_id = await conn.fetchval(
+            """INSERT INTO segments (account_id, name, dialect, rules, contact_list_ids, status,
+                   total_count, built_generation)
+               VALUES ($1, 'property', $2, $3, $4, 'DONE', $5, 1) RETURNING id""",
+            ACCOUNT, dialect, rules, universe, len(stale),
+        )  # fmt: skip
+        await conn.executemany(
+            "INSERT INTO segment_members (segment_id, contact_id, account_id) VALUES ($1, $2, $3)",
+            [(segment_id, contact_id, ACCOUNT) for contact_id in stale],
+        )
+        segments.append((segment_id, evaluator.members(dialect, rules, universe)))
+    result = await apply_changes(conn, ACCOUNT, candidates, statement_timeout_ms=60_000, now=NOW)
+    assert result.segments == len(cases)
+    for segment_id, expected in segments:
+        rows = await conn.fetch(
+            "SELECT contact_id FROM segment_members WHERE segment_id = $1", segment_id
+        )
+        members = {r[0] for r in rows}
+        assert members == (stale - set(candidates)) | (expected & set(candidates))
+        total = await conn.fetchval("SELECT total_count FROM segments WHERE id = $1", segment_id)
+        assert total == len(members)
 
 
 @settings(

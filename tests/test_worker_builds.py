@@ -166,23 +166,24 @@ async def test_changes_for_another_account_touch_nothing(
     ids = await _people(conn, account_id)
     segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
     await publish_segment(exchange, "segment.created", segment)
-    built_at = (await wait_status(conn, segment["id"], "DONE"))["last_built_at"]
+    await wait_status(conn, segment["id"], "DONE")
     other = await conn.fetchval("INSERT INTO accounts (name) VALUES ('other') RETURNING id")
     other_segment = await save_segment(conn, other, SUBSCRIBED_IN_DE)
     await publish_segment(exchange, "segment.created", other_segment)
     await wait_status(conn, other_segment["id"], "DONE")
     # A producer names our contacts under the other account: they must not join its segment.
     await publish_changes(exchange, other, ids)
-    await publish_changes(exchange, account_id, ids[:1])
+    await conn.execute("UPDATE contacts SET country = 'DE' WHERE id = $1", ids[3])  # joins
+    await publish_changes(exchange, account_id, ids[3:4])
 
     async def applied() -> bool:
         # Our account's change was published last; once it is applied, so is the other's.
-        return (await segment_row(conn, segment["id"]))["last_built_at"] > built_at
+        return ids[3] in await members(conn, segment["id"])
 
     await wait_for(applied)
     assert (await segment_row(conn, other_segment["id"]))["total_count"] == 0
     assert await members(conn, other_segment["id"]) == set()
-    assert await members(conn, segment["id"]) == {ids[0], ids[1]}
+    assert await members(conn, segment["id"]) == {ids[0], ids[1], ids[3]}
 
 
 async def _dead_letters(amqp_url: str, queue_name: str, count: int) -> list[Any]:

@@ -169,14 +169,29 @@ class _EventTest:
     matches_none: bool
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """What every query compiled into one statement shares: the parameter list, the account
+    ($1) and the candidate ids ($2, when there are candidates)."""
+
+    params: Params
+    account: str
+    candidates: str | None
+
+    @classmethod
+    def new(cls, account_id: UUID, candidates: Sequence[UUID] | None) -> _Scope:
+        params = Params()
+        account = params.add(account_id, "uuid")
+        among = None if candidates is None else params.add(list(candidates), "uuid[]")
+        return cls(params, account, among)
+
+
 class _Compiler:
-    def __init__(self, query: SegmentQuery, candidates: Sequence[UUID] | None) -> None:
+    def __init__(self, query: SegmentQuery, scope: _Scope) -> None:
         self.query = query
-        self.params = Params()
-        self.account = self.params.add(query.account_id, "uuid")
-        self.candidates = (
-            None if candidates is None else self.params.add(list(candidates), "uuid[]")
-        )
+        self.params = scope.params
+        self.account = scope.account
+        self.candidates = scope.candidates
         self._now: str | None = None
         self.universe = self.params.add(list(query.list_ids), "uuid[]") if query.list_ids else None
 
@@ -412,15 +427,19 @@ def _is_row_predicate(c: Condition) -> bool:
     return isinstance(c, IspCondition)
 
 
-def _compile(query: SegmentQuery, candidates: Sequence[UUID] | None, count: bool) -> CompiledQuery:
-    compiler = _Compiler(query, candidates)
+def _select(query: SegmentQuery, scope: _Scope, count: bool) -> str:
+    compiler = _Compiler(query, scope)
     branches = compiler.branches()
     if count and len(branches) == 1:
-        sql = compiler.branch(branches[0], "count(*)")
-    else:
-        union = "\nUNION\n".join(compiler.branch(b, "c.id") for b in branches)
-        sql = f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
-    return CompiledQuery(sql, tuple(compiler.params.values))
+        return compiler.branch(branches[0], "count(*)")
+    union = "\nUNION\n".join(compiler.branch(b, "c.id") for b in branches)
+    return f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
+
+
+def _compile(query: SegmentQuery, candidates: Sequence[UUID] | None, count: bool) -> CompiledQuery:
+    scope = _Scope.new(query.account_id, candidates)
+    sql = _select(query, scope, count)
+    return CompiledQuery(sql, tuple(scope.params.values))
 
 
 def compile_count(query: SegmentQuery) -> CompiledQuery:
@@ -436,3 +455,26 @@ def compile_member_ids(query: SegmentQuery) -> CompiledQuery:
 def compile_matching_among(query: SegmentQuery, candidates: Sequence[UUID]) -> CompiledQuery:
     """SELECT of those of `candidates` that match; every subquery is narrowed to them."""
     return _compile(query, candidates, count=False)
+
+
+@dataclass(frozen=True)
+class CompiledAmong:
+    """`matching_among` of several segments of one account over one parameter list: $1 is
+    the account, $2 the candidate ids; `selects[i]` is the SELECT of `queries[i]`."""
+
+    selects: tuple[str, ...]
+    params: tuple[Any, ...]
+    candidates: str
+
+
+def compile_matching_among_each(
+    queries: Sequence[SegmentQuery], candidates: Sequence[UUID]
+) -> CompiledAmong:
+    """Which of `candidates` match, for each query; one statement can run them all."""
+    accounts = {q.account_id for q in queries}
+    if len(accounts) != 1:
+        raise ValueError("the queries of one statement must share one account")
+    scope = _Scope.new(accounts.pop(), candidates)
+    selects = tuple(_select(q, scope, count=False) for q in queries)
+    assert scope.candidates is not None
+    return CompiledAmong(selects, tuple(scope.params.values), scope.candidates)
