@@ -1,7 +1,7 @@
 """Worker benchmark: builds and incremental updates through the real broker and a real
 `segments worker` process, on the benchmark data (`python -m bench.gen_data` first).
 
-    .venv/bin/python -m bench.worker_bench [--rate 1000] [--seconds 30] [--segments 100]
+    .venv/bin/python -m bench.worker_bench [--rates 500,1000,2000] [--seconds 30] [--segments 100]
 
 1. Build time, message to DONE, for a segment over the 100k-contact account and over the
    1M-contact account, next to the time of its compiled SQL alone (run side by side,
@@ -37,7 +37,8 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, list_id
+from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, LISTS, list_id
+from bench.gen_data import COUNTRIES, TAGS
 from worker.compiler import compile_member_ids
 from worker.db import connect
 from worker.messages import ContactChanged, SegmentMessage
@@ -81,7 +82,7 @@ async def vhost() -> AsyncIterator[str]:
 
 
 class WorkerProcess:
-    def __init__(self, dsn: str, amqp_url: str) -> None:
+    def __init__(self, dsn: str, amqp_url: str, code_dir: str | None = None) -> None:
         self.port = _free_port()
         env = {
             **os.environ,
@@ -92,7 +93,10 @@ class WorkerProcess:
             "SEGMENTS_REFRESH_INTERVAL_S": "86400",
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker"], env=env, stderr=subprocess.DEVNULL
+            [sys.executable, "-m", "worker.cli", "worker"],
+            env=env,
+            stderr=subprocess.DEVNULL,
+            cwd=code_dir,  # `-m` imports the worker from here: another checkout to compare
         )
 
     def peak_rss_mib(self) -> float:
@@ -187,16 +191,37 @@ async def bench_builds(conn: asyncpg.Connection, exchange: Any, runs: int) -> li
     return results
 
 
-def _quantile(text: str, name: str, q: float) -> float | None:
-    """histogram_quantile over one histogram of a scrape (linear within the bucket)."""
-    buckets: list[tuple[float, float]] = []
+def _buckets(text: str, name: str) -> dict[float, float]:
+    """The cumulative bucket counts of one histogram in a scrape, by upper bound."""
+    buckets: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name != name:
-            continue
         for sample in family.samples:
             if sample.name == name + "_bucket":
-                buckets.append((float(sample.labels["le"]), sample.value))
-    buckets.sort()
+                buckets[float(sample.labels["le"])] = sample.value
+    return buckets
+
+
+def _mean(before: str, after: str, name: str) -> float | None:
+    """The mean of what one histogram observed between two scrapes."""
+
+    def sum_count(text: str) -> tuple[float, float]:
+        values = {"sum": 0.0, "count": 0.0}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                for part in values:
+                    if sample.name == f"{name}_{part}":
+                        values[part] = sample.value
+        return values["sum"], values["count"]
+
+    (sum0, count0), (sum1, count1) = sum_count(before), sum_count(after)
+    return (sum1 - sum0) / (count1 - count0) if count1 > count0 else None
+
+
+def _quantile(before: str, after: str, name: str, q: float) -> float | None:
+    """histogram_quantile over what one histogram observed between two scrapes (linear
+    within the bucket, as Prometheus does)."""
+    start = _buckets(before, name)
+    buckets = sorted((le, n - start.get(le, 0.0)) for le, n in _buckets(after, name).items())
     if not buckets or buckets[-1][1] == 0:
         return None
     rank = q * buckets[-1][1]
@@ -212,34 +237,71 @@ def _quantile(text: str, name: str, q: float) -> float | None:
     return None
 
 
-async def bench_changes(
-    conn: asyncpg.Connection, worker: WorkerProcess, exchange: Any, args: argparse.Namespace
-) -> dict[str, Any]:
-    shapes = [
-        SUBSCRIBED_OPENERS,
-        {"any": [{"all": [{"kind": "field", "field": "country", "operator": "in",
-                           "value": ["DE", "FR", "US"]}]}]},
-        {"any": [{"all": [{"kind": "field", "field": "tags", "operator": "has_any",
-                           "value": ["vip"]}]}]},
-        {"any": [{"all": [{"kind": "activity", "metric": "click", "operator": "count_gte",
-                           "value": 2, "days_window": {"mode": "last", "days": 60}}]}]},
+def change_shape(i: int) -> dict[str, Any]:
+    """The rules of live segment i: seven kinds of rule in turn, each with its own values
+    (no two segments alike, so no work can be shared between equal rules)."""
+    days = 7 + i
+    countries = [COUNTRIES[(i + k) % len(COUNTRIES)] for k in range(3)]
+    tags = [TAGS[i % len(TAGS)].lower()]
+    lists = [spec.key for spec in LISTS]
+    shapes: list[list[list[dict[str, Any]]]] = [
+        [[{"kind": "field", "field": "status", "operator": "equals", "value": "subscribed"},
+          {"kind": "activity", "metric": "open", "operator": "ever",
+           "days_window": {"mode": "last", "days": days}}]],
+        [[{"kind": "field", "field": "country", "operator": "in", "value": countries}]],
+        [[{"kind": "field", "field": "tags", "operator": "has_any", "value": tags}]],
+        [[{"kind": "activity", "metric": "click", "operator": "count_gte", "value": 2 + i % 3,
+           "days_window": {"mode": "last", "days": days}}]],
+        [[{"kind": "activity", "metric": "open", "operator": "never",
+           "days_window": {"mode": "last", "days": days}}]],
+        [[{"kind": "field", "field": "last_open_at", "operator": "within_days", "value": days}],
+         [{"kind": "deliverability", "metric": "bounce", "operator": "ever"}]],
+        [[{"kind": "membership", "operator": "in",
+           "list_ids": [str(list_id(ACCOUNT_SMALL, lists[1 + i % 3]))]},
+          {"kind": "membership", "operator": "not_in",
+           "list_ids": [str(list_id(ACCOUNT_SMALL, "blocklist"))]},
+          {"kind": "field", "field": "status", "operator": "not_equals", "value": "bounced"}]],
     ]  # fmt: skip
-    segments = [
-        await _new_segment(conn, ACCOUNT_SMALL, shapes[i % len(shapes)])
-        for i in range(args.segments)
-    ]
+    return {"any": [{"all": group} for group in shapes[i % len(shapes)]]}
+
+
+async def _live_segments(conn: asyncpg.Connection, exchange: Any, n: int) -> list[uuid.UUID]:
+    """n segments over the 100k account, of the shapes above in turn, built (DONE)."""
+    segments = [await _new_segment(conn, ACCOUNT_SMALL, change_shape(i)) for i in range(n)]
     start_db = await conn.fetchval("SELECT clock_timestamp()")
     for segment in segments:
         await _publish(exchange, "segment.created", ACCOUNT_SMALL, segment)
     for segment in segments:
         await _wait_built(conn, segment, start_db)
-    ids = [r[0] for r in await conn.fetch(
-        "SELECT id FROM contacts WHERE account_id = $1", ACCOUNT_SMALL)]  # fmt: skip
+    # What autovacuum does soon after the builds' millions of inserts (statistics, visibility
+    # map): the change runs measure the steady state, not the minute after a bulk load.
+    await conn.execute("VACUUM ANALYZE segment_members")
+    return segments
+
+
+async def _queue_empty(exchange: Any) -> None:
+    while True:
+        queue = await exchange.channel.declare_queue("segments.contact_changes", passive=True)
+        if not queue.declaration_result.message_count:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _change_run(
+    conn: asyncpg.Connection,
+    worker: WorkerProcess,
+    exchange: Any,
+    ids: list[uuid.UUID],
+    rate: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """contact.changed at `rate` contacts/s for `seconds`: throughput and lag quantiles."""
+    before = await worker.metrics()
     per_message = 100
     sent = 0
     started = time.perf_counter()
-    rng = random.Random(7)
-    while time.perf_counter() - started < args.seconds:
+    rng = random.Random(rate)
+    while time.perf_counter() - started < seconds:
         batch = rng.sample(ids, per_message)
         # A real change: flip status, so memberships move, then tell the worker.
         await conn.execute(
@@ -253,56 +315,76 @@ async def bench_changes(
         )  # fmt: skip
         await exchange.publish(contract_message(body), routing_key="contact.changed")
         sent += per_message
-        target = started + sent / args.rate
-        await asyncio.sleep(max(0.0, target - time.perf_counter()))
+        await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
     publish_s = time.perf_counter() - started
-    channel = exchange.channel
-    queue = await channel.declare_queue("segments.contact_changes", passive=True)
-    while queue.declaration_result.message_count:
-        await asyncio.sleep(0.05)
-        queue = await channel.declare_queue("segments.contact_changes", passive=True)
+    await _queue_empty(exchange)
     drained_s = time.perf_counter() - started
     await asyncio.sleep(1)  # the last batch: its window and transaction
-    scrape = await worker.metrics()
-    await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
+    after = await worker.metrics()
     return {
-        "segments": args.segments,
-        "target_rate": args.rate,
+        "target_rate": rate,
         "contacts_changed": sent,
         "published_rate": round(sent / publish_s),
         "throughput": round(sent / drained_s),
-        "lag_p50_s": _quantile(scrape, "segments_change_lag_seconds", 0.5),
-        "lag_p99_s": _quantile(scrape, "segments_change_lag_seconds", 0.99),
+        "lag_p50_s": _quantile(before, after, "segments_change_lag_seconds", 0.5),
+        "lag_p99_s": _quantile(before, after, "segments_change_lag_seconds", 0.99),
+        "mean_batch_contacts": _mean(before, after, "segments_incremental_batch_contacts"),
+        "mean_batch_apply_s": _mean(before, after, "segments_incremental_duration_seconds"),
     }
+
+
+async def bench_changes(
+    conn: asyncpg.Connection, worker: WorkerProcess, exchange: Any, args: argparse.Namespace
+) -> dict[str, Any]:
+    segments = await _live_segments(conn, exchange, args.segments)
+    ids = [r[0] for r in await conn.fetch(
+        "SELECT id FROM contacts WHERE account_id = $1", ACCOUNT_SMALL)]  # fmt: skip
+    try:
+        runs = [
+            await _change_run(conn, worker, exchange, ids, rate, args.seconds)
+            for rate in args.rates
+        ]
+    finally:
+        await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
+    return {"segments": args.segments, "runs": runs}
 
 
 async def main(args: argparse.Namespace) -> None:
     conn = await connect(args.dsn)
+    report: dict[str, Any] = {"code": args.code_dir or "."}
     async with vhost() as amqp_url:
         connection = await aio_pika.connect(amqp_url)
         channel = await connection.channel(publisher_confirms=True)
         exchange = await declare(channel)
-        worker = WorkerProcess(args.dsn, amqp_url)
+        worker = WorkerProcess(args.dsn, amqp_url, args.code_dir)
         try:
             await worker.wait_ready()
-            builds = await bench_builds(conn, exchange, args.runs)
-            rss_builds = worker.peak_rss_mib()
-            changes = await bench_changes(conn, worker, exchange, args)
-            rss_all = worker.peak_rss_mib()
+            if "builds" in args.phases:
+                report["builds"] = await bench_builds(conn, exchange, args.runs)
+                report["worker_peak_rss_mib_after_builds"] = worker.peak_rss_mib()
+            if "changes" in args.phases:
+                report["changes"] = await bench_changes(conn, worker, exchange, args)
+                report["worker_peak_rss_mib_after_changes"] = worker.peak_rss_mib()
         finally:
             worker.stop()
             await connection.close()
     await conn.close()
-    print(json.dumps({"builds": builds, "changes": changes,
-                      "worker_peak_rss_mib": {"after_builds": rss_builds,
-                                              "after_changes": rss_all}}, indent=2))  # fmt: skip
+    print(json.dumps(report, indent=2))
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn", default=DEFAULT_DSN)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--rate", type=int, default=1000, help="changed contacts per second")
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--segments", type=int, default=100)
+    parser.add_argument("--phases", default="builds,changes", help="builds, changes or both")
+    parser.add_argument("--runs", type=int, default=3, help="builds per data size")
+    parser.add_argument(
+        "--rates", type=_ints, default=[1000], help="changed contacts per second, comma-separated"
+    )
+    parser.add_argument("--seconds", type=float, default=30, help="per rate")
+    parser.add_argument("--segments", type=int, default=100, help="live segments")
+    parser.add_argument("--code-dir", help="run the worker from this checkout (to compare)")
     asyncio.run(main(parser.parse_args()))

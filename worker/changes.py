@@ -32,18 +32,26 @@ MAX_PARAMS_PER_STATEMENT = 30_000
 
 # {matched} is a UNION ALL of (segment id, contact id) over every segment's "which of these
 # match"; {segments} and {candidates} are the placeholders of the segment and contact ids.
+# `current` is the candidates' membership now, read once through the contact index; the
+# differences both ways are then written, and nothing else is touched.
 _APPLY = """
-WITH matched (segment_id, contact_id) AS MATERIALIZED (
+WITH {with_clause},
+matched (segment_id, contact_id) AS MATERIALIZED (
 {matched}
+), current AS MATERIALIZED (
+    SELECT sm.segment_id, sm.contact_id FROM segment_members sm
+    WHERE sm.contact_id = ANY({candidates}) AND sm.segment_id = ANY({segments})
 ), removed AS (
     DELETE FROM segment_members sm
-    WHERE sm.segment_id = ANY({segments}) AND sm.contact_id = ANY({candidates})
-      AND NOT EXISTS (SELECT 1 FROM matched m
-                      WHERE m.segment_id = sm.segment_id AND m.contact_id = sm.contact_id)
+    USING (SELECT segment_id, contact_id FROM current
+           EXCEPT SELECT segment_id, contact_id FROM matched) gone
+    WHERE sm.segment_id = gone.segment_id AND sm.contact_id = gone.contact_id
     RETURNING sm.segment_id
 ), added AS (
     INSERT INTO segment_members (segment_id, contact_id, account_id)
-    SELECT m.segment_id, m.contact_id, $1::uuid FROM matched m
+    SELECT segment_id, contact_id, $1::uuid
+    FROM (SELECT segment_id, contact_id FROM matched
+          EXCEPT SELECT segment_id, contact_id FROM current) new
     ON CONFLICT DO NOTHING
     RETURNING segment_id
 ), delta AS (
@@ -68,6 +76,30 @@ class ChangeResult:
     removed: int
 
 
+async def live_segment_ids(conn: Conn, account_id: UUID) -> list[UUID]:
+    """The account's segments a change may move, in lock order. RUNNING ones too: their
+    build may have read the data before the change, so the update waits for the build's lock
+    and applies the change on top of what it wrote."""
+    rows = await conn.fetch(
+        "SELECT id FROM segments WHERE account_id = $1 AND status IN ('DONE', 'RUNNING')",
+        account_id,
+    )
+    return sorted((row["id"] for row in rows), key=segment_lock_key)
+
+
+def split_evenly(segment_ids: Sequence[UUID], parts: int) -> list[list[UUID]]:
+    """At most `parts` runs of consecutive ids (so each keeps the lock order), sizes within
+    one of each other."""
+    size, extra = divmod(len(segment_ids), max(1, parts))
+    runs, start = [], 0
+    for part in range(max(1, parts)):
+        end = start + size + (1 if part < extra else 0)
+        if end > start:
+            runs.append(list(segment_ids[start:end]))
+        start = end
+    return runs
+
+
 async def apply_changes(
     conn: Conn,
     account_id: UUID,
@@ -75,22 +107,24 @@ async def apply_changes(
     *,
     statement_timeout_ms: int,
     now: datetime | None = None,
+    segment_ids: Sequence[UUID] | None = None,
 ) -> ChangeResult:
-    """Re-evaluate `contact_ids` in every DONE segment of the account, in one transaction."""
+    """Re-evaluate `contact_ids` in the account's built segments (all of its live segments,
+    or those of `segment_ids`), in one transaction."""
     moment = now or datetime.now(UTC)
     registry = await load_registry(conn, account_id)
     candidates = sorted(set(contact_ids))
     async with conn.transaction():
         await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
-        # RUNNING segments too: their build may have read the data before this change, so we
-        # wait for its lock and then apply the change on top of what it wrote.
-        live = await conn.fetch(
-            """SELECT id FROM segments WHERE account_id = $1 AND status IN ('DONE', 'RUNNING')""",
-            account_id,
-        )
-        if not live:
+        # The statement sums the cost estimates of many small lookups, which crosses
+        # jit_above_cost: JIT then spends most of a second compiling what runs in
+        # milliseconds (measured: 745 ms of 825 ms with 100 segments).
+        await conn.execute("SET LOCAL jit = off")
+        if segment_ids is None:
+            segment_ids = await live_segment_ids(conn, account_id)
+        if not segment_ids:
             return ChangeResult(0, 0, 0)
-        keys = sorted(segment_lock_key(row["id"]) for row in live)
+        keys = sorted(segment_lock_key(segment_id) for segment_id in segment_ids)
         await conn.execute(
             """SELECT pg_advisory_xact_lock(k)
                FROM unnest($1::bigint[]) WITH ORDINALITY AS t (k, i) ORDER BY i""",
@@ -103,7 +137,7 @@ async def apply_changes(
                FROM segments
                WHERE id = ANY($1::uuid[]) AND status = 'DONE' AND built_generation = generation
                ORDER BY id""",
-            [row["id"] for row in live],
+            list(segment_ids),
         )
         queries: list[tuple[UUID, SegmentQuery]] = []
         for row in rows:
@@ -136,5 +170,10 @@ def _statements(
         f"SELECT ({segments})[{i}], q.id FROM (\n{select}\n) q"  # noqa: S608
         for i, select in enumerate(compiled.selects, start=1)
     )
-    sql = _APPLY.format(matched=matched, segments=segments, candidates=compiled.candidates)
+    sql = _APPLY.format(
+        with_clause=compiled.with_clause,
+        matched=matched,
+        segments=segments,
+        candidates=compiled.candidates,
+    )
     return [(sql, (*compiled.params, [segment_id for segment_id, _ in queries]))]

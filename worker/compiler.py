@@ -177,13 +177,18 @@ class _Scope:
     params: Params
     account: str
     candidates: str | None
+    # Read the candidates from the CHANGED_CONTACTS CTE (rows with their list ids) instead
+    # of looking them up in contacts and contact_list_members once per query.
+    shared_candidates: bool = False
 
     @classmethod
-    def new(cls, account_id: UUID, candidates: Sequence[UUID] | None) -> _Scope:
+    def new(
+        cls, account_id: UUID, candidates: Sequence[UUID] | None, *, shared: bool = False
+    ) -> _Scope:
         params = Params()
         account = params.add(account_id, "uuid")
         among = None if candidates is None else params.add(list(candidates), "uuid[]")
-        return cls(params, account, among)
+        return cls(params, account, among, shared)
 
 
 class _Compiler:
@@ -192,6 +197,7 @@ class _Compiler:
         self.params = scope.params
         self.account = scope.account
         self.candidates = scope.candidates
+        self.shared_candidates = scope.shared_candidates
         self._now: str | None = None
         self.universe = self.params.add(list(query.list_ids), "uuid[]") if query.list_ids else None
 
@@ -223,12 +229,13 @@ class _Compiler:
 
     def branch(self, predicates: list[str], select: str) -> str:
         where = [f"c.account_id = {self.account}"]
-        if self.candidates:
+        if self.candidates and not self.shared_candidates:
             where.append(f"c.id = ANY({self.candidates})")
         if self.universe:
             where.append(self.list_member_in(self.universe))
         where.extend(predicates)
-        return f"SELECT {select}\nFROM contacts c\nWHERE " + "\n  AND ".join(where)
+        source = CHANGED_CONTACTS if self.shared_candidates else "contacts"
+        return f"SELECT {select}\nFROM {source} c\nWHERE " + "\n  AND ".join(where)
 
     # -- conditions -----------------------------------------------------------------------
     def condition(self, c: Condition) -> str:
@@ -283,6 +290,8 @@ class _Compiler:
         lists = self.params.add(list(c.list_ids), "uuid[]")
         if c.operator == "in":
             return self.list_member_in(lists)
+        if self.shared_candidates:
+            return f"NOT (c.list_ids && {lists})"
         return (
             "NOT EXISTS (SELECT 1 FROM contact_list_members m\n"
             f"    WHERE m.account_id = {self.account} AND m.contact_id = c.id"
@@ -290,6 +299,8 @@ class _Compiler:
         )
 
     def list_member_in(self, lists: str) -> str:
+        if self.shared_candidates:
+            return f"c.list_ids && {lists}"
         restrict = f" AND m.contact_id = ANY({self.candidates})" if self.candidates else ""
         return (
             "c.id IN (SELECT m.contact_id FROM contact_list_members m\n"
@@ -457,11 +468,19 @@ def compile_matching_among(query: SegmentQuery, candidates: Sequence[UUID]) -> C
     return _compile(query, candidates, count=False)
 
 
+# The CTE that compile_matching_among_each's SELECTs read the candidates from: each
+# candidate's contact row once, with the ids of the lists it is on, so list conditions become
+# array tests on the row instead of one lookup per contact, list and query.
+CHANGED_CONTACTS = "changed_contacts"
+
+
 @dataclass(frozen=True)
 class CompiledAmong:
     """`matching_among` of several segments of one account over one parameter list: $1 is
-    the account, $2 the candidate ids; `selects[i]` is the SELECT of `queries[i]`."""
+    the account, $2 the candidate ids; `selects[i]` is the SELECT of `queries[i]`, and they
+    all read the CTE `with_clause` (text to put after WITH)."""
 
+    with_clause: str
     selects: tuple[str, ...]
     params: tuple[Any, ...]
     candidates: str
@@ -474,7 +493,15 @@ def compile_matching_among_each(
     accounts = {q.account_id for q in queries}
     if len(accounts) != 1:
         raise ValueError("the queries of one statement must share one account")
-    scope = _Scope.new(accounts.pop(), candidates)
+    scope = _Scope.new(accounts.pop(), candidates, shared=True)
     selects = tuple(_select(q, scope, count=False) for q in queries)
     assert scope.candidates is not None
-    return CompiledAmong(selects, tuple(scope.params.values), scope.candidates)
+    with_clause = (
+        f"{CHANGED_CONTACTS} AS MATERIALIZED (\n"
+        "    SELECT c.*, ARRAY(SELECT m.list_id FROM contact_list_members m\n"
+        f"                      WHERE m.contact_id = c.id AND m.account_id = {scope.account})"
+        " AS list_ids\n"
+        f"    FROM contacts c WHERE c.account_id = {scope.account}"
+        f" AND c.id = ANY({scope.candidates}))"
+    )
+    return CompiledAmong(with_clause, selects, tuple(scope.params.values), scope.candidates)

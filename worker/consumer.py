@@ -20,7 +20,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from worker.builds import build_segment, mark_failed
-from worker.changes import apply_changes
+from worker.changes import ChangeResult, apply_changes, live_segment_ids, split_evenly
 from worker.errors import failure_reason, is_transient
 from worker.messages import (
     SEGMENT_ROUTING_KEYS,
@@ -247,13 +247,7 @@ class ChangeConsumer:
         INCREMENTAL_BATCH_CONTACTS.observe(len(contact_ids))
         started = time.perf_counter()
         try:
-            async with self.pool.acquire() as conn:
-                result = await apply_changes(
-                    conn,
-                    account_id,
-                    contact_ids,
-                    statement_timeout_ms=self.settings.statement_timeout_ms,
-                )
+            result = await self._apply_in_parallel(account_id, contact_ids)
         except Exception as exc:  # classified per message below
             log.warning(
                 "changes.error",
@@ -276,3 +270,33 @@ class ChangeConsumer:
             removed=result.removed,
         )
         return [Ack() for _ in items]
+
+    async def _apply_in_parallel(self, account_id: UUID, contact_ids: list[UUID]) -> ChangeResult:
+        """The account's live segments split over `change_parallelism` transactions at once
+        (a batch is CPU-bound on the database; one connection uses one core). Each part takes
+        its segments' locks in lock order, so parts and other workers never deadlock; a part
+        that fails fails the batch, which is retried (re-evaluating is idempotent)."""
+        async with self.pool.acquire() as conn:
+            segment_ids = await live_segment_ids(conn, account_id)
+
+        async def apply_part(part: list[UUID]) -> ChangeResult:
+            async with self.pool.acquire() as conn:
+                return await apply_changes(
+                    conn,
+                    account_id,
+                    contact_ids,
+                    statement_timeout_ms=self.settings.statement_timeout_ms,
+                    segment_ids=part,
+                )
+
+        parts = split_evenly(segment_ids, self.settings.change_parallelism)
+        outcomes = await asyncio.gather(*map(apply_part, parts), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        results = [o for o in outcomes if isinstance(o, ChangeResult)]
+        return ChangeResult(
+            sum(r.segments for r in results),
+            sum(r.added for r in results),
+            sum(r.removed for r in results),
+        )

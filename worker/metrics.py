@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 # 10 ms .. 10 min: a small segment builds in milliseconds, a large one in minutes.
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60, 300)
 
 BUILD_DURATION = Histogram(
     "segments_build_duration_seconds",

@@ -86,7 +86,8 @@ async def run_worker(
         # No connection at start: a worker starting while PostgreSQL is away still consumes,
         # and its builds retry through the delay queues until the database is back.
         min_size=0,
-        max_size=settings.build_concurrency + 3,
+        # Builds, a change batch's connections, the scheduler, and one to spare.
+        max_size=settings.build_concurrency + settings.change_parallelism + 2,
         statement_timeout_ms=settings.statement_timeout_ms,
     )
     connection = await aio_pika.connect_robust(settings.amqp_url)

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     change_batch_max_contacts: int = Field(
         5000, ge=1, description="A change batch is applied at once when it reaches this size."
     )
+    change_parallelism: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="A change batch's segments are split over this many database connections.",
+    )
     change_prefetch: int = Field(
         500, ge=1, description="Unacknowledged contact.changed messages per worker."
     )
