@@ -41,6 +41,19 @@ class SegmentValues:
     display_fields: list[dict[str, Any]]
     time_relative: bool
 
+    def params(self) -> tuple[Any, ...]:
+        """The values in the order of the segments columns the statements below name."""
+        return (
+            self.name,
+            self.color,
+            self.description,
+            self.dialect,
+            self.rules,
+            self.contact_list_ids,
+            self.display_fields,
+            self.time_relative,
+        )
+
 
 async def insert_segment(conn: Conn, account_id: UUID, v: SegmentValues) -> asyncpg.Record:
     row = await conn.fetchrow(
@@ -49,14 +62,7 @@ async def insert_segment(conn: Conn, account_id: UUID, v: SegmentValues) -> asyn
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             RETURNING {COLUMNS}""",  # noqa: S608 (a constant column list)
         account_id,
-        v.name,
-        v.color,
-        v.description,
-        v.dialect,
-        v.rules,
-        v.contact_list_ids,
-        v.display_fields,
-        v.time_relative,
+        *v.params(),
     )
     assert row is not None
     return row
@@ -149,14 +155,7 @@ async def save_segment(
             RETURNING {COLUMNS}""",  # noqa: S608 (a constant column list)
         segment_id,
         account_id,
-        v.name,
-        v.color,
-        v.description,
-        v.dialect,
-        v.rules,
-        v.contact_list_ids,
-        v.display_fields,
-        v.time_relative,
+        *v.params(),
         rebuild,
     )
 

@@ -4,7 +4,8 @@
 
 One big account (N contacts, M events, five overlapping lists) and one small account (a tenth
 of each) so that account scoping is exercised. Everything is generated server-side with
-INSERT ... SELECT FROM generate_series under a fixed random seed: a reload gives the same data.
+INSERT ... SELECT FROM generate_series under a fixed random seed (the generator of
+`segments demo`, worker/demo/data.py): a reload gives the same data.
 A run with the same sizes reuses what is loaded (--force reloads).
 """
 
@@ -26,171 +27,13 @@ import asyncpg
 from bench.common import (
     ACCOUNT_BIG,
     ACCOUNT_SMALL,
-    CAMPAIGNS,
-    CUSTOM_FIELDS,
     DEFAULT_DSN,
-    LISTS,
-    list_id,
 )
+from worker.demo.data import generate_rows, insert_account_setup
 from worker.migrations import database_name, migrate
 
-GENERATOR_VERSION = 1  # bump when the distributions change, so old data is not reused
+GENERATOR_VERSION = 2  # bump when the distributions change, so old data is not reused
 T = TypeVar("T")
-
-# Distributions. Arrays are indexed with power(random(), k) to skew towards the first items.
-COUNTRIES = [
-    "US", "GB", "DE", "FR", "CA", "ES", "IT", "NL", "BR", "AU",
-    "IN", "PL", "SE", "BE", "AT", "CH", "MX", "JP", "IE", "PT",
-]  # fmt: skip
-CITIES = [
-    "New York", "London", "Berlin", "Paris", "Toronto", "Madrid", "Rome", "Amsterdam",
-    "São Paulo", "Sydney", "Mumbai", "Warsaw", "Stockholm", "Brussels", "Vienna", "Zürich",
-    "Mexico City", "Tokyo", "Dublin", "Lisbon", "Chicago", "Manchester", "Munich", "Lyon",
-    "Vancouver", "Barcelona", "Milan", "Rotterdam", "Melbourne", "Hamburg",
-]  # fmt: skip
-LANGUAGES = ["en", "de", "fr", "es", "it", "pt", "nl", "pl", "sv", "ja", "EN", "De"]
-TAGS = [
-    "newsletter", "VIP", "Customer", "lead", "trial", "churn-risk", "webinar", "promo",
-    "b2b", "b2c", "beta", "partner", "event-2024", "Black Friday", "loyal", "inactive",
-    "mobile", "desktop", "referral", "press",
-]  # fmt: skip
-FIRST_NAMES = [
-    "Anna", "Ben", "Chloé", "David", "Emma", "Felix", "Grace", "Hugo", "Ines", "Jonas",
-    "Kira", "Liam", "Mia", "Noah", "Olga", "Paul", "Quinn", "Rosa", "Sam", "Tara",
-]  # fmt: skip
-LAST_NAMES = [
-    "Smith", "Müller", "Martin", "García", "Rossi", "Jansen", "Nowak", "Silva", "Brown",
-    "Schmidt", "Dubois", "López", "Bianchi", "de Vries", "Kowalski", "Santos", "Wilson",
-    "Fischer", "Bernard", "Taylor",
-]  # fmt: skip
-INTERESTS = ["Sports", "music", "travel", "Tech", "food", "fashion", "books", "gaming"]
-PLANS = ["free", "free", "free", "free", "pro", "pro", "Pro", "enterprise", "Enterprise", ""]
-# Event types and where each one's share starts in [0, 1) (for width_bucket): delivered 60%,
-# open 28%, click 8.5%, bounce 2%, unsubscribe 1.3%, complaint 0.2%.
-EVENT_TYPES = ["delivered", "open", "click", "bounce", "unsubscribe", "complaint"]
-EVENT_BOUNDS = [0.0, 0.600, 0.880, 0.965, 0.985, 0.998]
-
-# Per row, one random draw per decision (OFFSET 0 keeps the planner from inlining the
-# subquery, which would re-evaluate random() at every use of a draw).
-CONTACTS_SQL = """
-INSERT INTO contacts (id, account_id, email, name, first_name, last_name, company, status,
-                      country, city, language, tags, isp_id, attributes, created_at, updated_at)
-SELECT md5($1::uuid::text || ':contact:' || d.n)::uuid,
-       $1,
-       'contact' || d.n || '@example' || (d.n % 97) || '.com',
-       d.first || ' ' || d.last,
-       d.first,
-       d.last,
-       CASE WHEN d.r_company < 0.40 THEN NULL WHEN d.r_company < 0.45 THEN ''
-            ELSE 'Company ' || floor(d.r_company * 5000)::int END,
-       CASE WHEN d.r_status < 0.85 THEN 'subscribed' WHEN d.r_status < 0.92 THEN 'unsubscribed'
-            WHEN d.r_status < 0.95 THEN 'bounced' WHEN d.r_status < 0.955 THEN 'complained'
-            ELSE 'pending' END,
-       CASE WHEN d.r_country < 0.03 THEN NULL WHEN d.r_country < 0.04 THEN ''
-            WHEN d.r_case < 0.03 THEN lower(d.country) ELSE d.country END,
-       CASE WHEN d.r_city < 0.08 THEN NULL WHEN d.r_city < 0.10 THEN ''
-            ELSE ($5::text[])[1 + floor(cardinality($5::text[])
-                                        * power((d.r_city - 0.10) / 0.90, 1.8))::int] END,
-       CASE WHEN d.r_lang < 0.05 THEN NULL
-            ELSE ($6::text[])[1 + floor(cardinality($6::text[])
-                                        * power((d.r_lang - 0.05) / 0.95, 2.0))::int] END,
-       ARRAY(SELECT DISTINCT CASE WHEN random() < 0.1 THEN lower(t.tag) ELSE t.tag END
-             FROM (SELECT ($7::text[])[1 + floor(cardinality($7::text[])
-                                                 * power(random(), 1.4))::int] AS tag
-                   FROM generate_series(1, d.tag_count)) t),
-       CASE WHEN d.r_isp < 0.15 THEN NULL
-            ELSE 1 + floor(38 * power((d.r_isp - 0.15) / 0.85, 2.5))::int END,
-       jsonb_strip_nulls(jsonb_build_object(
-           -- 2% of scores are strings: bad data the number reader must treat as null.
-           'score', CASE WHEN d.r_score < 0.85 THEN to_jsonb(floor(d.r_value * 101)::int)
-                         WHEN d.r_score < 0.87 THEN to_jsonb(floor(d.r_value * 101)::text) END,
-           'vip', CASE WHEN d.r_vip < 0.6 THEN to_jsonb(d.r_value < 0.1) END,
-           'birthday', CASE WHEN d.r_birthday < 0.70
-                            THEN to_jsonb(to_char(date '1950-01-01' + floor(d.r_value * 20000)::int,
-                                                  'YYYY-MM-DD'))
-                            WHEN d.r_birthday < 0.71 THEN to_jsonb('n/a'::text) END,
-           'interests', CASE WHEN d.r_interests < 0.6 THEN to_jsonb(ARRAY(
-                SELECT ($8::text[])[1 + floor(cardinality($8::text[]) * random())::int]
-                FROM generate_series(0, floor(d.r_interests * 5)::int))) END,
-           'plan', CASE WHEN d.r_plan < 0.9
-                        THEN to_jsonb(($9::text[])[1 + floor(cardinality($9::text[])
-                                                             * d.r_plan / 0.9)::int]) END)),
-       d.created_at,
-       d.created_at + random() * ($3::timestamptz - d.created_at)
-FROM (
-    SELECT n,
-           ($10::text[])[1 + floor(20 * random())::int] AS first,
-           ($11::text[])[1 + floor(20 * random())::int] AS last,
-           ($4::text[])[1 + floor(cardinality($4::text[]) * power(random(), 2.2))::int]
-               AS country,
-           floor(5 * power(random(), 1.3))::int AS tag_count,
-           $3::timestamptz - random() * interval '1095 days' AS created_at,
-           random() AS r_company, random() AS r_status, random() AS r_country,
-           random() AS r_case, random() AS r_city, random() AS r_lang, random() AS r_isp,
-           random() AS r_score, random() AS r_value, random() AS r_vip,
-           random() AS r_birthday, random() AS r_interests, random() AS r_plan
-    FROM generate_series(1, $2::bigint) AS n
-    OFFSET 0
-) d
-"""
-
-# Each list is drawn independently per contact. The lateral subquery mentions c (and OFFSET 0
-# keeps it a subquery) so random() runs once per (contact, list), not once per list.
-MEMBERS_SQL = """
-INSERT INTO contact_list_members (list_id, contact_id, account_id, added_at)
-SELECT l.id, c.id, c.account_id, c.created_at + l.r * ($3::timestamptz - c.created_at)
-FROM contacts c
-CROSS JOIN LATERAL (
-    SELECT u.id, u.share, random() AS r
-    FROM unnest($2::uuid[], $4::float8[]) AS u(id, share)
-    WHERE c.id IS NOT NULL
-    OFFSET 0
-) l
-WHERE c.account_id = $1 AND l.r < l.share
-"""
-
-# 70% of events go to an "engaged" 30% of contacts (spread over the id range by a
-# multiplicative permutation), the rest to anyone: many contacts never open, a few open a lot.
-# 90% of events belong to one of 50 weekly campaigns (more events for recent ones) and happen
-# in the days after its send; the rest (no campaign) spread over the year, skewed to recent.
-# Rows are inserted in time order, as an append-only event log would be.
-EVENTS_SQL = """
-INSERT INTO events (account_id, contact_id, type, campaign_id, occurred_at)
-SELECT $1,
-       md5($1::uuid::text || ':contact:' || d.contact_n)::uuid,
-       d.type,
-       CASE WHEN d.campaign > 0 THEN md5($1::uuid::text || ':campaign:' || d.campaign)::uuid END,
-       d.occurred_at
-FROM (
-    SELECT s.contact_n, s.type, s.campaign,
-           CASE WHEN s.campaign > 0
-                THEN s.sent_at + power(s.r_delay, 3) * least(interval '5 days', s.since_sent)
-                ELSE $3::timestamptz - power(s.r_delay, 2) * interval '365 days'
-           END AS occurred_at
-    FROM (
-        SELECT CASE WHEN r.r_engaged < 0.7
-                    THEN (floor(r.r_contact * ceil($2::bigint * 0.3)) * 7919)::bigint
-                         % $2::bigint + 1
-                    ELSE floor(r.r_contact * $2::bigint)::bigint + 1 END AS contact_n,
-               ($5::text[])[width_bucket(r.r_type, $6::float8[])] AS type,
-               r.campaign,
-               $3::timestamptz - r.days_ago * interval '1 day' AS sent_at,
-               r.days_ago * interval '1 day' AS since_sent,
-               r.r_delay
-        FROM (
-            SELECT random() AS r_engaged, random() AS r_contact, random() AS r_type,
-                   random() AS r_delay, (c.campaign - 1) * 7.3 + 0.5 AS days_ago, c.campaign
-            FROM (SELECT CASE WHEN random() < 0.1 THEN 0
-                              ELSE 1 + floor($7::int * power(random(), 1.5))::int END
-                             AS campaign
-                  FROM generate_series(1, $4::bigint)
-                  OFFSET 0) c
-            OFFSET 0
-        ) r
-    ) s
-) d
-ORDER BY d.occurred_at
-"""
 
 
 @dataclass(frozen=True)
@@ -292,49 +135,17 @@ async def insert_reference_rows(conn: asyncpg.Connection, now: datetime) -> None
             name,
             now,
         )
-        await conn.executemany(
-            "INSERT INTO contact_fields (account_id, key, data_type) VALUES ($1, $2, $3)",
-            [(account_id, key, data_type) for key, data_type in CUSTOM_FIELDS.items()],
-        )
-        await conn.executemany(
-            "INSERT INTO contact_lists (id, account_id, name, created_at) VALUES ($1, $2, $3, $4)",
-            [(list_id(account_id, spec.key), account_id, spec.name, now) for spec in LISTS],
-        )
+        await insert_account_setup(conn, account_id, now)
 
 
 async def load_account(
     conn: asyncpg.Connection, account_id: UUID, contacts: int, events: int, now: datetime
 ) -> None:
+    """The account's rows from the demo's generator, its events in one time-ordered run."""
     label = "big" if account_id == ACCOUNT_BIG else "small"
-    await conn.execute("SELECT setseed(0.42)")
     await timed(
-        f"{label}: {contacts:,} contacts",
-        conn.execute(
-            CONTACTS_SQL,
-            account_id,
-            contacts,
-            now,
-            COUNTRIES,
-            CITIES,
-            LANGUAGES,
-            TAGS,
-            INTERESTS,
-            PLANS,
-            FIRST_NAMES,
-            LAST_NAMES,
-        ),
-    )
-    ids = [list_id(account_id, spec.key) for spec in LISTS]
-    shares = [spec.share for spec in LISTS]
-    await timed(
-        f"{label}: list members",
-        conn.execute(MEMBERS_SQL, account_id, ids, now, shares),
-    )
-    await timed(
-        f"{label}: {events:,} events",
-        conn.execute(
-            EVENTS_SQL, account_id, contacts, now, events, EVENT_TYPES, EVENT_BOUNDS, CAMPAIGNS
-        ),
+        f"{label}: {contacts:,} contacts, their list members, {events:,} events",
+        generate_rows(conn, account_id, contacts, events, now, event_chunks=1),
     )
 
 

@@ -38,9 +38,9 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, LISTS, list_id
-from bench.gen_data import COUNTRIES, TAGS
 from worker.compiler import compile_member_ids
 from worker.db import connect
+from worker.demo.data import COUNTRIES, TAGS
 from worker.messages import ContactChanged, SegmentMessage
 from worker.publishing import contract_message
 from worker.store import load_registry, load_segment_rules
@@ -279,12 +279,23 @@ async def _live_segments(conn: asyncpg.Connection, exchange: Any, n: int) -> lis
     return segments
 
 
-async def _queue_empty(exchange: Any) -> None:
-    while True:
-        queue = await exchange.channel.declare_queue("segments.contact_changes", passive=True)
-        if not queue.declaration_result.message_count:
-            return
-        await asyncio.sleep(0.05)
+def _settled(text: str) -> float:
+    """contact.changed messages the worker has settled (acked, retried or dead-lettered)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "segments_messages_total"
+        and sample.labels.get("queue") == "segments.contact_changes"
+    )
+
+
+async def _all_settled(worker: WorkerProcess, before: str, messages: int) -> None:
+    """Until the worker has settled `messages` more than at `before` (the queue looking
+    empty is not enough: up to the prefetch may wait unacknowledged in the worker)."""
+    start = _settled(before)
+    while _settled(await worker.metrics()) - start < messages:
+        await asyncio.sleep(0.02)
 
 
 async def _change_run(
@@ -317,9 +328,8 @@ async def _change_run(
         sent += per_message
         await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
     publish_s = time.perf_counter() - started
-    await _queue_empty(exchange)
+    await _all_settled(worker, before, sent // per_message)
     drained_s = time.perf_counter() - started
-    await asyncio.sleep(1)  # the last batch: its window and transaction
     after = await worker.metrics()
     return {
         "target_rate": rate,

@@ -160,6 +160,44 @@ async def test_contact_changes_move_contacts_in_and_out(
     assert await expected_members(conn, account_id, SUBSCRIBED_IN_DE) == {ids[3]}
 
 
+async def test_a_change_during_a_build_waits_for_it_without_holding_up_other_segments(
+    conn: asyncpg.Connection, pool: asyncpg.Pool, account_id: uuid.UUID, exchange: Any, worker: None
+) -> None:
+    ids = await _people(conn, account_id)
+    held = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    other = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    for segment in (held, other):
+        await publish_segment(exchange, "segment.created", segment)
+        await wait_status(conn, segment["id"], "DONE")
+    key = segment_lock_key(held["id"])
+    async with pool.acquire() as holder:
+        # A rebuild of `held` is running (it holds the lock) when contact 3 moves to DE.
+        await holder.execute("SELECT pg_advisory_lock($1)", key)
+        await conn.execute("UPDATE contacts SET country = 'DE' WHERE id = $1", ids[3])
+        await publish_changes(exchange, account_id, [ids[3]])
+
+        async def other_updated() -> bool:
+            return ids[3] in await members(conn, other["id"])
+
+        await wait_for(other_updated)  # not held up by the build
+        queued = await conn.fetch(
+            "SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1", held["id"]
+        )
+        assert [r["contact_id"] for r in queued] == [ids[3]]
+        assert ids[3] not in await members(conn, held["id"])
+        await holder.execute("SELECT pg_advisory_unlock($1)", key)
+
+    async def held_updated() -> bool:
+        return ids[3] in await members(conn, held["id"])
+
+    await wait_for(held_updated)  # the sweep, once the build is done
+    assert await conn.fetchval("SELECT count(*) FROM segment_pending_changes") == 0
+    assert (await segment_row(conn, held["id"]))["total_count"] == 3
+    assert await members(conn, held["id"]) == await expected_members(
+        conn, account_id, SUBSCRIBED_IN_DE
+    )
+
+
 async def test_changes_for_another_account_touch_nothing(
     conn: asyncpg.Connection, account_id: uuid.UUID, exchange: Any, worker: None
 ) -> None:

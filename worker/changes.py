@@ -1,12 +1,13 @@
 """contact.changed: re-evaluate just the changed contacts in every live segment of their
 account, and change membership and total_count in place (a DONE segment stays DONE).
 
-One transaction per batch. The account's live segments are locked with their advisory locks
-(worker.builds) in one statement, in key order, so an incremental update and a full build of
-one segment never interleave (the one that runs second sees what the first committed) and two
-workers never deadlock. Then one statement re-evaluates the candidates in all of them and
-writes every difference: the cost of a batch is one round trip, not one per segment (measured
-in docs/benchmarks.md, "Worker").
+One transaction per batch. The segments are locked with their advisory locks (worker.builds),
+so an incremental update and a full build of one segment never interleave: the one that runs
+second sees what the first committed. A segment a build holds is not waited for: its
+contacts are queued (segment_pending_changes) and re-evaluated by a sweep once the build is
+done, on the data as it is then. Then one statement re-evaluates the candidates in all locked
+segments and writes every difference: the cost of a batch is one round trip, not one per
+segment (measured in docs/benchmarks.md, "Worker").
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import structlog
 from worker.compiler import SegmentQuery, compile_matching_among_each
 from worker.db import Conn
 from worker.locks import segment_lock_key
-from worker.rules import RulesInvalid
+from worker.rules import FieldRegistry, RulesInvalid
 from worker.store import SegmentRules, load_registry
 
 log = structlog.get_logger(__name__)
@@ -71,15 +72,26 @@ RETURNING d.added, d.removed
 
 @dataclass(frozen=True)
 class ChangeResult:
-    segments: int  # live segments re-evaluated
+    segments: int  # segments re-evaluated
     added: int
     removed: int
+    deferred: int = 0  # segments a build held: their contacts wait in segment_pending_changes
+
+    def __add__(self, other: ChangeResult) -> ChangeResult:
+        return ChangeResult(
+            self.segments + other.segments,
+            self.added + other.added,
+            self.removed + other.removed,
+            self.deferred + other.deferred,
+        )
+
+
+NOTHING = ChangeResult(0, 0, 0)
 
 
 async def live_segment_ids(conn: Conn, account_id: UUID) -> list[UUID]:
     """The account's segments a change may move, in lock order. RUNNING ones too: their
-    build may have read the data before the change, so the update waits for the build's lock
-    and applies the change on top of what it wrote."""
+    build may have read the data before the change (they get it once the build is done)."""
     rows = await conn.fetch(
         "SELECT id FROM segments WHERE account_id = $1 AND status IN ('DONE', 'RUNNING')",
         account_id,
@@ -88,8 +100,7 @@ async def live_segment_ids(conn: Conn, account_id: UUID) -> list[UUID]:
 
 
 def split_evenly(segment_ids: Sequence[UUID], parts: int) -> list[list[UUID]]:
-    """At most `parts` runs of consecutive ids (so each keeps the lock order), sizes within
-    one of each other."""
+    """At most `parts` runs of consecutive ids, sizes within one of each other."""
     size, extra = divmod(len(segment_ids), max(1, parts))
     runs, start = [], 0
     for part in range(max(1, parts)):
@@ -110,47 +121,117 @@ async def apply_changes(
     segment_ids: Sequence[UUID] | None = None,
 ) -> ChangeResult:
     """Re-evaluate `contact_ids` in the account's built segments (all of its live segments,
-    or those of `segment_ids`), in one transaction."""
+    or those of `segment_ids`), in one transaction. A segment whose lock a build holds is not
+    waited for (a build of a large segment takes minutes): its contacts are queued in
+    segment_pending_changes, for apply_pending once the build is done."""
     moment = now or datetime.now(UTC)
     registry = await load_registry(conn, account_id)
     candidates = sorted(set(contact_ids))
     async with conn.transaction():
-        await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
-        # The statement sums the cost estimates of many small lookups, which crosses
-        # jit_above_cost: JIT then spends most of a second compiling what runs in
-        # milliseconds (measured: 745 ms of 825 ms with 100 segments).
-        await conn.execute("SET LOCAL jit = off")
+        await _limit_statement(conn, statement_timeout_ms)
         if segment_ids is None:
             segment_ids = await live_segment_ids(conn, account_id)
-        if not segment_ids:
-            return ChangeResult(0, 0, 0)
-        keys = sorted(segment_lock_key(segment_id) for segment_id in segment_ids)
-        await conn.execute(
-            """SELECT pg_advisory_xact_lock(k)
-               FROM unnest($1::bigint[]) WITH ORDINALITY AS t (k, i) ORDER BY i""",
-            keys,
-        )
-        # Under the locks: only segments built for their current rules. One not built yet,
-        # or whose rules changed since, gets a build that will see the data as it is.
-        rows = await conn.fetch(
-            """SELECT id, account_id, generation, dialect, rules, contact_list_ids
-               FROM segments
-               WHERE id = ANY($1::uuid[]) AND status = 'DONE' AND built_generation = generation
-               ORDER BY id""",
-            list(segment_ids),
-        )
-        queries: list[tuple[UUID, SegmentQuery]] = []
-        for row in rows:
-            try:
-                queries.append((row["id"], SegmentRules.from_row(row).query(registry, moment)))
-            except RulesInvalid as exc:
-                # The account's fields changed under the rules; the next build marks it FAILED.
-                log.warning("changes.rules_invalid", segment_id=str(row["id"]), error=str(exc))
-        added = removed = 0
-        for chunk in _statements(queries, candidates):
-            for row in await conn.fetch(chunk[0], *chunk[1]):
-                added += row["added"]
-                removed += row["removed"]
+        locked, busy = await _try_lock(conn, segment_ids)
+        if busy:
+            await conn.execute(
+                """INSERT INTO segment_pending_changes (segment_id, contact_id, account_id)
+                   SELECT s, c, $3 FROM unnest($1::uuid[]) s, unnest($2::uuid[]) c
+                   ON CONFLICT DO NOTHING""",
+                busy,
+                candidates,
+                account_id,
+            )
+        result = await _apply_locked(conn, account_id, locked, candidates, registry, moment)
+    return result + ChangeResult(0, 0, 0, deferred=len(busy))
+
+
+async def apply_pending(
+    conn: Conn, *, statement_timeout_ms: int, limit: int = 100, now: datetime | None = None
+) -> ChangeResult:
+    """Apply the queued changes of segments no build holds any more, one transaction each;
+    `deferred` counts the segments still held (their turn comes at a later sweep)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (segment_id) segment_id, account_id
+           FROM segment_pending_changes ORDER BY segment_id LIMIT $1""",
+        limit,
+    )
+    total = NOTHING
+    for row in rows:
+        segment_id, account_id = row["segment_id"], row["account_id"]
+        registry = await load_registry(conn, account_id)
+        async with conn.transaction():
+            await _limit_statement(conn, statement_timeout_ms)
+            locked, _ = await _try_lock(conn, [segment_id])
+            if not locked:
+                total += ChangeResult(0, 0, 0, deferred=1)
+                continue
+            # Under the lock, and on the data as it is now: what the build read is behind us.
+            queued = await conn.fetch(
+                "DELETE FROM segment_pending_changes WHERE segment_id = $1 RETURNING contact_id",
+                segment_id,
+            )
+            contact_ids = sorted(r["contact_id"] for r in queued)
+            moment = now or datetime.now(UTC)
+            total += await _apply_locked(conn, account_id, locked, contact_ids, registry, moment)
+    return total
+
+
+async def _limit_statement(conn: Conn, statement_timeout_ms: int) -> None:
+    # An int we format ourselves; SET cannot take a bind parameter.
+    await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
+    # The statement sums the cost estimates of many small lookups, which crosses
+    # jit_above_cost: JIT then spends most of a second compiling what runs in
+    # milliseconds (measured: 745 ms of 825 ms with 100 segments).
+    await conn.execute("SET LOCAL jit = off")
+
+
+async def _try_lock(conn: Conn, segment_ids: Sequence[UUID]) -> tuple[list[UUID], list[UUID]]:
+    """Take the segments' advisory locks that are free, for this transaction: (locked, busy).
+    Never waits, so change batches never deadlock with builds or with each other."""
+    by_key = {segment_lock_key(segment_id): segment_id for segment_id in segment_ids}
+    rows = await conn.fetch(
+        "SELECT k, pg_try_advisory_xact_lock(k) AS got FROM unnest($1::bigint[]) AS k",
+        list(by_key),
+    )
+    locked = sorted((by_key[r["k"]] for r in rows if r["got"]), key=segment_lock_key)
+    busy = sorted((by_key[r["k"]] for r in rows if not r["got"]), key=segment_lock_key)
+    return locked, busy
+
+
+async def _apply_locked(
+    conn: Conn,
+    account_id: UUID,
+    segment_ids: list[UUID],
+    candidates: list[UUID],
+    registry: FieldRegistry,
+    now: datetime,
+) -> ChangeResult:
+    """Re-evaluate the candidates in those of the (locked) segments built for their current
+    rules. One not built yet, or whose rules changed since, gets a build that will see the
+    data as it is."""
+    if not segment_ids or not candidates:
+        return NOTHING
+    rows = await conn.fetch(
+        """SELECT id, account_id, generation, dialect, rules, contact_list_ids
+           FROM segments
+           WHERE id = ANY($1::uuid[]) AND account_id = $2 AND status = 'DONE'
+             AND built_generation = generation
+           ORDER BY id""",
+        segment_ids,
+        account_id,
+    )
+    queries: list[tuple[UUID, SegmentQuery]] = []
+    for row in rows:
+        try:
+            queries.append((row["id"], SegmentRules.from_row(row).query(registry, now)))
+        except RulesInvalid as exc:
+            # The account's fields changed under the rules; the next build marks it FAILED.
+            log.warning("changes.rules_invalid", segment_id=str(row["id"]), error=str(exc))
+    added = removed = 0
+    for sql, params in _statements(queries, candidates):
+        for row in await conn.fetch(sql, *params):
+            added += row["added"]
+            removed += row["removed"]
     return ChangeResult(len(queries), added, removed)
 
 

@@ -9,6 +9,7 @@ settled together once the transaction has committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Awaitable
@@ -20,7 +21,14 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
 from worker.builds import build_segment, mark_failed
-from worker.changes import ChangeResult, apply_changes, live_segment_ids, split_evenly
+from worker.changes import (
+    NOTHING,
+    ChangeResult,
+    apply_changes,
+    apply_pending,
+    live_segment_ids,
+    split_evenly,
+)
 from worker.errors import failure_reason, is_transient
 from worker.messages import (
     SEGMENT_ROUTING_KEYS,
@@ -35,6 +43,7 @@ from worker.metrics import (
     BUILDS_IN_PROGRESS,
     CHANGE_LAG,
     INCREMENTAL_BATCH_CONTACTS,
+    INCREMENTAL_DEFERRED,
     INCREMENTAL_DURATION,
 )
 from worker.publishing import published_at
@@ -198,6 +207,7 @@ class ChangeConsumer:
         self._pending = _Pending()
         self._timer: asyncio.TimerHandle | None = None
         self._applying = False
+        self._sweep_due = False
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -219,11 +229,22 @@ class ChangeConsumer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._applying or not self._pending.messages:
+        if self._applying or not (self._pending.messages or self._sweep_due):
             return
         batch, self._pending = self._pending, _Pending()
         self._applying = True
         self.in_flight.start(self._apply(batch))
+
+    async def sweep_pending(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Until `stop`: every `interval_s`, have the changes queued for segments that were
+        being built applied (worker.changes.apply_pending), between batches. Every worker
+        sweeps, so what a stopped worker queued is not left behind."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            if not stop.is_set():
+                self._sweep_due = True
+                self.flush()
 
     async def _apply(self, batch: _Pending) -> None:
         by_account: dict[UUID, list[tuple[AbstractIncomingMessage, ContactChanged]]] = defaultdict(
@@ -232,6 +253,9 @@ class ChangeConsumer:
         for message, change in batch.messages:
             by_account[change.account_id].append((message, change))
         try:
+            if self._sweep_due:
+                self._sweep_due = False
+                await self._sweep()
             for account_id, items in by_account.items():
                 decisions = await self._apply_account(account_id, items)
                 for (message, _), decision in zip(items, decisions, strict=True):
@@ -268,14 +292,33 @@ class ChangeConsumer:
             segments=result.segments,
             added=result.added,
             removed=result.removed,
+            deferred=result.deferred,
         )
+        INCREMENTAL_DEFERRED.inc(result.deferred)
         return [Ack() for _ in items]
+
+    async def _sweep(self) -> None:
+        try:
+            async with self.pool.acquire() as conn:
+                result = await apply_pending(
+                    conn, statement_timeout_ms=self.settings.statement_timeout_ms
+                )
+        except Exception as exc:  # the next sweep tries again; nothing is lost meanwhile
+            log.warning("changes.sweep_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        if result.segments:
+            log.info(
+                "changes.pending_applied",
+                segments=result.segments,
+                added=result.added,
+                removed=result.removed,
+                still_building=result.deferred,
+            )
 
     async def _apply_in_parallel(self, account_id: UUID, contact_ids: list[UUID]) -> ChangeResult:
         """The account's live segments split over `change_parallelism` transactions at once
-        (a batch is CPU-bound on the database; one connection uses one core). Each part takes
-        its segments' locks in lock order, so parts and other workers never deadlock; a part
-        that fails fails the batch, which is retried (re-evaluating is idempotent)."""
+        (a batch is CPU-bound on the database; one connection uses one core). A part that
+        fails fails the batch, which is retried (re-evaluating is idempotent)."""
         async with self.pool.acquire() as conn:
             segment_ids = await live_segment_ids(conn, account_id)
 
@@ -294,9 +337,4 @@ class ChangeConsumer:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        results = [o for o in outcomes if isinstance(o, ChangeResult)]
-        return ChangeResult(
-            sum(r.segments for r in results),
-            sum(r.added for r in results),
-            sum(r.removed for r in results),
-        )
+        return sum((o for o in outcomes if isinstance(o, ChangeResult)), start=NOTHING)

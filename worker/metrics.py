@@ -36,6 +36,11 @@ INCREMENTAL_DURATION = Histogram(
     "Time to apply one incremental update batch to all affected segments of an account.",
     buckets=_DURATION_BUCKETS,
 )
+INCREMENTAL_DEFERRED = Counter(
+    "segments_incremental_deferred_segments",
+    "Segment updates a change batch queued (segment_pending_changes) because a build held the"
+    " segment; a sweep applies them once the build is done.",
+)
 CHANGE_LAG = Histogram(
     "segments_change_lag_seconds",
     "Time from a contact change (changed_at) to the membership update that reflects it.",

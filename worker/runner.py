@@ -95,6 +95,7 @@ async def run_worker(
         consumers, exchange = await _subscribe(connection, pool, settings)
         scheduler = Scheduler(settings, pool, exchange)
         scheduler_task = asyncio.create_task(scheduler.run(stop))
+        sweep_task = asyncio.create_task(consumers.changes.sweep_pending(stop))
         log.info("worker.started", build_concurrency=settings.build_concurrency)
         if ready is not None:
             ready.set()
@@ -104,7 +105,7 @@ async def run_worker(
         else:
             await stop.wait()
         await _drain(consumers, settings.shutdown_grace_s)
-        await scheduler_task
+        await asyncio.gather(scheduler_task, sweep_task)
     finally:
         await connection.close()
         await pool.close()

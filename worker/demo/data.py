@@ -1,11 +1,12 @@
-"""The demo data set: one account with contacts, lists, events and custom fields, generated
+"""Generated data sets: contacts, lists, events and custom fields of one account, made
 server-side (INSERT ... SELECT FROM generate_series) under a fixed seed, so that two runs of
-the same size hold the same data (only the ids and the clock differ).
+the same size hold the same data (only the ids and the clock differ). `segments demo` loads
+one; the benchmarks (bench/gen_data.py) load theirs with the same generator.
 
-The distributions follow bench/gen_data.py: skewed countries, cities and tags, mixed-case
-values, empty strings and nulls where real imports have them, a few custom field values of
-the wrong type (bad data that must read as null), 70% of the events from an engaged 30% of
-the contacts, 90% of them in 50 weekly campaigns.
+Distributions: skewed countries, cities and tags, mixed-case values, empty strings and nulls
+where real imports have them, a few custom field values of the wrong type (bad data that must
+read as null), 70% of the events from an engaged 30% of the contacts, 90% of them in 50
+weekly campaigns.
 """
 
 from __future__ import annotations
@@ -260,6 +261,65 @@ def _chunk(total: int, parts: int, low: int, high: int) -> int:
     return max(low, min(high, -(-total // parts)))
 
 
+ProgressReport = Callable[[int, int], None]  # (contacts done, events done)
+
+
+async def generate_rows(
+    conn: Conn,
+    account_id: UUID,
+    contacts: int,
+    events: int,
+    now: datetime,
+    *,
+    report: ProgressReport = lambda _c, _e: None,
+    event_chunks: int = 20,
+) -> tuple[int, int]:
+    """Contacts 1..`contacts` of an account whose LISTS and CUSTOM_FIELDS exist, their list
+    memberships and `events` events, in chunks (for progress). Events of one chunk are
+    written in time order; `event_chunks=1` keeps the whole log in time order, as an
+    append-only event log is on disk. Returns (memberships, events) written."""
+    await conn.execute("SELECT setseed($1)", SEED)
+    lists = [stable_uuid(account_id, "list", spec.key) for spec in LISTS]
+    report(0, 0)
+    members = 0
+    step = _chunk(contacts, 20, 1_000, 50_000)
+    for low in range(1, contacts + 1, step):
+        high = min(contacts, low + step - 1)
+        await conn.execute(
+            CONTACTS_SQL, account_id, low, high, now, COUNTRIES, CITIES, LANGUAGES, TAGS,
+            INTERESTS, PLANS, FIRST_NAMES, LAST_NAMES, COMPANY_NAMES, COMPANY_SUFFIXES,
+        )  # fmt: skip
+        status = await conn.execute(
+            MEMBERS_SQL, account_id, low, high, now, lists, [spec.share for spec in LISTS]
+        )
+        members += int(status.rsplit(" ", 1)[1])
+        report(high, 0)
+    step = _chunk(events, event_chunks, 10_000, 250_000 if event_chunks > 1 else events)
+    done = 0
+    while contacts and done < events:
+        size = min(step, events - done)
+        await conn.execute(
+            EVENTS_SQL, account_id, contacts, now, size, EVENT_TYPES, EVENT_BOUNDS, CAMPAIGNS
+        )
+        done += size
+        report(contacts, done)
+    return members, done
+
+
+async def insert_account_setup(conn: Conn, account_id: UUID, now: datetime) -> dict[str, UUID]:
+    """The account's CUSTOM_FIELDS and LISTS (ids: stable_uuid(account, "list", key))."""
+    await conn.executemany(
+        "INSERT INTO contact_fields (account_id, key, data_type) VALUES ($1, $2, $3)",
+        [(account_id, key, data_type) for key, data_type in CUSTOM_FIELDS.items()],
+    )
+    lists = {spec.key: stable_uuid(account_id, "list", spec.key) for spec in LISTS}
+    await conn.executemany(
+        "INSERT INTO contact_lists (id, account_id, name, created_at) VALUES ($1, $2, $3, $4)",
+        [(lists[spec.key], account_id, spec.name, now) for spec in LISTS],
+    )
+    return lists
+
+
 async def load_demo_data(
     conn: Conn,
     contacts: int,
@@ -276,50 +336,13 @@ async def load_demo_data(
         now: datetime = await conn.fetchval("SELECT date_trunc('second', now())")
         account = await create_account(conn, f"demo {datetime.now(UTC):%Y-%m-%d %H:%M:%S}")
         account_id = account.account_id
-        await conn.executemany(
-            "INSERT INTO contact_fields (account_id, key, data_type) VALUES ($1, $2, $3)",
-            [(account_id, key, data_type) for key, data_type in CUSTOM_FIELDS.items()],
-        )
-        lists = {spec.key: stable_uuid(account_id, "list", spec.key) for spec in LISTS}
-        await conn.executemany(
-            "INSERT INTO contact_lists (id, account_id, name, created_at) VALUES ($1, $2, $3, $4)",
-            [(lists[spec.key], account_id, spec.name, now) for spec in LISTS],
-        )
-        await conn.execute("SELECT setseed($1)", SEED)
+        lists = await insert_account_setup(conn, account_id, now)
 
         def report(contacts_done: int, events_done: int) -> None:
             elapsed = time.monotonic() - started
             on_progress(LoadProgress(contacts_done, contacts, events_done, events, elapsed))
 
-        report(0, 0)
-        members = 0
-        step = _chunk(contacts, 20, 1_000, 50_000)
-        for low in range(1, contacts + 1, step):
-            high = min(contacts, low + step - 1)
-            await conn.execute(
-                CONTACTS_SQL, account_id, low, high, now, COUNTRIES, CITIES, LANGUAGES, TAGS,
-                INTERESTS, PLANS, FIRST_NAMES, LAST_NAMES, COMPANY_NAMES, COMPANY_SUFFIXES,
-            )  # fmt: skip
-            status = await conn.execute(
-                MEMBERS_SQL,
-                account_id,
-                low,
-                high,
-                now,
-                list(lists.values()),
-                [spec.share for spec in LISTS],
-            )
-            members += int(status.rsplit(" ", 1)[1])
-            report(high, 0)
-        step = _chunk(events, 20, 10_000, 250_000)
-        done = 0
-        while contacts and done < events:
-            size = min(step, events - done)
-            await conn.execute(
-                EVENTS_SQL, account_id, contacts, now, size, EVENT_TYPES, EVENT_BOUNDS, CAMPAIGNS
-            )
-            done += size
-            report(contacts, done)
+        members, done = await generate_rows(conn, account_id, contacts, events, now, report=report)
     # Statistics now, for the builds about to plan their queries (autovacuum comes later).
     for table in ("contacts", "contact_list_members", "events"):
         await conn.execute(f"ANALYZE {table}")
