@@ -129,6 +129,8 @@ async def test_metrics_endpoint_exposes_the_documented_metrics(
         "segments_incremental_batch_contacts",
         "segments_incremental_duration_seconds",
         "segments_change_lag_seconds",
+        "segments_incremental_deferred_segments",
+        "segments_pending_changes_oldest_age_seconds",
         "segments_messages",
     ):
         assert expected in names

@@ -41,6 +41,10 @@ INCREMENTAL_DEFERRED = Counter(
     "Segment updates a change batch queued (segment_pending_changes) because a build held the"
     " segment; a sweep applies them once the build is done.",
 )
+PENDING_CHANGES_OLDEST = Gauge(
+    "segments_pending_changes_oldest_age_seconds",
+    "Age of the oldest contact change queued for a segment that was being built (0: none).",
+)
 CHANGE_LAG = Histogram(
     "segments_change_lag_seconds",
     "Time from a contact change (changed_at) to the membership update that reflects it.",

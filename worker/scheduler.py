@@ -5,7 +5,7 @@
 - sweep: a segment PENDING or RUNNING for long with no build holding its lock lost its
   message or its worker: publish `segment.rebuild` so it is never stuck.
 
-Every worker also refreshes the segments-by-status gauge. Leadership lives on a dedicated
+Every worker also refreshes the segments-by-status and pending-changes gauges. Leadership lives on a dedicated
 connection: if that connection dies, the lock is released and another worker takes over.
 """
 
@@ -23,6 +23,7 @@ from worker.errors import TRANSIENT_ERRORS
 from worker.locks import SCHEDULER, SERVICE_LOCK_CLASS, segment_lock_key
 from worker.messages import SegmentMessage
 from worker.metrics import (
+    PENDING_CHANGES_OLDEST,
     REFRESHES_PUBLISHED,
     SCHEDULER_LEADER,
     SEGMENTS_BY_STATUS,
@@ -144,6 +145,11 @@ class Scheduler:
     async def _update_status_gauge(self) -> None:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch("SELECT status, count(*) AS n FROM segments GROUP BY status")
+            oldest = await conn.fetchval(
+                """SELECT coalesce(extract(epoch FROM now() - min(queued_at)), 0)::float8
+                   FROM segment_pending_changes"""
+            )
         counts = {row["status"]: row["n"] for row in rows}
         for status in STATUSES:
             SEGMENTS_BY_STATUS.labels(status).set(counts.get(status, 0))
+        PENDING_CHANGES_OLDEST.set(oldest)
