@@ -81,19 +81,34 @@ async def vhost() -> AsyncIterator[str]:
         _rabbitmqctl("delete_vhost", name)
 
 
-class WorkerProcess:
-    def __init__(self, dsn: str, amqp_url: str, code_dir: str | None = None) -> None:
+class ServiceProcess:
+    """`segments worker` or `segments api` as a subprocess on the benchmark database and
+    vhost, with its /metrics on a free port."""
+
+    PORT_SETTING = {"worker": "SEGMENTS_WORKER_METRICS_PORT", "api": "SEGMENTS_API_PORT"}
+
+    def __init__(
+        self,
+        dsn: str,
+        amqp_url: str,
+        code_dir: str | None = None,
+        *,
+        command: str = "worker",
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.port = _free_port()
         env = {
             **os.environ,
             "SEGMENTS_DATABASE_URL": dsn,
             "SEGMENTS_AMQP_URL": amqp_url,
-            "SEGMENTS_WORKER_METRICS_PORT": str(self.port),
+            self.PORT_SETTING[command]: str(self.port),
             "SEGMENTS_LOG_LEVEL": "warning",
             "SEGMENTS_REFRESH_INTERVAL_S": "86400",
+            **(settings or {}),
         }
+        self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker"],
+            [sys.executable, "-m", "worker.cli", command],
             env=env,
             stderr=subprocess.DEVNULL,
             cwd=code_dir,  # `-m` imports the worker from here: another checkout to compare
@@ -108,7 +123,7 @@ class WorkerProcess:
 
     async def metrics(self) -> str:
         async with httpx.AsyncClient() as client:
-            return (await client.get(f"http://127.0.0.1:{self.port}/metrics")).text
+            return (await client.get(f"{self.url}/metrics")).text
 
     async def wait_ready(self) -> None:
         for _ in range(300):
@@ -117,11 +132,14 @@ class WorkerProcess:
                 return
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
-        raise RuntimeError("worker did not start")
+        raise RuntimeError(f"{self.process.args} did not start")
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
+
+
+WorkerProcess = ServiceProcess
 
 
 async def _new_segment(conn: asyncpg.Connection, account: uuid.UUID, rules: Any) -> uuid.UUID:
@@ -237,7 +255,7 @@ def _quantile(before: str, after: str, name: str, q: float) -> float | None:
     return None
 
 
-def change_shape(i: int) -> dict[str, Any]:
+def change_shape(i: int, account: uuid.UUID = ACCOUNT_SMALL) -> dict[str, Any]:
     """The rules of live segment i: seven kinds of rule in turn, each with its own values
     (no two segments alike, so no work can be shared between equal rules)."""
     days = 7 + i
@@ -257,20 +275,22 @@ def change_shape(i: int) -> dict[str, Any]:
         [[{"kind": "field", "field": "last_open_at", "operator": "within_days", "value": days}],
          [{"kind": "deliverability", "metric": "bounce", "operator": "ever"}]],
         [[{"kind": "membership", "operator": "in",
-           "list_ids": [str(list_id(ACCOUNT_SMALL, lists[1 + i % 3]))]},
+           "list_ids": [str(list_id(account, lists[1 + i % 3]))]},
           {"kind": "membership", "operator": "not_in",
-           "list_ids": [str(list_id(ACCOUNT_SMALL, "blocklist"))]},
+           "list_ids": [str(list_id(account, "blocklist"))]},
           {"kind": "field", "field": "status", "operator": "not_equals", "value": "bounced"}]],
     ]  # fmt: skip
     return {"any": [{"all": group} for group in shapes[i % len(shapes)]]}
 
 
-async def _live_segments(conn: asyncpg.Connection, exchange: Any, n: int) -> list[uuid.UUID]:
-    """n segments over the 100k account, of the shapes above in turn, built (DONE)."""
-    segments = [await _new_segment(conn, ACCOUNT_SMALL, change_shape(i)) for i in range(n)]
+async def _live_segments(
+    conn: asyncpg.Connection, exchange: Any, n: int, account: uuid.UUID = ACCOUNT_SMALL
+) -> list[uuid.UUID]:
+    """n segments of the account (default: the 100k one), change_shape(0..n-1), built."""
+    segments = [await _new_segment(conn, account, change_shape(i, account)) for i in range(n)]
     start_db = await conn.fetchval("SELECT clock_timestamp()")
     for segment in segments:
-        await _publish(exchange, "segment.created", ACCOUNT_SMALL, segment)
+        await _publish(exchange, "segment.created", account, segment)
     for segment in segments:
         await _wait_built(conn, segment, start_db)
     # What autovacuum does soon after the builds' millions of inserts (statistics, visibility
@@ -305,6 +325,7 @@ async def _change_run(
     ids: list[uuid.UUID],
     rate: int,
     seconds: float,
+    account: uuid.UUID = ACCOUNT_SMALL,
 ) -> dict[str, Any]:
     """contact.changed at `rate` contacts/s for `seconds`: throughput and lag quantiles."""
     before = await worker.metrics()
@@ -321,7 +342,7 @@ async def _change_run(
             batch,
         )
         body = ContactChanged(
-            schema_version=1, account_id=ACCOUNT_SMALL, contact_ids=batch,
+            schema_version=1, account_id=account, contact_ids=batch,
             changed_at=datetime.now(UTC),
         )  # fmt: skip
         await exchange.publish(contract_message(body), routing_key="contact.changed")

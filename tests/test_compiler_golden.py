@@ -191,7 +191,8 @@ GOLDENS = {
         ),
         params=(ACCOUNT, ["FR", "DE"], datetime(2026, 5, 14, 12, 0, tzinfo=UTC), "open"),
     ),
-    # The incremental form: every branch and subquery narrowed to the candidates ($2).
+    # The incremental form: the candidates ($2) read once, with their list ids, into a CTE
+    # that every branch reads; event subqueries are narrowed to them.
     "matching-among": Golden(
         rules={
             "any": [
@@ -211,20 +212,20 @@ GOLDENS = {
         form="matching_among",
         sql=sql(
             """
+            WITH changed_contacts AS MATERIALIZED (
+                SELECT c.*, ARRAY(SELECT m.list_id FROM contact_list_members m
+                                  WHERE m.contact_id = c.id AND m.account_id = $1::uuid) AS list_ids
+                FROM contacts c WHERE c.account_id = $1::uuid AND c.id = ANY($2::uuid[]))
             SELECT c.id
-            FROM contacts c
+            FROM changed_contacts c
             WHERE c.account_id = $1::uuid
-              AND c.id = ANY($2::uuid[])
-              AND c.id IN (SELECT m.contact_id FROM contact_list_members m
-                WHERE m.account_id = $1::uuid AND m.list_id = ANY($3::uuid[]) AND m.contact_id = ANY($2::uuid[]))
+              AND c.list_ids && $3::uuid[]
               AND lower(c.country) = lower($4::text)
             UNION
             SELECT c.id
-            FROM contacts c
+            FROM changed_contacts c
             WHERE c.account_id = $1::uuid
-              AND c.id = ANY($2::uuid[])
-              AND c.id IN (SELECT m.contact_id FROM contact_list_members m
-                WHERE m.account_id = $1::uuid AND m.list_id = ANY($3::uuid[]) AND m.contact_id = ANY($2::uuid[]))
+              AND c.list_ids && $3::uuid[]
               AND NOT EXISTS (SELECT 1 FROM (SELECT e.contact_id FROM events e
                 WHERE e.account_id = $1::uuid AND e.type = $6::text AND e.contact_id = ANY($2::uuid[])
                 GROUP BY e.contact_id HAVING NOT (count(*) <= $5::bigint)) x WHERE x.contact_id = c.id)

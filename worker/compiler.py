@@ -3,7 +3,9 @@
 Three forms of one segment's query (DESIGN.md 4.3 is the meaning of every piece):
 - `count`: how many contacts match;
 - `member_ids`: the ids of the contacts that match (materialisation);
-- `matching_among`: which of the given candidate ids match (incremental updates).
+- `matching_among`: which of the given candidate ids match (incremental updates); the
+  candidates are read once into a CTE, with their list ids, which any number of segments'
+  queries then share (`compile_matching_among_each`, one statement per change batch).
 
 Shape of the SQL. Each AND-group becomes one `SELECT c.id FROM contacts c WHERE ...` branch and
 the OR of groups is their UNION: event and membership conditions then stay semi-joins and
@@ -176,19 +178,16 @@ class _Scope:
 
     params: Params
     account: str
+    # With candidates, queries read them from the CHANGED_CONTACTS CTE (rows with their list
+    # ids) instead of looking them up in contacts and contact_list_members once per query.
     candidates: str | None
-    # Read the candidates from the CHANGED_CONTACTS CTE (rows with their list ids) instead
-    # of looking them up in contacts and contact_list_members once per query.
-    shared_candidates: bool = False
 
     @classmethod
-    def new(
-        cls, account_id: UUID, candidates: Sequence[UUID] | None, *, shared: bool = False
-    ) -> _Scope:
+    def new(cls, account_id: UUID, candidates: Sequence[UUID] | None) -> _Scope:
         params = Params()
         account = params.add(account_id, "uuid")
         among = None if candidates is None else params.add(list(candidates), "uuid[]")
-        return cls(params, account, among, shared)
+        return cls(params, account, among)
 
 
 class _Compiler:
@@ -197,7 +196,6 @@ class _Compiler:
         self.params = scope.params
         self.account = scope.account
         self.candidates = scope.candidates
-        self.shared_candidates = scope.shared_candidates
         self._now: str | None = None
         self.universe = self.params.add(list(query.list_ids), "uuid[]") if query.list_ids else None
 
@@ -229,12 +227,10 @@ class _Compiler:
 
     def branch(self, predicates: list[str], select: str) -> str:
         where = [f"c.account_id = {self.account}"]
-        if self.candidates and not self.shared_candidates:
-            where.append(f"c.id = ANY({self.candidates})")
         if self.universe:
             where.append(self.list_member_in(self.universe))
         where.extend(predicates)
-        source = CHANGED_CONTACTS if self.shared_candidates else "contacts"
+        source = CHANGED_CONTACTS if self.candidates else "contacts"
         return f"SELECT {select}\nFROM {source} c\nWHERE " + "\n  AND ".join(where)
 
     # -- conditions -----------------------------------------------------------------------
@@ -290,7 +286,7 @@ class _Compiler:
         lists = self.params.add(list(c.list_ids), "uuid[]")
         if c.operator == "in":
             return self.list_member_in(lists)
-        if self.shared_candidates:
+        if self.candidates:
             return f"NOT (c.list_ids && {lists})"
         return (
             "NOT EXISTS (SELECT 1 FROM contact_list_members m\n"
@@ -299,12 +295,11 @@ class _Compiler:
         )
 
     def list_member_in(self, lists: str) -> str:
-        if self.shared_candidates:
+        if self.candidates:
             return f"c.list_ids && {lists}"
-        restrict = f" AND m.contact_id = ANY({self.candidates})" if self.candidates else ""
         return (
             "c.id IN (SELECT m.contact_id FROM contact_list_members m\n"
-            f"    WHERE m.account_id = {self.account} AND m.list_id = ANY({lists}){restrict})"
+            f"    WHERE m.account_id = {self.account} AND m.list_id = ANY({lists}))"
         )
 
     # -- event conditions -----------------------------------------------------------------
@@ -447,25 +442,27 @@ def _select(query: SegmentQuery, scope: _Scope, count: bool) -> str:
     return f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
 
 
-def _compile(query: SegmentQuery, candidates: Sequence[UUID] | None, count: bool) -> CompiledQuery:
-    scope = _Scope.new(query.account_id, candidates)
+def _compile(query: SegmentQuery, count: bool) -> CompiledQuery:
+    scope = _Scope.new(query.account_id, None)
     sql = _select(query, scope, count)
     return CompiledQuery(sql, tuple(scope.params.values))
 
 
 def compile_count(query: SegmentQuery) -> CompiledQuery:
     """SELECT count(*) of the matching contacts."""
-    return _compile(query, None, count=True)
+    return _compile(query, count=True)
 
 
 def compile_member_ids(query: SegmentQuery) -> CompiledQuery:
     """SELECT of the matching contact ids (one row each)."""
-    return _compile(query, None, count=False)
+    return _compile(query, count=False)
 
 
 def compile_matching_among(query: SegmentQuery, candidates: Sequence[UUID]) -> CompiledQuery:
-    """SELECT of those of `candidates` that match; every subquery is narrowed to them."""
-    return _compile(query, candidates, count=False)
+    """SELECT of those of `candidates` that match: compile_matching_among_each of one query
+    (the form incremental updates run), as one statement."""
+    among = compile_matching_among_each([query], candidates)
+    return CompiledQuery(f"WITH {among.with_clause}\n{among.selects[0]}", among.params)
 
 
 # The CTE that compile_matching_among_each's SELECTs read the candidates from: each
@@ -493,7 +490,7 @@ def compile_matching_among_each(
     accounts = {q.account_id for q in queries}
     if len(accounts) != 1:
         raise ValueError("the queries of one statement must share one account")
-    scope = _Scope.new(accounts.pop(), candidates, shared=True)
+    scope = _Scope.new(accounts.pop(), candidates)
     selects = tuple(_select(q, scope, count=False) for q in queries)
     assert scope.candidates is not None
     with_clause = (

@@ -5,8 +5,9 @@
 - sweep: a segment PENDING or RUNNING for long with no build holding its lock lost its
   message or its worker: publish `segment.rebuild` so it is never stuck.
 
-Every worker also refreshes the segments-by-status and pending-changes gauges. Leadership lives on a dedicated
-connection: if that connection dies, the lock is released and another worker takes over.
+Every worker also refreshes the segments-by-status and pending-changes gauges. Leadership
+lives on a dedicated connection: if that connection dies, the lock is released and another
+worker takes over.
 """
 
 from __future__ import annotations
