@@ -37,6 +37,10 @@ class BuildResult:
     removed: int = 0
 
 
+# Room to hash a large account's events instead of probing them contact by contact.
+BUILD_WORK_MEM = "64MB"
+
+
 class _GenerationMoved(Exception):
     """The rules changed while we built: this build must not write."""
 
@@ -98,7 +102,7 @@ async def build_segment(
             await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
             # Room to hash a large account's events instead of probing them contact by
             # contact (3x on "never opened" at 1M contacts, docs/benchmarks.md).
-            await conn.execute("SET LOCAL work_mem = '64MB'")
+            await conn.execute(f"SET LOCAL work_mem = '{BUILD_WORK_MEM}'")
             row = await conn.fetchrow(sql, *compiled.params, segment.segment_id)
             assert row is not None
             finished = await conn.fetchval(

@@ -208,7 +208,8 @@ async def _apply_locked(
 ) -> ChangeResult:
     """Re-evaluate the candidates in those of the (locked) segments built for their current
     rules. One not built yet, or whose rules changed since, gets a build that will see the
-    data as it is."""
+    data as it is. The segment rows are locked FOR KEY SHARE: a segment deleted meanwhile
+    waits for this transaction and then deletes the members it wrote (sql/006)."""
     if not segment_ids or not candidates:
         return NOTHING
     rows = await conn.fetch(
@@ -216,7 +217,8 @@ async def _apply_locked(
            FROM segments
            WHERE id = ANY($1::uuid[]) AND account_id = $2 AND status = 'DONE'
              AND built_generation = generation
-           ORDER BY id""",
+           ORDER BY id
+           FOR KEY SHARE""",
         segment_ids,
         account_id,
     )
