@@ -53,11 +53,15 @@ async def _build_via_api(
 ) -> tuple[UUID, float, int]:
     """Create a segment over HTTP; (id, seconds from the POST to DONE, total_count)."""
     started = time.perf_counter()
-    response = await http.post(
-        V2,
-        json={"name": "pipeline bench", "rules_json": rules, "contact_list_ids": [str(universe)]},
-    )
-    response.raise_for_status()
+    body = {
+        "name": "pipeline bench",
+        "color": "#7cb7de",
+        "rules_json": rules,
+        "contact_list_ids": [str(universe)],
+    }
+    response = await http.post(V2, json=body)
+    if response.status_code not in (200, 201):
+        raise RuntimeError(f"POST {V2}: {response.status_code} {response.text}")
     segment_id = UUID(response.json()["id"])
     while True:
         body = (await http.get(f"{V2}{segment_id}/")).raise_for_status().json()
