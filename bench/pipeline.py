@@ -84,6 +84,13 @@ async def bench_builds(
             continue
         segment_id, build_s, members = await _build_via_api(http, conn, shape.rules, ctx.universe)
         bare = [await _bare_sql_s(conn, segment_id) for _ in range(2)]
+        # Where the time went, by the database's clock: saved -> build claimed -> DONE.
+        times = await conn.fetchrow(
+            """SELECT extract(epoch FROM build_started_at - created_at) AS to_claim_s,
+                      extract(epoch FROM last_built_at - build_started_at) AS claim_to_done_s
+               FROM segments WHERE id = $1""",
+            segment_id,
+        )
         await conn.execute("DELETE FROM segments WHERE id = $1", segment_id)
         results.append(
             {
@@ -91,6 +98,8 @@ async def bench_builds(
                 "title": shape.title,
                 "members": members,
                 "api_to_done_s": build_s,
+                "saved_to_claimed_s": float(times["to_claim_s"]),
+                "claimed_to_done_s": float(times["claim_to_done_s"]),
                 "bare_sql_s": statistics.median(bare),
                 "ratio": build_s / statistics.median(bare),
             }

@@ -189,14 +189,31 @@ class _Pending:
     messages: list[tuple[AbstractIncomingMessage, ContactChanged]] = field(default_factory=list)
     contacts: int = 0
 
+    def add(self, message: AbstractIncomingMessage, change: ContactChanged) -> None:
+        self.messages.append((message, change))
+        self.contacts += len(change.contact_ids)
+
+    def take(self, max_contacts: int) -> _Pending:
+        """The oldest messages up to `max_contacts` contacts (at least one message); they
+        leave this batch."""
+        taken = _Pending()
+        while self.messages and (
+            not taken.messages
+            or taken.contacts + len(self.messages[0][1].contact_ids) <= max_contacts
+        ):
+            message, change = self.messages.pop(0)
+            self.contacts -= len(change.contact_ids)
+            taken.add(message, change)
+        return taken
+
 
 class ChangeConsumer:
     """Coalesces contact.changed deliveries and applies them per account.
 
     A batch closes when its window ends or it reaches its size limit, and is applied unless
-    the previous batch is still being applied; then it keeps growing and is applied the
-    moment that one is done. So under load batches grow instead of queueing: the cost of a
-    batch is mostly per segment, not per contact, and lag stays bounded by one apply time.
+    the previous batch is still being applied; then it keeps growing (up to the size limit)
+    and is applied the moment that one is done. So under load batches grow instead of
+    queueing: the cost of a batch is mostly per segment, not per contact.
     """
 
     def __init__(self, pool: asyncpg.Pool, settler: Settler, settings: Settings) -> None:
@@ -215,8 +232,7 @@ class ChangeConsumer:
         except BadMessage as exc:
             self.in_flight.start(self.settler.settle(message, DeadLetter("bad_message", str(exc))))
             return
-        self._pending.messages.append((message, change))
-        self._pending.contacts += len(change.contact_ids)
+        self._pending.add(message, change)
         if self._pending.contacts >= self.settings.change_batch_max_contacts:
             self.flush()
         elif self._timer is None:
@@ -231,7 +247,10 @@ class ChangeConsumer:
             self._timer = None
         if self._applying or not (self._pending.messages or self._sweep_due):
             return
-        batch, self._pending = self._pending, _Pending()
+        # At most change_batch_max_contacts at once: one statement's size stays bounded
+        # (a backlog of 50,000 contacts in one statement ran for minutes); the rest follows
+        # as soon as this batch is applied.
+        batch = self._pending.take(self.settings.change_batch_max_contacts)
         self._applying = True
         self.in_flight.start(self._apply(batch))
 

@@ -65,7 +65,10 @@ class Settings(BaseSettings):
         100, ge=0, le=10_000, description="contact.changed messages coalesce for this long."
     )
     change_batch_max_contacts: int = Field(
-        5000, ge=1, description="A change batch is applied at once when it reaches this size."
+        5000,
+        ge=1,
+        description="Contacts per change batch: a batch this big is applied at once, and a"
+        " backlog is applied in batches of this size.",
     )
     change_parallelism: int = Field(
         2,
