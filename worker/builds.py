@@ -45,26 +45,28 @@ class _GenerationMoved(Exception):
     """The rules changed while we built: this build must not write."""
 
 
-# The compiled query's $1 is always the account id; {segment} is the segment id's placeholder.
+# Step 1: the matches into a table of this transaction. A statement that also writes
+# (DELETE/INSERT in CTEs) cannot use parallel workers; CREATE TABLE AS can, so the query runs
+# as fast as it does alone (measured: 0.38 s against 0.75 s for shape (c) at 1M contacts).
+_MATCHED = "CREATE TEMP TABLE build_matched ON COMMIT DROP AS\n{members}"
+# Step 2: the difference, written ($1 the segment, $2 the account).
 _MATERIALISE = """
-WITH matched AS MATERIALIZED (
-{members}
-), removed AS (
+WITH removed AS (
     DELETE FROM segment_members sm
-    WHERE sm.segment_id = {segment}
-      AND NOT EXISTS (SELECT 1 FROM matched m WHERE m.id = sm.contact_id)
+    WHERE sm.segment_id = $1::uuid
+      AND NOT EXISTS (SELECT 1 FROM build_matched m WHERE m.id = sm.contact_id)
     RETURNING 1
 ), added AS (
     INSERT INTO segment_members (segment_id, contact_id, account_id)
-    SELECT {segment}, m.id, $1::uuid FROM matched m
+    SELECT $1::uuid, m.id, $2::uuid FROM build_matched m
     WHERE NOT EXISTS (SELECT 1 FROM segment_members sm
-                      WHERE sm.segment_id = {segment} AND sm.contact_id = m.id)
+                      WHERE sm.segment_id = $1::uuid AND sm.contact_id = m.id)
     -- In key order, new rows fill both indexes' pages in turn instead of landing all over
     -- them (the first build of a large segment inserts hundreds of thousands).
     ORDER BY m.id
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM matched) AS total,
+SELECT (SELECT count(*) FROM build_matched) AS total,
        (SELECT count(*) FROM added) AS added,
        (SELECT count(*) FROM removed) AS removed
 """
@@ -91,8 +93,6 @@ async def build_segment(
         await mark_failed(conn, message.segment_id, message.generation, reason)
         return BuildResult("failed")
     compiled = compile_member_ids(query)
-    segment_param = f"${len(compiled.params) + 1}::uuid"
-    sql = _MATERIALISE.format(members=compiled.sql, segment=segment_param)
     try:
         async with conn.transaction():
             await conn.execute(
@@ -103,7 +103,16 @@ async def build_segment(
             # Room to hash a large account's events instead of probing them contact by
             # contact (3x on "never opened" at 1M contacts, docs/benchmarks.md).
             await conn.execute(f"SET LOCAL work_mem = '{BUILD_WORK_MEM}'")
-            row = await conn.fetchrow(sql, *compiled.params, segment.segment_id)
+            await conn.execute(_MATCHED.format(members=compiled.sql), *compiled.params)
+            # Statistics, so that the difference is planned for the real number of matches.
+            # An index and statistics: the planner often expects one member for a segment
+            # (statistics lag behind builds) and then tests each member against the matches
+            # one by one; without the index that scanned them all each time (60 s for a
+            # 33,571-member rebuild instead of 0.25 s). A hashed NOT IN would be faster but
+            # turns quadratic when the matches outgrow work_mem.
+            await conn.execute("CREATE UNIQUE INDEX ON build_matched (id)")
+            await conn.execute("ANALYZE build_matched")
+            row = await conn.fetchrow(_MATERIALISE, segment.segment_id, message.account_id)
             assert row is not None
             finished = await conn.fetchval(
                 """UPDATE segments
