@@ -170,6 +170,7 @@ def plot(report: dict[str, Any], folder: Path) -> list[Path]:
         ax.plot(rates, [r["lag_p99_s"] for r in runs], "o-", label="lag p99")
         ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="goal: p99 < 1 s")
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(rates, [str(r) for r in rates])
         ax.set_xlabel("changed contacts per second (published)")
         ax.set_ylabel("seconds")
