@@ -24,7 +24,7 @@ from tests.strategies import (
     rules_in_any_dialect,
     universes,
 )
-from worker.changes import apply_changes
+from worker.changes import apply_changes, apply_pending
 from worker.compiler import (
     SegmentQuery,
     compile_count,
@@ -32,6 +32,7 @@ from worker.compiler import (
     compile_member_ids,
 )
 from worker.db import connect
+from worker.locks import segment_lock_key
 from worker.rules import FieldRegistry, parse_rules
 
 EXAMPLES = int(os.environ.get("SEGMENTS_PROPERTY_EXAMPLES", "400"))
@@ -53,12 +54,15 @@ class Database:
     def __init__(self, dsn: str) -> None:
         self.loop = asyncio.new_event_loop()
         self.conn: asyncpg.Connection = self.loop.run_until_complete(connect(dsn))
+        # Another session, to hold a segment's lock as a running build would.
+        self.holder: asyncpg.Connection = self.loop.run_until_complete(connect(dsn))
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
     def close(self) -> None:
         self.run(self.conn.close())
+        self.run(self.holder.close())
         self.loop.close()
 
 
@@ -129,6 +133,7 @@ async def _sql_answers(
 
 async def _check(
     conn: asyncpg.Connection,
+    holder: asyncpg.Connection,
     data: Data,
     cases: list[tuple[str, Any, list[uuid.UUID]]],
     pick: list[bool],
@@ -150,20 +155,23 @@ async def _check(
             assert members == expected, context
             assert count == len(expected), context
             assert matching == expected & set(candidates), context
-        await _check_incremental(conn, evaluator, cases, candidates, stale=set(ours[::2]))
+        await _check_incremental(conn, holder, evaluator, cases, candidates, stale=set(ours[::2]))
     finally:
         await transaction.rollback()
 
 
 async def _check_incremental(
     conn: asyncpg.Connection,
+    holder: asyncpg.Connection,
     evaluator: Evaluator,
     cases: list[tuple[str, Any, list[uuid.UUID]]],
     candidates: list[uuid.UUID],
     stale: set[uuid.UUID],
 ) -> None:
     """worker.changes, all cases as live segments at once: starting from a stale membership,
-    the candidates end up exactly where the rules put them; nobody else moves."""
+    the candidates end up exactly where the rules put them; nobody else moves. The first
+    segment is held by a "build" (its lock, from another session): it is left as it was,
+    and apply_pending brings it right once the lock is free."""
     segments = []
     for dialect, rules, universe in cases:
         segment_id = await conn.fetchval(
@@ -177,9 +185,23 @@ async def _check_incremental(
             [(segment_id, contact_id, ACCOUNT) for contact_id in stale],
         )
         segments.append((segment_id, evaluator.members(dialect, rules, universe)))
-    result = await apply_changes(conn, ACCOUNT, candidates, statement_timeout_ms=60_000, now=NOW)
-    assert result.segments == (len(cases) if candidates else 0)
-    assert result.deferred == 0
+    held = segment_lock_key(segments[0][0])
+    await holder.execute("SELECT pg_advisory_lock($1)", held)
+    try:
+        result = await apply_changes(
+            conn, ACCOUNT, candidates, statement_timeout_ms=60_000, now=NOW
+        )
+        assert result.deferred == 1
+        assert result.segments == (len(cases) - 1 if candidates else 0)
+        rows = await conn.fetch(
+            "SELECT contact_id FROM segment_members WHERE segment_id = $1", segments[0][0]
+        )
+        assert {r[0] for r in rows} == stale
+    finally:
+        await holder.execute("SELECT pg_advisory_unlock($1)", held)
+    pending = await apply_pending(conn, statement_timeout_ms=60_000, now=NOW)
+    assert pending.segments == (1 if candidates else 0)
+    assert await conn.fetchval("SELECT count(*) FROM segment_pending_changes") == 0
     for segment_id, expected in segments:
         rows = await conn.fetch(
             "SELECT contact_id FROM segment_members WHERE segment_id = $1", segment_id
@@ -204,4 +226,4 @@ def test_compiled_sql_matches_reference_evaluator(
     db: Database, data: Data, cases: list[Any], pick: list[bool]
 ) -> None:
     flat = [(dialect, rules, universe) for (dialect, rules), universe in cases]
-    db.run(_check(db.conn, data, flat, pick))
+    db.run(_check(db.conn, db.holder, data, flat, pick))
