@@ -235,5 +235,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30, help="per rate")
     parser.add_argument("--segments", type=int, default=100, help="live segments")
     parser.add_argument("--change-account", choices=("big", "small"), default="big")
-    parser.add_argument("--plots", type=Path, default=Path("docs/img"), help="'' for none")
+    parser.add_argument(
+        "--plots",
+        type=lambda v: Path(v) if v else None,
+        default=Path("docs/img"),
+        help="folder of the PNGs; '' for none",
+    )
     asyncio.run(main(parser.parse_args()))
