@@ -140,9 +140,6 @@ class ServiceProcess:
         self.process.wait(timeout=60)
 
 
-WorkerProcess = ServiceProcess
-
-
 async def _new_segment(conn: asyncpg.Connection, account: uuid.UUID, rules: Any) -> uuid.UUID:
     segment_id: uuid.UUID = await conn.fetchval(
         """INSERT INTO segments (account_id, name, dialect, rules, contact_list_ids)
@@ -314,7 +311,7 @@ def _settled(text: str) -> float:
     )
 
 
-async def _all_settled(worker: WorkerProcess, before: str, messages: int) -> None:
+async def _all_settled(worker: ServiceProcess, before: str, messages: int) -> None:
     """Until the worker has settled `messages` more than at `before` (the queue looking
     empty is not enough: up to the prefetch may wait unacknowledged in the worker)."""
     start = _settled(before)
@@ -324,7 +321,7 @@ async def _all_settled(worker: WorkerProcess, before: str, messages: int) -> Non
 
 async def _change_run(
     conn: asyncpg.Connection,
-    worker: WorkerProcess,
+    worker: ServiceProcess,
     exchange: Any,
     ids: list[uuid.UUID],
     rate: int,
@@ -369,7 +366,7 @@ async def _change_run(
 
 
 async def bench_changes(
-    conn: asyncpg.Connection, worker: WorkerProcess, exchange: Any, args: argparse.Namespace
+    conn: asyncpg.Connection, worker: ServiceProcess, exchange: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
     segments = await _live_segments(conn, exchange, args.segments)
     ids = [r[0] for r in await conn.fetch(
@@ -391,7 +388,7 @@ async def main(args: argparse.Namespace) -> None:
         connection = await aio_pika.connect(amqp_url)
         channel = await connection.channel(publisher_confirms=True)
         exchange = await declare(channel)
-        worker = WorkerProcess(args.dsn, amqp_url, args.code_dir)
+        worker = ServiceProcess(args.dsn, amqp_url, args.code_dir)
         try:
             await worker.wait_ready()
             if "builds" in args.phases:

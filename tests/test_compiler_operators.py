@@ -19,7 +19,6 @@ import asyncpg
 import pytest
 
 from worker.compiler import (
-    ROW_OPERATORS,
     CompiledQuery,
     SegmentQuery,
     compile_count,
@@ -28,6 +27,7 @@ from worker.compiler import (
 )
 from worker.rules import FieldRegistry, parse_v2_rules
 from worker.rules.fields import BUILTIN_FIELDS, OPERATORS_BY_TYPE, FieldSource, FieldType
+from worker.sql_operators import ROW_OPERATORS
 from worker.store import load_registry
 
 NOW = datetime(2026, 5, 21, 12, 0, tzinfo=UTC)

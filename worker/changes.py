@@ -156,9 +156,12 @@ async def apply_pending(
         limit,
     )
     total = NOTHING
+    registries: dict[UUID, FieldRegistry] = {}
     for row in rows:
         segment_id, account_id = row["segment_id"], row["account_id"]
-        registry = await load_registry(conn, account_id)
+        if account_id not in registries:
+            registries[account_id] = await load_registry(conn, account_id)
+        registry = registries[account_id]
         async with conn.transaction():
             await _limit_statement(conn, statement_timeout_ms)
             locked, _ = await _try_lock(conn, [segment_id])

@@ -13,20 +13,20 @@ anti-joins the planner can hash, instead of per-row subplans under an OR. Groups
 row predicates share one branch with a plain OR. Every branch and subquery is scoped to the
 account (`account_id = $1`), so nothing of another account is read and the query routes to
 one shard on Citus. Every user value is a bind parameter; identifiers come only from the
-whitelists below.
+whitelists of worker/sql_operators.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from worker.rules.fields import BUILTIN_FIELDS, FieldSource, FieldSpec, FieldType
+from worker.rules.fields import FieldSource, FieldSpec
 from worker.rules.tree import (
     ActivityCondition,
     Condition,
@@ -34,6 +34,16 @@ from worker.rules.tree import (
     IspCondition,
     MembershipCondition,
     RuleTree,
+)
+from worker.sql_operators import (
+    AGGREGATE_OPS,
+    COLUMNS,
+    COUNT_TESTS,
+    CUSTOM_READERS,
+    DERIVED,
+    LATEST,
+    PG_TYPES,
+    ROW_OPERATORS,
 )
 
 
@@ -61,102 +71,6 @@ class Params:
     def add(self, value: Any, pg_type: str) -> str:
         self.values.append(value)
         return f"${len(self.values)}::{pg_type}"
-
-
-# Whitelists: the only identifiers that reach SQL text. Column names come from the field
-# registry's fixed table of contact columns, never from the rule; tags has its own reader.
-_COLUMNS = {
-    name: f"c.{name}"
-    for name, spec in BUILTIN_FIELDS.items()
-    if spec.source is FieldSource.COLUMN and name != "tags"
-}
-_CUSTOM_READERS = {
-    FieldType.TEXT: "segments_jsonb_text",
-    FieldType.NUMBER: "segments_jsonb_number",
-    FieldType.DATETIME: "segments_jsonb_timestamptz",
-    FieldType.BOOLEAN: "segments_jsonb_boolean",
-    FieldType.LIST: "segments_jsonb_list",
-}
-_PG_TYPES = {
-    FieldType.TEXT: "text",
-    FieldType.NUMBER: "numeric",
-    FieldType.DATETIME: "timestamptz",
-    FieldType.BOOLEAN: "boolean",
-    FieldType.LIST: "text",
-}
-# Derived fields: (event type, aggregate over the contact's events of that type).
-_DERIVED = {
-    "opens_count": ("open", "count(*)"),
-    "clicks_count": ("click", "count(*)"),
-    "last_open_at": ("open", "max(e.occurred_at)"),
-    "last_click_at": ("click", "max(e.occurred_at)"),
-}
-
-# Row predicates by operator; {x} is the field's value expression, {v} the value's parameter.
-# Array values are lower-cased by a plain call, which custom plans (worker.db sets
-# plan_cache_mode) fold to a constant once per query, and the planner can see the values.
-# Text and list values compare lower-cased; '' and the empty list are null (DESIGN.md 4.3),
-# and the negative operators match null, which coalesce() gives them.
-_TEXT_OPS = {
-    "equals": "lower({x}) = lower({v})",
-    "not_equals": "lower(coalesce({x}, '')) <> lower({v})",
-    "contains": "strpos(lower({x}), lower({v})) > 0",
-    "not_contains": "strpos(lower(coalesce({x}, '')), lower({v})) = 0",
-    "starts_with": "starts_with(lower({x}), lower({v}))",
-    "in": "lower({x}) = ANY(segments_lower_array({v}))",
-    "not_in": "lower(coalesce({x}, '')) <> ALL(segments_lower_array({v}))",
-    "is_null": "coalesce({x}, '') = ''",
-    "is_not_null": "{x} <> ''",
-}
-_ORDERED_OPS = {"gt": "{x} > {v}", "gte": "{x} >= {v}", "lt": "{x} < {v}", "lte": "{x} <= {v}"}
-_NULL_OPS = {"is_null": "{x} IS NULL", "is_not_null": "{x} IS NOT NULL"}
-_EQUALITY_OPS = {"equals": "{x} = {v}", "not_equals": "{x} IS DISTINCT FROM {v}"}
-_NUMBER_OPS = {
-    **_EQUALITY_OPS,
-    **_ORDERED_OPS,
-    **_NULL_OPS,
-    "in": "{x} = ANY({v})",
-    "not_in": "NOT coalesce({x} = ANY({v}), false)",
-}
-_DATETIME_OPS = {**_ORDERED_OPS, **_NULL_OPS, "within_days": "{x} BETWEEN {v}"}
-_BOOLEAN_OPS = {**_EQUALITY_OPS, **_NULL_OPS}
-# {x} of a list is its lower-cased elements, never null ('{}' when empty or missing).
-_LIST_OPS = {
-    "has_any": "{x} && segments_lower_array({v})",
-    "has_all": "{x} @> segments_lower_array({v})",
-    "has_none": "NOT ({x} && segments_lower_array({v}))",
-    "is_null": "cardinality({x}) = 0",
-    "is_not_null": "cardinality({x}) > 0",
-}
-ROW_OPERATORS = {
-    FieldType.TEXT: _TEXT_OPS,
-    FieldType.NUMBER: _NUMBER_OPS,
-    FieldType.DATETIME: _DATETIME_OPS,
-    FieldType.BOOLEAN: _BOOLEAN_OPS,
-    FieldType.LIST: _LIST_OPS,
-}
-
-# Aggregate predicates of derived fields; {x} is the aggregate (never null), {v} the value.
-_AGGREGATE_OPS = {
-    **_ORDERED_OPS,
-    "equals": "{x} = {v}",
-    "not_equals": "{x} <> {v}",
-    "in": "{x} = ANY({v})",
-    "not_in": "{x} <> ALL({v})",
-    "within_days": "{x} BETWEEN {v}",
-}
-_LATEST = {name for name, (_, aggregate) in _DERIVED.items() if aggregate.startswith("max")}
-_COUNT_TESTS: dict[str, Callable[[Decimal, Any], bool]] = {
-    # Does a count of 0 satisfy the operator? Decides whether contacts without events match.
-    "equals": lambda n, v: n == v,
-    "not_equals": lambda n, v: n != v,
-    "gt": lambda n, v: n > v,
-    "gte": lambda n, v: n >= v,
-    "lt": lambda n, v: n < v,
-    "lte": lambda n, v: n <= v,
-    "in": lambda n, v: n in v,
-    "not_in": lambda n, v: n not in v,
-}
 
 
 @dataclass(frozen=True)
@@ -237,9 +151,9 @@ class _Compiler:
     def condition(self, c: Condition) -> str:
         match c:
             case FieldCondition() if c.field.source is FieldSource.DERIVED:
-                if c.operator == "within_days" and c.field.name in _LATEST:
+                if c.operator == "within_days" and c.field.name in LATEST:
                     assert isinstance(c.value, int)
-                    return self.latest_within_days(_DERIVED[c.field.name][0], c.value)
+                    return self.latest_within_days(DERIVED[c.field.name][0], c.value)
                 return self.event_test(self.derived_test(c))
             case FieldCondition():
                 return self.field_predicate(c)
@@ -258,10 +172,10 @@ class _Compiler:
     def field_expr(self, spec: FieldSpec) -> str:
         if spec.source is FieldSource.CUSTOM:
             key = self.params.add(spec.name, "text")
-            return f"{_CUSTOM_READERS[spec.type]}(c.attributes -> {key})"
+            return f"{CUSTOM_READERS[spec.type]}(c.attributes -> {key})"
         if spec.name == "tags":
             return "segments_lower_array(c.tags)"
-        return _COLUMNS[spec.name]
+        return COLUMNS[spec.name]
 
     def value(self, c: FieldCondition) -> str:
         """The value's placeholder(s), typed for the field; '' for operators without one."""
@@ -271,7 +185,7 @@ class _Compiler:
             assert isinstance(c.value, int)
             since = self.params.add(self.query.now - timedelta(days=c.value), "timestamptz")
             return f"{since} AND {self.now}"
-        pg_type = _PG_TYPES[c.field.type]
+        pg_type = PG_TYPES[c.field.type]
         if isinstance(c.value, tuple):
             return self.params.add(list(c.value), pg_type + "[]")
         return self.params.add(c.value, pg_type)
@@ -338,15 +252,15 @@ class _Compiler:
         )
 
     def derived_test(self, c: FieldCondition) -> _EventTest | bool:
-        event_type, aggregate = _DERIVED[c.field.name]
+        event_type, aggregate = DERIVED[c.field.name]
         if c.operator in ("is_null", "is_not_null"):
             if aggregate == "count(*)":  # a count is never null
                 return c.operator == "is_not_null"
             return _EventTest(event_type, (), None, matches_none=c.operator == "is_null")
         if aggregate != "count(*)":
             return self.latest_test(event_type, c)
-        having = _AGGREGATE_OPS[c.operator].format(x=aggregate, v=self.value(c))
-        zero_matches = _COUNT_TESTS[c.operator](Decimal(0), c.value)
+        having = AGGREGATE_OPS[c.operator].format(x=aggregate, v=self.value(c))
+        zero_matches = COUNT_TESTS[c.operator](Decimal(0), c.value)
         return _EventTest(event_type, (), having, matches_none=zero_matches)
 
     def latest_within_days(self, event_type: str, days: int) -> str:
@@ -368,7 +282,7 @@ class _Compiler:
             bound = self.value(c)
             op = ">" if c.operator == "gt" else ">="
             return _EventTest(event_type, (f"e.occurred_at {op} {bound}",), None, False)
-        having = _AGGREGATE_OPS[c.operator].format(x="max(e.occurred_at)", v=self.value(c))
+        having = AGGREGATE_OPS[c.operator].format(x="max(e.occurred_at)", v=self.value(c))
         return _EventTest(event_type, (), having, matches_none=False)
 
     def event_test(self, test: _EventTest | bool) -> str:

@@ -1,0 +1,106 @@
+"""The SQL vocabulary of the compiler (worker/compiler.py): the whitelisted identifiers and
+the operator templates, by field type. Identifiers reach SQL text only from these tables,
+never from a rule; values only through placeholders ({v})."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from worker.rules.fields import BUILTIN_FIELDS, FieldSource, FieldType
+
+# Whitelists: the only identifiers that reach SQL text. Column names come from the field
+# registry's fixed table of contact columns, never from the rule; tags has its own reader.
+COLUMNS = {
+    name: f"c.{name}"
+    for name, spec in BUILTIN_FIELDS.items()
+    if spec.source is FieldSource.COLUMN and name != "tags"
+}
+CUSTOM_READERS = {
+    FieldType.TEXT: "segments_jsonb_text",
+    FieldType.NUMBER: "segments_jsonb_number",
+    FieldType.DATETIME: "segments_jsonb_timestamptz",
+    FieldType.BOOLEAN: "segments_jsonb_boolean",
+    FieldType.LIST: "segments_jsonb_list",
+}
+PG_TYPES = {
+    FieldType.TEXT: "text",
+    FieldType.NUMBER: "numeric",
+    FieldType.DATETIME: "timestamptz",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.LIST: "text",
+}
+# Derived fields: (event type, aggregate over the contact's events of that type).
+DERIVED = {
+    "opens_count": ("open", "count(*)"),
+    "clicks_count": ("click", "count(*)"),
+    "last_open_at": ("open", "max(e.occurred_at)"),
+    "last_click_at": ("click", "max(e.occurred_at)"),
+}
+
+# Row predicates by operator; {x} is the field's value expression, {v} the value's parameter.
+# Array values are lower-cased by a plain call, which custom plans (worker.db sets
+# plan_cache_mode) fold to a constant once per query, and the planner can see the values.
+# Text and list values compare lower-cased; '' and the empty list are null (DESIGN.md 4.3),
+# and the negative operators match null, which coalesce() gives them.
+_TEXT_OPS = {
+    "equals": "lower({x}) = lower({v})",
+    "not_equals": "lower(coalesce({x}, '')) <> lower({v})",
+    "contains": "strpos(lower({x}), lower({v})) > 0",
+    "not_contains": "strpos(lower(coalesce({x}, '')), lower({v})) = 0",
+    "starts_with": "starts_with(lower({x}), lower({v}))",
+    "in": "lower({x}) = ANY(segments_lower_array({v}))",
+    "not_in": "lower(coalesce({x}, '')) <> ALL(segments_lower_array({v}))",
+    "is_null": "coalesce({x}, '') = ''",
+    "is_not_null": "{x} <> ''",
+}
+_ORDERED_OPS = {"gt": "{x} > {v}", "gte": "{x} >= {v}", "lt": "{x} < {v}", "lte": "{x} <= {v}"}
+_NULL_OPS = {"is_null": "{x} IS NULL", "is_not_null": "{x} IS NOT NULL"}
+_EQUALITY_OPS = {"equals": "{x} = {v}", "not_equals": "{x} IS DISTINCT FROM {v}"}
+_NUMBER_OPS = {
+    **_EQUALITY_OPS,
+    **_ORDERED_OPS,
+    **_NULL_OPS,
+    "in": "{x} = ANY({v})",
+    "not_in": "NOT coalesce({x} = ANY({v}), false)",
+}
+_DATETIME_OPS = {**_ORDERED_OPS, **_NULL_OPS, "within_days": "{x} BETWEEN {v}"}
+_BOOLEAN_OPS = {**_EQUALITY_OPS, **_NULL_OPS}
+# {x} of a list is its lower-cased elements, never null ('{}' when empty or missing).
+_LIST_OPS = {
+    "has_any": "{x} && segments_lower_array({v})",
+    "has_all": "{x} @> segments_lower_array({v})",
+    "has_none": "NOT ({x} && segments_lower_array({v}))",
+    "is_null": "cardinality({x}) = 0",
+    "is_not_null": "cardinality({x}) > 0",
+}
+ROW_OPERATORS = {
+    FieldType.TEXT: _TEXT_OPS,
+    FieldType.NUMBER: _NUMBER_OPS,
+    FieldType.DATETIME: _DATETIME_OPS,
+    FieldType.BOOLEAN: _BOOLEAN_OPS,
+    FieldType.LIST: _LIST_OPS,
+}
+
+# Aggregate predicates of derived fields; {x} is the aggregate (never null), {v} the value.
+AGGREGATE_OPS = {
+    **_ORDERED_OPS,
+    "equals": "{x} = {v}",
+    "not_equals": "{x} <> {v}",
+    "in": "{x} = ANY({v})",
+    "not_in": "{x} <> ALL({v})",
+    "within_days": "{x} BETWEEN {v}",
+}
+LATEST = {name for name, (_, aggregate) in DERIVED.items() if aggregate.startswith("max")}
+COUNT_TESTS: dict[str, Callable[[Decimal, Any], bool]] = {
+    # Does a count of 0 satisfy the operator? Decides whether contacts without events match.
+    "equals": lambda n, v: n == v,
+    "not_equals": lambda n, v: n != v,
+    "gt": lambda n, v: n > v,
+    "gte": lambda n, v: n >= v,
+    "lt": lambda n, v: n < v,
+    "lte": lambda n, v: n <= v,
+    "in": lambda n, v: n in v,
+    "not_in": lambda n, v: n not in v,
+}
