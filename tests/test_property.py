@@ -1,5 +1,6 @@
 """The compiled SQL, run on PostgreSQL, agrees with the reference evaluator (tests/reference.py)
-on generated data sets and generated rules in all three dialects, in all three query forms."""
+on generated data sets and generated rules in all three dialects, in all three query forms, and
+through the two writers of membership: incremental updates and builds."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.strategies import (
     rules_in_any_dialect,
     universes,
 )
+from worker.builds import build_segment
 from worker.changes import apply_changes, apply_pending
 from worker.compiler import (
     SegmentQuery,
@@ -33,6 +35,7 @@ from worker.compiler import (
 )
 from worker.db import connect
 from worker.locks import segment_lock_key
+from worker.messages import SegmentMessage
 from worker.rules import FieldRegistry, parse_rules
 
 EXAMPLES = int(os.environ.get("SEGMENTS_PROPERTY_EXAMPLES", "400"))
@@ -156,6 +159,7 @@ async def _check(
             assert count == len(expected), context
             assert matching == expected & set(candidates), context
         await _check_incremental(conn, holder, evaluator, cases, candidates, stale=set(ours[::2]))
+        await _check_builds(conn, evaluator, cases, stale=set(ours[1::3]))
     finally:
         await transaction.rollback()
 
@@ -210,6 +214,42 @@ async def _check_incremental(
         assert members == (stale - set(candidates)) | (expected & set(candidates))
         total = await conn.fetchval("SELECT total_count FROM segments WHERE id = $1", segment_id)
         assert total == len(members)
+
+
+async def _check_builds(
+    conn: asyncpg.Connection,
+    evaluator: Evaluator,
+    cases: list[tuple[str, Any, list[uuid.UUID]]],
+    stale: set[uuid.UUID],
+) -> None:
+    """worker.builds, from a stale membership: the build writes exactly the difference and
+    ends with the rules' members and count."""
+    for dialect, rules, universe in cases:
+        segment_id = await conn.fetchval(
+            """INSERT INTO segments (account_id, name, dialect, rules, contact_list_ids)
+               VALUES ($1, 'property', $2, $3, $4) RETURNING id""",
+            ACCOUNT, dialect, rules, universe,
+        )  # fmt: skip
+        await conn.executemany(
+            "INSERT INTO segment_members (segment_id, contact_id, account_id) VALUES ($1, $2, $3)",
+            [(segment_id, contact_id, ACCOUNT) for contact_id in stale],
+        )
+        message = SegmentMessage(
+            schema_version=1, account_id=ACCOUNT, segment_id=segment_id, generation=1
+        )
+        result = await build_segment(conn, message, "rebuild", statement_timeout_ms=60_000, now=NOW)
+        expected = evaluator.members(dialect, rules, universe)
+        context = f"{dialect} rules={rules} universe={universe}"
+        assert result.outcome == "done", context
+        assert (result.total_count, result.added, result.removed) == (
+            len(expected),
+            len(expected - stale),
+            len(stale - expected),
+        ), context
+        rows = await conn.fetch(
+            "SELECT contact_id FROM segment_members WHERE segment_id = $1", segment_id
+        )
+        assert {r[0] for r in rows} == expected, context
 
 
 @settings(

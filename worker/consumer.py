@@ -40,6 +40,7 @@ from worker.messages import (
 from worker.metrics import (
     BUILD_DURATION,
     BUILD_START_DELAY,
+    BUILD_STEP_DURATION,
     BUILDS_IN_PROGRESS,
     CHANGE_LAG,
     INCREMENTAL_BATCH_CONTACTS,
@@ -155,6 +156,9 @@ class BuildConsumer:
             BUILDS_IN_PROGRESS.dec()
         elapsed = time.perf_counter() - started
         BUILD_DURATION.labels(trigger, result.outcome).observe(elapsed)
+        if result.outcome == "done":
+            BUILD_STEP_DURATION.labels("query").observe(result.query_s)
+            BUILD_STEP_DURATION.labels("write").observe(result.write_s)
         log.info(
             "build.finished",
             trigger=trigger,
@@ -163,6 +167,8 @@ class BuildConsumer:
             added=result.added,
             removed=result.removed,
             duration_s=round(elapsed, 4),
+            query_s=round(result.query_s, 4),
+            write_s=round(result.write_s, 4),
         )
         return Ack(result.outcome)
 

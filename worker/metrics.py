@@ -14,6 +14,13 @@ BUILD_DURATION = Histogram(
     ["trigger", "outcome"],
     buckets=_DURATION_BUCKETS,
 )
+BUILD_STEP_DURATION = Histogram(
+    "segments_build_step_duration_seconds",
+    "Time of the two database steps of a finished build: `query` runs the rules and pairs the"
+    " matches with the members, `write` writes the difference.",
+    ["step"],
+    buckets=_DURATION_BUCKETS,
+)
 BUILD_START_DELAY = Histogram(
     "segments_build_start_delay_seconds",
     "Time from a segment message's publication to the start of its build.",
