@@ -63,6 +63,11 @@ SELECT matched.id, members.contact_id AS member
 FROM (SELECT id FROM ({members}) q ORDER BY id) matched
 FULL JOIN (SELECT contact_id FROM segment_members WHERE segment_id = {segment}
            ORDER BY contact_id) members ON members.contact_id = matched.id"""
+# The same table for a segment without members (a first build): every match is added. The
+# query runs unsorted and unjoined, as fast as alone; the insert sorts (0.2 s less at 335,000
+# matches than the sorted merge).
+_FIRST_DIFF = """CREATE TEMP TABLE build_diff ON COMMIT DROP AS
+SELECT matched.id, NULL::uuid AS member FROM ({members}) matched"""
 # Step 2: the difference, written ($1 the segment, $2 the account).
 _MATERIALISE = """
 WITH removed AS (
@@ -117,14 +122,23 @@ async def build_segment(
             # Room to hash a large account's events instead of probing them contact by
             # contact (3x on "never opened" at 1M contacts, docs/benchmarks.md).
             await conn.execute(f"SET LOCAL work_mem = '{BUILD_WORK_MEM}'")
-            segment_param = f"${len(compiled.params) + 1}::uuid"
             started = time.perf_counter()
-            await conn.execute(
-                _DIFF.format(members=compiled.sql, segment=segment_param),
-                *compiled.params,
+            has_members = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM segment_members WHERE segment_id = $1)",
                 segment.segment_id,
             )
+            if has_members:
+                diff = _DIFF.format(
+                    members=compiled.sql, segment=f"${len(compiled.params) + 1}::uuid"
+                )
+                await conn.execute(diff, *compiled.params, segment.segment_id)
+            else:
+                await conn.execute(_FIRST_DIFF.format(members=compiled.sql), *compiled.params)
             queried = time.perf_counter()
+            # The planner takes a segment to have about one member (statistics lag behind
+            # builds) and would then scan the whole difference once per member: 40 s for a
+            # rebuild of 33,571 members. Hash and merge joins are linear whatever the sizes.
+            await conn.execute("SET LOCAL enable_nestloop = off")
             row = await conn.fetchrow(_MATERIALISE, segment.segment_id, message.account_id)
             assert row is not None
             written = time.perf_counter()
