@@ -114,7 +114,7 @@ GOLDENS = {
             FROM contacts c
             WHERE c.account_id = $1::uuid
               AND c.id IN (SELECT m.contact_id FROM contact_list_members m
-                WHERE m.account_id = $1::uuid AND m.list_id = ANY($2::uuid[]))
+                WHERE m.account_id = $1::uuid AND m.list_id = $2::uuid)
               AND c.id IN (SELECT e.contact_id FROM events e
                 WHERE e.account_id = $1::uuid AND e.type = $6::text AND e.occurred_at >= $3::timestamptz AND e.campaign_id = ANY($4::uuid[])
                 GROUP BY e.contact_id HAVING count(*) >= $5::bigint)
@@ -122,7 +122,7 @@ GOLDENS = {
         ),
         params=(
             ACCOUNT,
-            [LIST],
+            LIST,
             datetime(2026, 4, 21, 12, 0, tzinfo=UTC),
             [CAMPAIGN],
             3,
@@ -249,6 +249,17 @@ async def test_golden_sql_is_valid_postgresql(name: str, conn: asyncpg.Connectio
     compiled = GOLDENS[name].compile()
     plan = await conn.fetch(f"EXPLAIN {compiled.sql}", *compiled.params)
     assert plan
+
+
+def test_several_lists_are_compared_as_an_array_one_list_as_its_id() -> None:
+    other = UUID("00000000-0000-4000-8000-0000000000b2")
+    rules = {
+        "any": [{"all": [{"kind": "membership", "operator": "not_in", "list_ids": [str(other)]}]}]
+    }
+    several = compile_member_ids(query(rules, lists=(LIST, other)))
+    assert "m.list_id = ANY($2::uuid[]))" in several.sql
+    assert "m.list_id = $3::uuid)" in several.sql
+    assert several.params[1:3] == ([LIST, other], other)
 
 
 def test_member_ids_and_count_share_the_single_branch() -> None:
