@@ -12,7 +12,7 @@ from uuid import UUID
 
 import asyncpg
 
-from worker.db import Conn
+from worker.db import Conn, fetch_count
 
 _FROM = """FROM segment_members m
     JOIN contacts c ON c.id = m.contact_id AND c.account_id = m.account_id
@@ -32,7 +32,8 @@ async def segment_members(
     offset: int,
 ) -> tuple[int, list[asyncpg.Record]]:
     """One page of members (search: email or name holds it, ignoring case) and the total."""
-    total = await conn.fetchval(
+    total = await fetch_count(
+        conn,
         f"SELECT count(*) {_FROM}",
         segment_id,
         account_id,

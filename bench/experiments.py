@@ -68,25 +68,26 @@ class Experiment:
 # -- rewrites of the compiler's output ----------------------------------------------------
 _UNIVERSE_IN = (
     "c.id IN (SELECT m.contact_id FROM contact_list_members m\n"
-    "    WHERE m.account_id = $1::uuid AND m.list_id = ANY({lists}))"
+    "    WHERE m.account_id = $1::uuid AND m.list_id = {lists})"
 )
 _UNIVERSE_EXISTS = (
     "EXISTS (SELECT 1 FROM contact_list_members m\n"
-    "    WHERE m.account_id = $1::uuid AND m.list_id = ANY({lists}) AND m.contact_id = c.id)"
+    "    WHERE m.account_id = $1::uuid AND m.list_id = {lists} AND m.contact_id = c.id)"
 )
 
 
 def universe_as_exists(sql: str) -> str:
     """`c.id IN (SELECT m.contact_id ...)` -> correlated `EXISTS (... m.contact_id = c.id)`."""
-    lists = "$2::uuid[]"  # the universe parameter of the count form
+    lists = "$2::uuid"  # the universe parameter of the count form (one list, as in the shapes)
     return sql.replace(_UNIVERSE_IN.format(lists=lists), _UNIVERSE_EXISTS.format(lists=lists))
 
 
-def universe_single_list(sql: str) -> str:
-    """A universe of one list compared with `=`, not `= ANY(array)`: with list_id fixed, the
-    primary key (list_id, contact_id) proves each contact appears once, so the planner may
-    join members directly instead of de-duplicating them first."""
-    return sql.replace("m.list_id = ANY($2::uuid[]))", "m.list_id = ($2::uuid[])[1])")
+def universe_one_list_as_array(sql: str) -> str:
+    """The former form of a universe of one list: `= ANY(array)`, not `=`. With `=` and
+    list_id fixed, the primary key (list_id, contact_id) proves each contact appears once,
+    so the planner may join the members directly instead of de-duplicating them first (the
+    compiler's form since session 3)."""
+    return sql.replace("m.list_id = $2::uuid)", "m.list_id = ANY(ARRAY[$2::uuid]))")
 
 
 def lower_array_inline(sql: str) -> str:
@@ -172,10 +173,10 @@ EXPERIMENTS = (
         rewrite=universe_as_exists,
     ),
     Experiment(
-        "universe-one-list",
-        "universe of one list as `m.list_id = $n` instead of `= ANY($n)`",
+        "universe-one-list-array",
+        "universe of one list as `m.list_id = ANY(ARRAY[$n])` (before session 3) instead of `= $n`",
         ("a", "b", "c", "g", "i"),
-        rewrite=universe_single_list,
+        rewrite=universe_one_list_as_array,
     ),
     Experiment(
         "lower-inline",
@@ -270,6 +271,8 @@ async def alternating(
     """Warm-up both (and compare results), then rounds of baseline and variant, the order
     reversed every other round, so that load from elsewhere hits both alike."""
     sql = experiment.rewrite(q.sql)
+    if experiment.rewrite is not unchanged and sql == q.sql:
+        raise SystemExit(f"{experiment.key}: the rewrite no longer applies to the compiled SQL")
     _, expected = await run_once(conn, q.sql, q.params)
     _, got = await variant_run(conn, experiment, sql, q.params)
     if got != expected:

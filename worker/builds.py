@@ -18,7 +18,7 @@ from uuid import UUID
 
 import structlog
 
-from worker.compiler import compile_member_ids
+from worker.compiler import CompiledQuery, compile_member_ids
 from worker.db import Conn
 from worker.locks import segment_lock_key
 from worker.messages import SegmentMessage
@@ -80,8 +80,9 @@ WITH removed AS (
     SELECT $1::uuid, d.id, $2::uuid FROM build_diff d
     WHERE d.member IS NULL
     -- In key order, new rows fill both indexes' pages in turn instead of landing all over
-    -- them (the first build of a large segment inserts hundreds of thousands). The rows
-    -- usually are in that order already, which the sort checks in one pass.
+    -- them (the first build of a large segment inserts hundreds of thousands; unsorted,
+    -- twice as slow). After the merge of a rebuild the rows are in that order already,
+    -- which the sort notices in one pass.
     ORDER BY d.id
     RETURNING 1
 )
@@ -122,29 +123,9 @@ async def build_segment(
             # Room to hash a large account's events instead of probing them contact by
             # contact (3x on "never opened" at 1M contacts, docs/benchmarks.md).
             await conn.execute(f"SET LOCAL work_mem = '{BUILD_WORK_MEM}'")
-            started = time.perf_counter()
-            has_members = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM segment_members WHERE segment_id = $1)",
-                segment.segment_id,
+            written = await _write_difference(
+                conn, compiled, segment.segment_id, message.account_id
             )
-            if has_members:
-                diff = _DIFF.format(
-                    members=compiled.sql, segment=f"${len(compiled.params) + 1}::uuid"
-                )
-                await conn.execute(diff, *compiled.params, segment.segment_id)
-            else:
-                await conn.execute(_FIRST_DIFF.format(members=compiled.sql), *compiled.params)
-            queried = time.perf_counter()
-            # The planner takes a segment to have about one member (statistics lag behind
-            # builds) and would then scan the whole difference once per member: 40 s for a
-            # rebuild of 33,571 members. Hash and merge joins are linear whatever the sizes.
-            await conn.execute("SET LOCAL enable_nestloop = off")
-            row = await conn.fetchrow(_MATERIALISE, segment.segment_id, message.account_id)
-            assert row is not None
-            written = time.perf_counter()
-            # Dropped now, not at commit, so that a build inside a caller's transaction can
-            # be followed by another.
-            await conn.execute("DROP TABLE build_diff")
             finished = await conn.fetchval(
                 """UPDATE segments
                    SET status = 'DONE', total_count = $3, built_generation = $2,
@@ -155,13 +136,40 @@ async def build_segment(
                    RETURNING true""",
                 segment.segment_id,
                 message.generation,
-                row["total"],
-                row["added"] > 0 or row["removed"] > 0,
+                written.total_count,
+                written.added > 0 or written.removed > 0,
             )
             if not finished:
                 raise _GenerationMoved
     except _GenerationMoved:
         return BuildResult("stale")
+    return written
+
+
+async def _write_difference(
+    conn: Conn, compiled: CompiledQuery, segment_id: UUID, account_id: UUID
+) -> BuildResult:
+    """Steps 1 and 2, in the caller's transaction (which holds the segment's lock)."""
+    started = time.perf_counter()
+    has_members = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM segment_members WHERE segment_id = $1)", segment_id
+    )
+    if has_members:
+        diff = _DIFF.format(members=compiled.sql, segment=f"${len(compiled.params) + 1}::uuid")
+        await conn.execute(diff, *compiled.params, segment_id)
+    else:
+        await conn.execute(_FIRST_DIFF.format(members=compiled.sql), *compiled.params)
+    queried = time.perf_counter()
+    # The planner takes a segment to have about one member (statistics lag behind builds)
+    # and would then scan the whole difference once per member: 40 s for a rebuild of
+    # 33,571 members. Hash and merge joins are linear whatever the sizes.
+    await conn.execute("SET LOCAL enable_nestloop = off")
+    row = await conn.fetchrow(_MATERIALISE, segment_id, account_id)
+    assert row is not None
+    written = time.perf_counter()
+    # Dropped now, not at commit, so that a build inside a caller's transaction can be
+    # followed by another.
+    await conn.execute("DROP TABLE build_diff")
     return BuildResult(
         "done",
         row["total"],

@@ -54,3 +54,12 @@ async def create_pool(
     )
     assert pool is not None  # create_pool only returns None when awaited lazily
     return pool
+
+
+async def fetch_count(conn: Conn, sql: str, *args: object) -> int:
+    """The single value of a heavy `SELECT count(*)`. Not fetchval(): asyncpg fetches its row
+    with a row limit, and PostgreSQL runs a statement with a row limit without parallel
+    workers (a segment query at 1M contacts: 1.45 s instead of 0.9 s)."""
+    rows = await conn.fetch(sql, *args)
+    value: int = rows[0][0]
+    return value
