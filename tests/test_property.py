@@ -222,34 +222,39 @@ async def _check_builds(
     cases: list[tuple[str, Any, list[uuid.UUID]]],
     stale: set[uuid.UUID],
 ) -> None:
-    """worker.builds, from a stale membership: the build writes exactly the difference and
-    ends with the rules' members and count."""
+    """worker.builds: a first build inserts exactly the rules' members; a rebuild from a
+    stale membership writes exactly the difference. Members and counts both times."""
     for dialect, rules, universe in cases:
+        expected = evaluator.members(dialect, rules, universe)
+        context = f"{dialect} rules={rules} universe={universe}"
         segment_id = await conn.fetchval(
             """INSERT INTO segments (account_id, name, dialect, rules, contact_list_ids)
                VALUES ($1, 'property', $2, $3, $4) RETURNING id""",
             ACCOUNT, dialect, rules, universe,
         )  # fmt: skip
-        await conn.executemany(
-            "INSERT INTO segment_members (segment_id, contact_id, account_id) VALUES ($1, $2, $3)",
-            [(segment_id, contact_id, ACCOUNT) for contact_id in stale],
-        )
         message = SegmentMessage(
             schema_version=1, account_id=ACCOUNT, segment_id=segment_id, generation=1
         )
-        result = await build_segment(conn, message, "rebuild", statement_timeout_ms=60_000, now=NOW)
-        expected = evaluator.members(dialect, rules, universe)
-        context = f"{dialect} rules={rules} universe={universe}"
-        assert result.outcome == "done", context
-        assert (result.total_count, result.added, result.removed) == (
-            len(expected),
-            len(expected - stale),
-            len(stale - expected),
-        ), context
-        rows = await conn.fetch(
-            "SELECT contact_id FROM segment_members WHERE segment_id = $1", segment_id
-        )
-        assert {r[0] for r in rows} == expected, context
+        for trigger, before in (("created", set()), ("rebuild", stale)):
+            await conn.execute("DELETE FROM segment_members WHERE segment_id = $1", segment_id)
+            await conn.executemany(
+                """INSERT INTO segment_members (segment_id, contact_id, account_id)
+                   VALUES ($1, $2, $3)""",
+                [(segment_id, contact_id, ACCOUNT) for contact_id in before],
+            )
+            result = await build_segment(
+                conn, message, trigger, statement_timeout_ms=60_000, now=NOW
+            )
+            assert result.outcome == "done", context
+            assert (result.total_count, result.added, result.removed) == (
+                len(expected),
+                len(expected - before),
+                len(before - expected),
+            ), f"{trigger}: {context}"
+            rows = await conn.fetch(
+                "SELECT contact_id FROM segment_members WHERE segment_id = $1", segment_id
+            )
+            assert {r[0] for r in rows} == expected, f"{trigger}: {context}"
 
 
 @settings(
