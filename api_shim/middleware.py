@@ -1,6 +1,7 @@
-"""ASGI middleware: the body size limit and the rate-limit headers.
+"""ASGI middleware: the body size limit and the rate-limit headers (and the base of the
+request metrics, api_shim/metrics.py).
 
-Both are plain ASGI (not BaseHTTPMiddleware) so they see every response, errors included.
+All are plain ASGI (not BaseHTTPMiddleware) so they see every response, errors included.
 """
 
 from __future__ import annotations
@@ -13,7 +14,24 @@ from api_shim.errors import ErrorItem, error_response
 from api_shim.ratelimit import RateDecision
 
 
-class BodyLimit:
+class HttpMiddleware:
+    """Plain ASGI middleware for HTTP requests: `handle` sees each one; other scopes
+    (lifespan) pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class BodyLimit(HttpMiddleware):
     """413 for bodies over `max_bytes`, before anything parses them.
 
     A declared Content-Length over the limit is refused without reading a byte; a body sent
@@ -22,13 +40,10 @@ class BodyLimit:
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             await self._refuse(scope, receive, send)
@@ -81,17 +96,10 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class RateLimitHeaders:
+class RateLimitHeaders(HttpMiddleware):
     """Copies the rate decision made during authentication into the response headers."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             decision = scope.get(RATE_SCOPE_KEY)
             if message["type"] == "http.response.start" and isinstance(decision, RateDecision):

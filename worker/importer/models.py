@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import to_json
 
+from worker.rules.fields import CONTACT_TEXT_COLUMNS
 from worker.rules.values import _ISO_DATETIME, ISO_DATETIME_HELP, parse_iso_datetime
 
 Kind = Literal["contacts", "events", "members"]
@@ -49,14 +50,7 @@ _LIST_SEPARATORS = re.compile(r"[|;]")
 # Contacts: the columns a row may set besides `email`, one presence bit each. A row sets the
 # columns it has (a null clears them) and leaves the others as they are, like the HTTP API.
 CONTACT_COLUMNS = (
-    "name",
-    "first_name",
-    "last_name",
-    "company",
-    "status",
-    "country",
-    "city",
-    "language",
+    *CONTACT_TEXT_COLUMNS,
     "tags",
     "isp_id",
     "attributes",

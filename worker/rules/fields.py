@@ -58,21 +58,20 @@ OPERATORS_BY_TYPE: Mapping[FieldType, frozenset[str]] = {
 }
 ALL_FIELD_OPERATORS = frozenset().union(*OPERATORS_BY_TYPE.values())
 
+# The text columns of `contacts` besides `email` (DESIGN.md 3); the importer sets the same.
+CONTACT_TEXT_COLUMNS = (
+    "name",
+    "first_name",
+    "last_name",
+    "company",
+    "status",
+    "country",
+    "city",
+    "language",
+)
+
 _COLUMNS = {
-    **{
-        name: FieldType.TEXT
-        for name in (
-            "email",
-            "name",
-            "first_name",
-            "last_name",
-            "company",
-            "status",
-            "country",
-            "city",
-            "language",
-        )
-    },
+    **dict.fromkeys(("email", *CONTACT_TEXT_COLUMNS), FieldType.TEXT),
     "tags": FieldType.LIST,
     "created_at": FieldType.DATETIME,
     "updated_at": FieldType.DATETIME,
