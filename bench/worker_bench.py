@@ -214,11 +214,13 @@ async def _bare_sql_s(conn: asyncpg.Connection, segment: uuid.UUID) -> Reference
 
 def _build_sums(text: str) -> dict[str, float]:
     """Seconds the worker's build histograms summed so far: its whole builds, and each step."""
-    sums = {"build": 0.0}
+    sums = {"build": 0.0, "builds": 0.0}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "segments_build_duration_seconds_sum":
                 sums["build"] += sample.value
+            elif sample.name == "segments_build_duration_seconds_count":
+                sums["builds"] += sample.value
             elif sample.name == "segments_build_step_duration_seconds_sum":
                 sums[sample.labels["step"]] = sample.value
     return sums
@@ -241,8 +243,15 @@ async def bench_builds(
                 await _publish(exchange, key, account, segment)
                 await _wait_built(conn, segment, start_db)
                 elapsed = time.perf_counter() - started
+                # The worker records a build after returning its connection, a moment after
+                # the commit this script saw: wait for the observation.
                 after = _build_sums(await worker.metrics())
-                steps = {name: after[name] - before.get(name, 0.0) for name in after}
+                while after["builds"] < before["builds"] + 1:
+                    await asyncio.sleep(0.005)
+                    after = _build_sums(await worker.metrics())
+                steps = {
+                    name: after[name] - before.get(name, 0.0) for name in after if name != "builds"
+                }
                 for name, value in (("message_to_done", elapsed), *steps.items()):
                     timings[kind].setdefault(name, []).append(value)
             members = await conn.fetchval("SELECT total_count FROM segments WHERE id = $1", segment)

@@ -159,7 +159,10 @@ async def _check(
             assert count == len(expected), context
             assert matching == expected & set(candidates), context
         await _check_incremental(conn, holder, evaluator, cases, candidates, stale=set(ours[::2]))
-        await _check_builds(conn, evaluator, cases, stale=set(ours[1::3]))
+        # Stale members for the rebuild: some of ours, a contact since deleted and one of
+        # another account; never empty, so the rebuild takes the difference path.
+        stale = set(ours[1::3]) | {uuid.uuid4()} | set(theirs[:1])
+        await _check_builds(conn, evaluator, cases, stale=stale)
     finally:
         await transaction.rollback()
 
@@ -246,6 +249,8 @@ async def _check_builds(
                 conn, message, trigger, statement_timeout_ms=60_000, now=NOW
             )
             assert result.outcome == "done", context
+            # The build's planner setting does not outlive its statement.
+            assert await conn.fetchval("SHOW enable_nestloop") == "on"
             assert (result.total_count, result.added, result.removed) == (
                 len(expected),
                 len(expected - before),

@@ -104,11 +104,18 @@ class _Scope:
         return cls(params, account, among)
 
 
-def _list_id_in(lists: str) -> str:
-    """`m.list_id` among the lists of placeholder `lists` (one id or an array, see lists())."""
-    if lists.endswith("[]"):
-        return f"m.list_id = ANY({lists})"
-    return f"m.list_id = {lists}"
+@dataclass(frozen=True)
+class _Lists:
+    """The placeholder of a set of lists: a uuid[] array, or one uuid (see _Compiler.lists)."""
+
+    placeholder: str
+    single: bool
+
+    def has_list_id(self) -> str:
+        """`m.list_id` is one of the lists."""
+        if self.single:
+            return f"m.list_id = {self.placeholder}"
+        return f"m.list_id = ANY({self.placeholder})"
 
 
 class _Compiler:
@@ -208,29 +215,29 @@ class _Compiler:
         if c.operator == "in":
             return self.list_member_in(lists)
         if self.candidates:
-            return f"NOT (c.list_ids && {lists})"
+            return f"NOT (c.list_ids && {lists.placeholder})"
         return (
             "NOT EXISTS (SELECT 1 FROM contact_list_members m\n"
             f"    WHERE m.account_id = {self.account} AND m.contact_id = c.id"
-            f" AND {_list_id_in(lists)})"
+            f" AND {lists.has_list_id()})"
         )
 
-    def lists(self, list_ids: Sequence[UUID]) -> str:
+    def lists(self, list_ids: Sequence[UUID]) -> _Lists:
         """The placeholder of a set of lists: an array, or the one list's id where a list
         table is read. Compared with `=`, one list lets the planner prove from the primary
         key (list_id, contact_id) that each contact appears once, and join the members
         directly, hashing the smaller side (1.15x on (g), docs/benchmarks.md). Against a
         candidate's `list_ids` it stays an array."""
         if len(list_ids) == 1 and not self.candidates:
-            return self.params.add(list_ids[0], "uuid")
-        return self.params.add(list(list_ids), "uuid[]")
+            return _Lists(self.params.add(list_ids[0], "uuid"), single=True)
+        return _Lists(self.params.add(list(list_ids), "uuid[]"), single=False)
 
-    def list_member_in(self, lists: str) -> str:
+    def list_member_in(self, lists: _Lists) -> str:
         if self.candidates:
-            return f"c.list_ids && {lists}"
+            return f"c.list_ids && {lists.placeholder}"
         return (
             "c.id IN (SELECT m.contact_id FROM contact_list_members m\n"
-            f"    WHERE m.account_id = {self.account} AND {_list_id_in(lists)})"
+            f"    WHERE m.account_id = {self.account} AND {lists.has_list_id()})"
         )
 
     # -- event conditions -----------------------------------------------------------------
