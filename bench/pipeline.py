@@ -35,10 +35,10 @@ from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, OUT_DIR
 from bench.shapes import SHAPES, bench_context
 from bench.worker_bench import (
     ServiceProcess,
-    _bare_sql_s,
     _change_run,
     _ints,
     _live_segments,
+    measure_reference,
     vhost,
 )
 from worker.accounts import create_api_key
@@ -83,7 +83,7 @@ async def bench_builds(
         if only and shape.key not in only:
             continue
         segment_id, build_s, members = await _build_via_api(http, conn, shape.rules, ctx.universe)
-        refs = [await _bare_sql_s(conn, segment_id) for _ in range(2)]
+        refs = [await measure_reference(conn, segment_id) for _ in range(2)]
         bare = statistics.median(r.bare_sql_s for r in refs)
         floor = statistics.median(r.sql_and_write_s for r in refs)
         # The relay and the queue, by the database's clock: saved -> build claimed. (Not

@@ -178,7 +178,7 @@ class Reference:
     sql_and_write_s: float  # the SQL, then its rows inserted as members of a new segment
 
 
-async def _bare_sql_s(conn: asyncpg.Connection, segment: uuid.UUID) -> Reference:
+async def measure_reference(conn: asyncpg.Connection, segment: uuid.UUID) -> Reference:
     """The segment's compiled SQL alone; then the least a materialising build must do: the
     SQL plus inserting its rows into segment_members (rolled back)."""
     rules = await load_segment_rules(conn, segment)
@@ -236,7 +236,7 @@ async def bench_builds(
         for _ in range(runs):
             segment = await _new_segment(conn, account, SUBSCRIBED_OPENERS)
             for key, kind in (("segment.created", "first"), ("segment.rebuild", "rebuild")):
-                refs.append(await _bare_sql_s(conn, segment))
+                refs.append(await measure_reference(conn, segment))
                 before = _build_sums(await worker.metrics())
                 start_db = await conn.fetchval("SELECT clock_timestamp()")
                 started = time.perf_counter()
