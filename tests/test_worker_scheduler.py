@@ -123,6 +123,7 @@ async def test_metrics_endpoint_exposes_the_documented_metrics(
     names = {family.name for family in text_string_to_metric_families(response.text)}
     for expected in (
         "segments_build_duration_seconds",
+        "segments_build_step_duration_seconds",
         "segments_build_start_delay_seconds",
         "segments_builds_in_progress",
         "segments_segments",
@@ -138,6 +139,14 @@ async def test_metrics_endpoint_exposes_the_documented_metrics(
         'segments_build_duration_seconds_bucket{le="600.0",outcome="done",trigger="created"}'
         in response.text
     )
+    # The finished build's two database steps were observed.
+    steps = {
+        sample.labels["step"]: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "segments_build_step_duration_seconds_count"
+    }
+    assert steps.get("query", 0) >= 1 and steps.get("write", 0) >= 1
     _promtool_check(response.text)
 
 
