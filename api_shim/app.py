@@ -14,8 +14,8 @@ from api_shim.context import AppContext
 from api_shim.metrics import RequestMetrics
 from api_shim.middleware import BodyLimit, RateLimitHeaders
 from api_shim.ratelimit import RateLimiter
-from api_shim.relay import OutboxRelay
 from worker.db import create_pool
+from worker.relay import OutboxRelay
 from worker.settings import Settings
 
 DESCRIPTION = """Segments over contacts, lists and engagement events, in three dialects.

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import asyncpg
 from fastapi import Request
 
 from api_shim.ratelimit import RateLimiter
+from worker.relay import OutboxRelay
 from worker.settings import Settings
-
-if TYPE_CHECKING:
-    from api_shim.relay import OutboxRelay
 
 
 @dataclass(frozen=True)

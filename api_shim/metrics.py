@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from fastapi import Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import Message, Receive, Scope, Send
 
 from api_shim.middleware import HttpMiddleware
@@ -19,19 +19,6 @@ REQUEST_DURATION = Histogram(
     "Time to answer an HTTP request, by method, route template and status code.",
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-OUTBOX_BACKLOG = Gauge(
-    "segments_outbox_backlog", "Outbox rows not yet confirmed by the broker (last relay pass)."
-)
-OUTBOX_OLDEST_AGE = Gauge(
-    "segments_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row (0 if none)."
-)
-OUTBOX_PUBLISHED = Counter(
-    "segments_outbox_published", "Outbox rows published and confirmed, by routing key.", ["key"]
-)
-OUTBOX_PUBLISH_FAILURES = Counter(
-    "segments_outbox_publish_failures",
-    "Relay failures to reach the broker or get a publish confirmed.",
 )
 RATE_LIMITED = Counter("segments_http_rate_limited", "Requests refused with 429.")
 # Label values must stay few: any other method a client invents is counted as "other".

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from uuid import UUID
 
-from worker.demo.data import CAMPAIGNS, CUSTOM_FIELDS, LISTS, ListSpec, stable_uuid
+from segments.demo.data import CAMPAIGNS, CUSTOM_FIELDS, LISTS, ListSpec, stable_uuid
 
 __all__ = ["CAMPAIGNS", "CUSTOM_FIELDS", "LISTS", "ListSpec", "stable_uuid"]
 

@@ -5,7 +5,7 @@
 One big account (N contacts, M events, five overlapping lists) and one small account (a tenth
 of each) so that account scoping is exercised. Everything is generated server-side with
 INSERT ... SELECT FROM generate_series under a fixed random seed (the generator of
-`segments demo`, worker/demo/data.py): a reload gives the same data.
+`segments demo`, segments/demo/data.py): a reload gives the same data.
 A run with the same sizes reuses what is loaded (--force reloads).
 """
 
@@ -29,7 +29,7 @@ from bench.common import (
     ACCOUNT_SMALL,
     DEFAULT_DSN,
 )
-from worker.demo.data import generate_rows, insert_account_setup
+from segments.demo.data import generate_rows, insert_account_setup
 from worker.migrations import database_name, migrate
 
 GENERATOR_VERSION = 2  # bump when the distributions change, so old data is not reused

@@ -4,7 +4,7 @@
 
 Generates the files in /tmp (reused when they exist with the same size), migrates a scratch
 database `segments_import_bench`, creates an account with a few declared custom fields, then
-runs the real command (`python -m worker.cli import ...` as a subprocess) for:
+runs the real command (`python -m segments.cli import ...` as a subprocess) for:
 
 1. contacts, first load (every row inserted);
 2. the same file again (every row checked, none changed: no messages);
@@ -199,7 +199,7 @@ async def _import_backend_pid() -> int | None:
 
 
 def run_import(label: str, kind: str, path: Path, account_id: str) -> dict[str, Any]:
-    command = [sys.executable, "-m", "worker.cli", "import", kind, str(path)]
+    command = [sys.executable, "-m", "segments.cli", "import", kind, str(path)]
     command += ["--account", account_id]
     env = {**os.environ, "SEGMENTS_DATABASE_URL": _dsn(DATABASE), "SEGMENTS_LOG_FORMAT": "json"}
     load_before = os.getloadavg()[0]

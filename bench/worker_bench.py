@@ -40,12 +40,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, LISTS, list_id
+from segments.demo.data import COUNTRIES, TAGS
 from worker.builds import BUILD_WORK_MEM
 from worker.compiler import compile_member_ids
 from worker.db import connect
-from worker.demo.data import COUNTRIES, TAGS
-from worker.messages import ContactChanged, SegmentMessage
-from worker.publishing import contract_message
+from worker.messages import ContactChanged, SegmentMessage, contract_message
 from worker.store import load_registry, load_segment_rules
 from worker.topology import declare
 
@@ -111,7 +110,7 @@ class ServiceProcess:
         }
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", command],
+            [sys.executable, "-m", "segments.cli", command],
             env=env,
             stderr=subprocess.DEVNULL,
             cwd=code_dir,  # `-m` imports the worker from here: another checkout to compare

@@ -197,7 +197,7 @@ def api_process(database_url: str, amqp_url: str, **env: str) -> Iterator[ApiPro
     port = _free_port()
     console_script = Path(sys.executable).parent / "segments"
     command = (
-        [str(console_script)] if console_script.exists() else [sys.executable, "-m", "worker.cli"]
+        [str(console_script)] if console_script.exists() else [sys.executable, "-m", "segments.cli"]
     )
     environment = {
         **os.environ,

@@ -14,12 +14,12 @@ import asyncpg
 import pytest
 
 from api_shim.server import serve
-from worker.cli import _parser
+from segments.cli import _parser
+from segments.demo.command import DemoOptions, Interrupted, run_demo
+from segments.demo.data import LoadProgress
+from segments.demo.display import Display
 from worker.compiler import compile_count
 from worker.db import connect
-from worker.demo.command import DemoOptions, Interrupted, run_demo
-from worker.demo.data import LoadProgress
-from worker.demo.display import Display
 from worker.settings import Settings
 from worker.store import load_registry, load_segment_rules
 

@@ -41,7 +41,7 @@ class Service:
 
 async def _cli(env: dict[str, str], *args: str) -> str:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "worker.cli", *args, env=env,
+        sys.executable, "-m", "segments.cli", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
@@ -68,7 +68,7 @@ async def service(
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "worker.cli",
+            "segments.cli",
             command,
             env=env,
             stdout=asyncio.subprocess.DEVNULL,

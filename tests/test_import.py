@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.importer import ImportOptions, ImportSummary, InputError, run_import
-from worker.importer.models import Kind, read_datetime
+from segments.importer import ImportOptions, ImportSummary, InputError, run_import
+from segments.importer.models import Kind, read_datetime
 from worker.rules.values import _ISO_DATETIME, parse_iso_datetime
 
 REPO = Path(__file__).resolve().parent.parent
@@ -614,7 +614,7 @@ def segments_import(
     database_url: str, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "import", *args],
+        [sys.executable, "-m", "segments.cli", "import", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -63,7 +63,7 @@ async def _worker_process(
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "worker.cli",
+        "segments.cli",
         "worker",
         env=environment,
         stdout=asyncio.subprocess.DEVNULL,

@@ -77,10 +77,10 @@ async def test_clock_dependent_segments_are_refreshed_on_schedule(
 
 
 async def test_exactly_one_scheduler_leads(
-    pool: asyncpg.Pool, database_url: str, amqp_url: str, exchange: Any
+    pool: asyncpg.Pool, database_url: str, amqp_url: str
 ) -> None:
     settings = worker_settings(database_url, amqp_url)
-    first, second = Scheduler(settings, pool, exchange), Scheduler(settings, pool, exchange)
+    first, second = Scheduler(settings, pool), Scheduler(settings, pool)
     try:
         assert await first._lead() is True
         assert await second._lead() is False

@@ -15,8 +15,7 @@ import asyncpg
 
 from tests.reference_db import reference_members
 from tests.waiting import wait_for
-from worker.messages import ContactChanged, SegmentMessage
-from worker.publishing import amqp_message, contract_message
+from worker.messages import ContactChanged, SegmentMessage, amqp_message, contract_message
 from worker.runner import run_worker
 from worker.settings import Settings
 

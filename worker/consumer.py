@@ -36,6 +36,7 @@ from worker.messages import (
     ContactChanged,
     SegmentMessage,
     decode,
+    published_at,
 )
 from worker.metrics import (
     BUILD_DURATION,
@@ -47,7 +48,6 @@ from worker.metrics import (
     INCREMENTAL_DEFERRED,
     INCREMENTAL_DURATION,
 )
-from worker.publishing import published_at
 from worker.settings import Settings
 from worker.settle import (
     Ack,

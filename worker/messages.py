@@ -1,14 +1,22 @@
-"""Message contracts (DESIGN.md 7), shared by the worker, the API shim and producers.
+"""Message contracts, shared by the worker, the API shim and producers: the bodies (pydantic
+models) and the envelope every message of this service travels in.
 
 Bodies are UTF-8 JSON. Unknown keys are refused: a producer's typo should land in the
-dead-letter queue with a reason, not be silently ignored.
+dead-letter queue with a reason, not be silently ignored. The envelope: persistent, JSON, a
+unique message_id, and the publication time in integer milliseconds (the start of the lag
+clocks). Publishing itself is the outbox relay's job (worker/relay.py).
 """
 
 from __future__ import annotations
 
+import time
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Literal, TypeVar
 from uuid import UUID
 
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -75,3 +83,35 @@ def decode(model: type[M], body: bytes) -> M:
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             raise BadMessage(f"body is not UTF-8 JSON: {problems}") from None
         raise BadMessage(f"body does not match {model.__name__} schema 1: {problems}") from None
+
+
+# Integer milliseconds since the epoch. Not a float: AMQP clients encode floats in headers as
+# 32-bit, which moves a 2026 timestamp by tens of seconds.
+PUBLISHED_AT_MS_HEADER = "x-published-at-ms"
+
+
+def amqp_message(body: bytes, message_id: str | None = None) -> aio_pika.Message:
+    """`body` in this service's envelope, stamped with the time of publication."""
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message_id or str(uuid.uuid4()),
+        timestamp=datetime.now(UTC),
+        headers={PUBLISHED_AT_MS_HEADER: time.time_ns() // 1_000_000},
+    )
+
+
+def contract_message(message: _Message, message_id: str | None = None) -> aio_pika.Message:
+    return amqp_message(message.to_json(), message_id)
+
+
+def published_at(message: AbstractIncomingMessage) -> float | None:
+    """When the message was first published (epoch seconds), if its publisher said: our header
+    to the millisecond, else the AMQP timestamp property (whole seconds)."""
+    value = (message.headers or {}).get(PUBLISHED_AT_MS_HEADER)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value / 1000
+    if message.timestamp is not None:
+        return message.timestamp.timestamp()
+    return None

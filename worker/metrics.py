@@ -72,3 +72,16 @@ STUCK_BUILDS_REQUEUED = Counter(
     "segments_stuck_builds_requeued",
     "Segments found PENDING or RUNNING with no build holding them, published again.",
 )
+OUTBOX_BACKLOG = Gauge(
+    "segments_outbox_backlog", "Outbox rows not yet confirmed by the broker (last relay pass)."
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "segments_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row (0 if none)."
+)
+OUTBOX_PUBLISHED = Counter(
+    "segments_outbox_published", "Outbox rows published and confirmed, by routing key.", ["key"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "segments_outbox_publish_failures",
+    "Relay failures to reach the broker or get a publish confirmed.",
+)

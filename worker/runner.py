@@ -1,4 +1,5 @@
-"""`segments worker`: the consumers, the scheduler and /metrics, with one lifecycle.
+"""`segments worker`: the consumers, the scheduler, the outbox relay and /metrics, with one
+lifecycle.
 
 Start: pool and robust AMQP connection, topology declared, consumers subscribed. Stop (the
 `stop` event, set by SIGTERM/SIGINT): cancel the subscriptions so no new work arrives, apply
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import aio_pika
@@ -23,6 +24,7 @@ from prometheus_client import start_http_server
 
 from worker.consumer import BuildConsumer, ChangeConsumer
 from worker.db import create_pool
+from worker.relay import OutboxRelay
 from worker.scheduler import Scheduler
 from worker.settings import Settings
 from worker.settle import Settler
@@ -40,9 +42,9 @@ class Consumers:
 
 async def _subscribe(
     connection: AbstractRobustConnection, pool: asyncpg.Pool, settings: Settings
-) -> tuple[Consumers, aio_pika.abc.AbstractExchange]:
+) -> Consumers:
     setup = await connection.channel()
-    exchange = await declare(setup)
+    await declare(setup)
     build_channel = await connection.channel()
     await build_channel.set_qos(prefetch_count=settings.build_concurrency)
     change_channel = await connection.channel()
@@ -57,7 +59,7 @@ async def _subscribe(
         (build_queue, await build_queue.consume(builds.on_message)),
         (change_queue, await change_queue.consume(changes.on_message)),
     ]
-    return Consumers(builds, changes, tags), exchange
+    return Consumers(builds, changes, tags)
 
 
 @asynccontextmanager
@@ -79,33 +81,37 @@ async def run_worker(
     *,
     metrics: bool = True,
     ready: asyncio.Event | None = None,
+    relay: bool | None = None,
 ) -> None:
-    """Run until `stop` is set; `ready` is set once the consumers are subscribed."""
+    """Run until `stop` is set; `ready` is set once the consumers are subscribed. The outbox
+    relay runs here when `relay` (default: the outbox_relay_enabled setting) is true."""
+    run_relay = settings.outbox_relay_enabled if relay is None else relay
     pool = await create_pool(
         settings.database_url,
         # No connection at start: a worker starting while PostgreSQL is away still consumes,
         # and its builds retry through the delay queues until the database is back.
         min_size=0,
-        # Builds, a change batch's connections, the scheduler, and one to spare.
-        max_size=settings.build_concurrency + settings.change_parallelism + 2,
+        # Builds, a change batch's connections, the scheduler, the relay, and one to spare.
+        max_size=settings.build_concurrency + settings.change_parallelism + 3,
         statement_timeout_ms=settings.statement_timeout_ms,
     )
     connection = await aio_pika.connect_robust(settings.amqp_url)
     try:
-        consumers, exchange = await _subscribe(connection, pool, settings)
-        scheduler = Scheduler(settings, pool, exchange)
+        consumers = await _subscribe(connection, pool, settings)
+        scheduler = Scheduler(settings, pool)
         scheduler_task = asyncio.create_task(scheduler.run(stop))
         sweep_task = asyncio.create_task(consumers.changes.sweep_pending(stop))
-        log.info("worker.started", build_concurrency=settings.build_concurrency)
-        if ready is not None:
-            ready.set()
-        if metrics:
-            async with _metrics_server(settings):
-                await stop.wait()
-        else:
+        async with AsyncExitStack() as stack:
+            if run_relay:
+                await stack.enter_async_context(OutboxRelay(pool, settings))
+            if metrics:
+                await stack.enter_async_context(_metrics_server(settings))
+            log.info("worker.started", build_concurrency=settings.build_concurrency)
+            if ready is not None:
+                ready.set()
             await stop.wait()
-        await _drain(consumers, settings.shutdown_grace_s)
-        await asyncio.gather(scheduler_task, sweep_task)
+            await _drain(consumers, settings.shutdown_grace_s)
+            await asyncio.gather(scheduler_task, sweep_task)
     finally:
         await connection.close()
         await pool.close()

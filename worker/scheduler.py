@@ -1,9 +1,12 @@
 """Scheduled work, done by exactly one worker at a time (leader by PostgreSQL advisory lock):
 
 - refresh: segments whose rules depend on the clock (days_window, within_days) drift with
-  time alone; publish `segment.refresh` for each DONE one not refreshed within the interval;
+  time alone; send `segment.refresh` for each DONE one not refreshed within the interval;
 - sweep: a segment PENDING or RUNNING for long with no build holding its lock lost its
-  message or its worker: publish `segment.rebuild` so it is never stuck.
+  message or its worker: send `segment.rebuild` so it is never stuck.
+
+Messages go through the outbox (worker/outbox.py), in the transaction that marks the segment,
+so a refresh is never marked requested without its message; the relay publishes them.
 
 Every worker also refreshes the segments-by-status and pending-changes gauges. Leadership
 lives on a dedicated connection: if that connection dies, the lock is released and another
@@ -17,12 +20,10 @@ import contextlib
 
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractExchange
 
-from worker.db import connect
+from worker.db import Conn, connect
 from worker.errors import TRANSIENT_ERRORS
 from worker.locks import SCHEDULER, SERVICE_LOCK_CLASS, segment_lock_key
-from worker.messages import SegmentMessage
 from worker.metrics import (
     PENDING_CHANGES_OLDEST,
     REFRESHES_PUBLISHED,
@@ -30,7 +31,7 @@ from worker.metrics import (
     SEGMENTS_BY_STATUS,
     STUCK_BUILDS_REQUEUED,
 )
-from worker.publishing import contract_message
+from worker.outbox import enqueue_segment
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -39,10 +40,9 @@ STATUSES = ("PENDING", "RUNNING", "DONE", "FAILED")
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, exchange: AbstractExchange) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.pool = pool
-        self.exchange = exchange
         self._leader_conn: asyncpg.Connection | None = None
 
     @property
@@ -89,7 +89,7 @@ class Scheduler:
             await conn.close()  # releases the session lock
 
     async def refresh_due(self) -> int:
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """UPDATE segments SET refresh_requested_at = now()
                    WHERE time_relative AND status = 'DONE'
@@ -98,8 +98,8 @@ class Scheduler:
                    RETURNING id, account_id, generation""",
                 float(self.settings.refresh_interval_s),
             )
-        for row in rows:
-            await self._publish("segment.refresh", row)
+            for row in rows:
+                await _send(conn, "segment.refresh", row)
         REFRESHES_PUBLISHED.inc(len(rows))
         if rows:
             log.info("scheduler.refreshes_published", segments=len(rows))
@@ -115,11 +115,11 @@ class Scheduler:
                    ORDER BY updated_at LIMIT 1000""",
                 float(self.settings.stuck_after_s),
             )
-        requeued = 0
-        for row in rows:
-            if await self._nobody_builds(row["id"]):
-                await self._publish("segment.rebuild", row)
-                requeued += 1
+        stuck = [row for row in rows if await self._nobody_builds(row["id"])]
+        async with self.pool.acquire() as conn, conn.transaction():
+            for row in stuck:
+                await _send(conn, "segment.rebuild", row)
+        requeued = len(stuck)
         if requeued:
             STUCK_BUILDS_REQUEUED.inc(requeued)
             log.warning("scheduler.stuck_requeued", segments=requeued)
@@ -134,15 +134,6 @@ class Scheduler:
             await self._leader_conn.execute("SELECT pg_advisory_unlock($1)", key)
         return bool(got)
 
-    async def _publish(self, routing_key: str, row: asyncpg.Record) -> None:
-        body = SegmentMessage(
-            schema_version=1,
-            account_id=row["account_id"],
-            segment_id=row["id"],
-            generation=row["generation"],
-        )
-        await self.exchange.publish(contract_message(body), routing_key=routing_key)
-
     async def _update_status_gauge(self) -> None:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch("SELECT status, count(*) AS n FROM segments GROUP BY status")
@@ -154,3 +145,7 @@ class Scheduler:
         for status in STATUSES:
             SEGMENTS_BY_STATUS.labels(status).set(counts.get(status, 0))
         PENDING_CHANGES_OLDEST.set(oldest)
+
+
+async def _send(conn: Conn, routing_key: str, row: asyncpg.Record) -> None:
+    await enqueue_segment(conn, routing_key, row["account_id"], row["id"], row["generation"])

@@ -47,7 +47,8 @@ class Settings(BaseSettings):
         10_000, ge=100, description="Upper bound on any single query an API request runs."
     )
     outbox_relay_enabled: bool = Field(
-        True, description="Run the outbox relay in this API process (safe in several)."
+        True,
+        description="Run the outbox relay (publishes outbox rows) here; safe in several.",
     )
     outbox_poll_interval_s: float = Field(
         2.0, gt=0, description="Relay polls the outbox this often when no NOTIFY arrives."

@@ -8,12 +8,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
-from worker.demo.client import DemoError, api_answers
+from segments.demo.client import DemoError, api_answers
 from worker.runner import run_worker
 from worker.settings import Settings
 
-# Starts the API until the event is set. Passed in by the composition root (worker.cli): the
-# worker package does not import api_shim.
+# Starts the API until the event is set. Passed in by the composition root (segments.cli), so
+# tests can give the demo an API of their own.
 ServeApi = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 

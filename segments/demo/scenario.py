@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from segments.demo.client import ApiClient, DemoError
+from segments.demo.data import DemoData
+from segments.demo.display import Display, Table, delta, number, seconds
+from segments.demo.specs import SIMPLE, V2, SegmentSpec, segment_specs
 from worker.compiler import compile_count
 from worker.db import Conn
-from worker.demo.client import ApiClient, DemoError
-from worker.demo.data import DemoData
-from worker.demo.display import Display, Table, delta, number, seconds
-from worker.demo.specs import SIMPLE, V2, SegmentSpec, segment_specs
 from worker.store import load_registry, load_segment_rules
 
 TERMINAL = ("DONE", "FAILED")

@@ -24,9 +24,8 @@ from uuid import UUID
 
 import asyncpg
 
-from worker.db import Conn
-from worker.importer import load
-from worker.importer.models import (
+from segments.importer import load
+from segments.importer.models import (
     KINDS,
     Kind,
     RowContext,
@@ -35,8 +34,8 @@ from worker.importer.models import (
     csv_header_problem,
     validator,
 )
-from worker.importer.progress import Progress
-from worker.importer.readers import (
+from segments.importer.progress import Progress
+from segments.importer.readers import (
     FORMATS,
     BadRow,
     CsvRows,
@@ -47,6 +46,7 @@ from worker.importer.readers import (
     ndjson_rows,
     open_text,
 )
+from worker.db import Conn
 from worker.messages import MAX_CONTACT_IDS
 from worker.outbox import enqueue_contacts_changed
 

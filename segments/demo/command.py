@@ -1,5 +1,5 @@
 """`segments demo`: load a demo data set, build segments through the API, change contacts,
-watch the counts follow. See worker/demo/__init__.py for the story and README "Demo"."""
+watch the counts follow. See segments/demo/__init__.py for the story and README "Demo"."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 import structlog
 
+from segments.demo.client import ApiClient, DemoError, api_answers
+from segments.demo.data import DemoData, load_demo_data
+from segments.demo.display import Display
+from segments.demo.scenario import Segment, run_scenario
+from segments.demo.services import InProcessServices, ServeApi, api_settings
 from worker.db import connect
-from worker.demo.client import ApiClient, DemoError, api_answers
-from worker.demo.data import DemoData, load_demo_data
-from worker.demo.display import Display
-from worker.demo.scenario import Segment, run_scenario
-from worker.demo.services import InProcessServices, ServeApi, api_settings
 from worker.logs import configure_logging
 from worker.migrations import migrate
 from worker.settings import Settings

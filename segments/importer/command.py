@@ -16,8 +16,8 @@ from uuid import UUID
 import asyncpg
 import structlog
 
+from segments.importer import FORMATS, KINDS, ImportOptions, InputError, Progress, run_import
 from worker.db import connect
-from worker.importer import FORMATS, KINDS, ImportOptions, InputError, Progress, run_import
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)

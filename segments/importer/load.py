@@ -25,8 +25,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from segments.importer.models import CONTACT_COLUMNS, MASK_BITS, Kind
 from worker.db import Conn
-from worker.importer.models import CONTACT_COLUMNS, MASK_BITS, Kind
 
 STAGING_COLUMNS: Mapping[Kind, tuple[tuple[str, str], ...]] = {
     "contacts": (

@@ -12,7 +12,7 @@ from typing import IO
 
 import structlog
 
-from worker.demo.data import LoadProgress
+from segments.demo.data import LoadProgress
 
 log = structlog.get_logger(__name__)
 

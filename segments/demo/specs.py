@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from worker.demo.data import DemoData
+from segments.demo.data import DemoData
 
 V2 = "/api/v2/segments/"
 SIMPLE = "/api/segments"

@@ -1,14 +1,24 @@
-"""The outbox relay: publishes unsent outbox rows to the `segments` exchange, in id order.
+"""The outbox relay: the one publisher of this service. It sends unsent outbox rows to the
+`segments` exchange, in id order. Every process that writes the outbox may run one (`segments
+api`, `segments worker`, `segments run`); rows are written by worker/outbox.py.
 
 - A row is marked sent only after the broker confirmed it (publisher confirms), so a crash
   or a broker outage at any point loses nothing; it may publish a row twice (at least once:
   consumers are idempotent, and `message_id` is the row's, so duplicates are recognisable).
-- Wakes on NOTIFY from the writers (api_shim.outbox), and polls as a fallback (a missed
+- Wakes on NOTIFY from the writers (worker/outbox.py), and polls as a fallback (a missed
   NOTIFY, a listen connection that dropped, rows written by another process without one).
-- Several API processes may each run a relay: a claim locks rows `FOR UPDATE SKIP LOCKED`,
+- Several processes may each run a relay: a claim locks rows `FOR UPDATE SKIP LOCKED`,
   and only one relay claims at a time (a transaction advisory lock), which keeps messages
   in outbox order, so per segment too. Another relay takes over as soon as one stops.
 - The broker being down never fails a request: rows wait, the relay retries with backoff.
+
+Why a plain connection with its own backoff, where the consumers use aio-pika's robust
+connection: the relay must know, for each row, whether the broker confirmed it, and a robust
+connection reconnects behind the publisher's back (a publish in flight at the cut fails or
+hangs until its timeout, with no say on what to do with the rest of the batch). Here a cut
+fails the batch at a known row: the confirmed ones are marked sent in the same transaction,
+the rest wait for the next pass on a fresh connection. Consumers need none of that: an
+unacknowledged delivery simply comes back, so reconnect-and-resubscribe is all they want.
 """
 
 from __future__ import annotations
@@ -26,11 +36,11 @@ import asyncpg
 import structlog
 from aio_pika.abc import AbstractConnection, AbstractExchange
 
-from api_shim import metrics
+from worker import metrics
 from worker.db import connect
 from worker.locks import OUTBOX_RELAY, SERVICE_LOCK_CLASS
+from worker.messages import amqp_message
 from worker.outbox import NOTIFY_CHANNEL
-from worker.publishing import amqp_message
 from worker.settings import Settings
 from worker.topology import declare
 

@@ -1,0 +1,25 @@
+"""The `segments` subcommands, one module per group. Each module exports `COMMANDS`, a tuple
+of `Command`; segments/cli.py lists the modules and builds the parser from them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from worker.settings import Settings
+
+Run = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def no_arguments(parser: argparse.ArgumentParser) -> None:
+    """For commands that take none."""
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    run: Run
+    add_arguments: Callable[[argparse.ArgumentParser], None] = no_arguments

@@ -1,0 +1,63 @@
+"""`segments migrate`, `segments account ...`, `segments explain`: setting up and looking in."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import structlog
+
+from segments.commands import Command
+from worker.accounts import create_account
+from worker.db import connect
+from worker.explain import explain_segment
+from worker.migrations import migrate
+from worker.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    applied = await migrate(settings.database_url)
+    log.info("migrate.done", applied=applied)
+    return 0
+
+
+def account_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="account_command", required=True)
+    create = sub.add_parser("create", help='prints {"account_id":..., "api_key":...}')
+    create.add_argument("name")
+
+
+async def run_account(settings: Settings, args: argparse.Namespace) -> int:
+    await migrate(settings.database_url)
+    conn = await connect(settings.database_url)
+    try:
+        account = await create_account(conn, args.name)
+    finally:
+        await conn.close()
+    print(json.dumps({"account_id": str(account.account_id), "api_key": account.api_key}))
+    return 0
+
+
+def explain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("segment_id")
+    parser.add_argument("--analyze", action="store_true", help="run it (EXPLAIN ANALYZE)")
+
+
+async def run_explain(settings: Settings, args: argparse.Namespace) -> int:
+    conn = await connect(settings.database_url)
+    try:
+        print(await explain_segment(conn, args.segment_id, analyze=args.analyze))
+    finally:
+        await conn.close()
+    return 0
+
+
+COMMANDS = (
+    Command("migrate", "create the database if missing and apply sql/ migrations", run_migrate),
+    Command("account", "manage accounts", run_account, account_arguments),
+    Command(
+        "explain", "print a segment's compiled SQL and its plan", run_explain, explain_arguments
+    ),
+)
