@@ -31,7 +31,7 @@ from aio_pika.abc import AbstractChannel
 
 log = structlog.get_logger(__name__)
 
-_BROKER_ERRORS = (aio_pika.exceptions.AMQPError, OSError, RuntimeError)
+_BROKER_ERRORS = (aio_pika.exceptions.AMQPError, OSError, TimeoutError, RuntimeError)
 _DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
