@@ -80,3 +80,29 @@ async def segments_of_contact(
         contact_id,
         account_id,
     )
+
+
+async def resolve_refs(
+    conn: Conn, account_id: UUID, refs: Sequence[str]
+) -> tuple[list[UUID], list[str]]:
+    """Contact ids for refs that are ids or emails: (the ids found, in order; the refs that
+    name no contact of the account)."""
+    emails = [r for r in refs if as_contact_id(r) is None]
+    by_email = await ids_by_email(conn, account_id, emails) if emails else {}
+    given = [i for i in map(as_contact_id, refs) if i is not None]
+    rows = await conn.fetch(
+        "SELECT id FROM contacts WHERE account_id = $1 AND id = ANY($2::uuid[])",
+        account_id,
+        given,
+    )
+    known = {r["id"] for r in rows}
+    found: list[UUID] = []
+    unknown: list[str] = []
+    for ref in refs:
+        contact_id = as_contact_id(ref)
+        resolved = by_email.get(normal_email(ref)) if contact_id is None else contact_id
+        if resolved is None or resolved not in known | set(by_email.values()):
+            unknown.append(ref)
+        else:
+            found.append(resolved)
+    return found, unknown
