@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import Depends, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api_shim.auth import READ, Principal, require
 from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, not_found
+from api_shim.models import Contact
 from api_shim.routing import SlashOptionalRouter
 from worker.contact_lookup import contact_list_ids, find_contact, segments_of_contact
 from worker.db import Conn
@@ -29,23 +30,9 @@ _404: dict[int | str, dict[str, Any]] = {
 }
 
 
-class Contact(BaseModel):
-    id: UUID
-    email: str
-    name: str | None
-    first_name: str | None
-    last_name: str | None
-    company: str | None
-    status: str
-    country: str | None
-    city: str | None
-    language: str | None
-    tags: list[str]
+class ContactDetail(Contact):
     isp_id: int | None
-    attributes: dict[str, Any]
-    created_at: datetime | None
-    updated_at: datetime | None
-    list_ids: list[UUID]
+    list_ids: list[UUID] = Field(description="The lists the contact is a member of.")
 
 
 class ContactSegment(BaseModel):
@@ -61,12 +48,12 @@ class ContactSegments(BaseModel):
     items: list[ContactSegment]
 
 
-@router.get("/{contact}/", response_model=Contact, responses=_404, summary="Get a contact")
-async def get(ctx: Ctx, who: Reader, contact: ContactRef) -> Contact:
+@router.get("/{contact}/", response_model=ContactDetail, responses=_404, summary="Get a contact")
+async def get(ctx: Ctx, who: Reader, contact: ContactRef) -> ContactDetail:
     async with ctx.pool.acquire() as conn:
         row = await _find(conn, who.account_id, contact)
         list_ids = await contact_list_ids(conn, who.account_id, row["id"])
-    return Contact.model_validate({**dict(row), "list_ids": list_ids})
+    return ContactDetail.model_validate({**dict(row), "list_ids": list_ids})
 
 
 @router.get(

@@ -7,7 +7,7 @@ without a key (`segments key create|list|revoke ACCOUNT_ID`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import Depends
@@ -18,7 +18,7 @@ from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, not_found
 from api_shim.routing import SlashOptionalRouter
 from api_shim.types import ShortText
-from worker.accounts import KEYS_ADMIN, IssuedKey, KeyInfo, issue_api_key, list_api_keys
+from worker.accounts import KEYS_ADMIN, IssuedKey, issue_api_key, list_api_keys
 from worker.accounts import revoke_api_key as revoke_key
 
 router = SlashOptionalRouter(
@@ -56,19 +56,8 @@ class KeyIn(BaseModel):
     name: ShortText | None = None
 
 
-def _shown(info: KeyInfo) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "name": info.name,
-        "prefix": info.prefix,
-        "scopes": list(info.scopes),
-        "created_at": info.created_at,
-        "revoked_at": info.revoked_at,
-    }
-
-
 def _new(issued: IssuedKey) -> NewApiKey:
-    return NewApiKey.model_validate({**_shown(issued.info), "key": issued.key})
+    return NewApiKey.model_validate({**issued.info.shown(), "key": issued.key})
 
 
 @router.post("/", status_code=201, response_model=NewApiKey, summary="Create an API key")
@@ -82,7 +71,7 @@ async def create(ctx: Ctx, who: Admin, body: KeyIn) -> NewApiKey:
 async def all_keys(ctx: Ctx, who: Admin) -> ApiKeys:
     async with ctx.pool.acquire() as conn:
         keys = await list_api_keys(conn, who.account_id)
-    return ApiKeys(items=[ApiKey.model_validate(_shown(k)) for k in keys])
+    return ApiKeys(items=[ApiKey.model_validate(k.shown()) for k in keys])
 
 
 @router.delete(
@@ -96,4 +85,4 @@ async def revoke(ctx: Ctx, who: Admin, key_id: UUID) -> ApiKey:
         info = await revoke_key(conn, who.account_id, key_id)
     if info is None:
         raise not_found("API key", "key_id")
-    return ApiKey.model_validate(_shown(info))
+    return ApiKey.model_validate(info.shown())

@@ -7,8 +7,9 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -53,6 +54,10 @@ class KeyInfo:
             row["created_at"],
             row["revoked_at"],
         )
+
+    def shown(self) -> dict[str, Any]:
+        """As the API and the command line show it (JSON-ready but for ids and times)."""
+        return {**asdict(self), "scopes": list(self.scopes)}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -21,7 +22,6 @@ from segments.commands import Command, Run
 from worker import fields, lists
 from worker.accounts import (
     ALL_SCOPES,
-    KeyInfo,
     account_exists,
     issue_api_key,
     list_api_keys,
@@ -45,7 +45,12 @@ class Refused(Exception):
 
 
 def _print(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    print(json.dumps(value, indent=2, default=_plain))
+
+
+def _plain(value: Any) -> str:
+    """ids as text, times in ISO 8601 as the API shows them."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _row(record: asyncpg.Record) -> dict[str, Any]:
@@ -217,31 +222,20 @@ def key_arguments(parser: argparse.ArgumentParser) -> None:
     _sub(sub, "revoke", "revoke a key (at once)", ("key_id", {"type": uuid.UUID}))
 
 
-def _key(info: KeyInfo) -> dict[str, Any]:
-    return {
-        "id": info.id,
-        "name": info.name,
-        "prefix": info.prefix,
-        "scopes": list(info.scopes),
-        "created_at": info.created_at,
-        "revoked_at": info.revoked_at,
-    }
-
-
 async def _create_key(conn: Conn, args: argparse.Namespace) -> Any:
     issued = await issue_api_key(conn, args.account_id, args.scopes or ALL_SCOPES, args.name)
-    return {**_key(issued.info), "key": issued.key}
+    return {**issued.info.shown(), "key": issued.key}
 
 
 async def _all_keys(conn: Conn, args: argparse.Namespace) -> Any:
-    return {"items": [_key(k) for k in await list_api_keys(conn, args.account_id)]}
+    return {"items": [k.shown() for k in await list_api_keys(conn, args.account_id)]}
 
 
 async def _revoke_key(conn: Conn, args: argparse.Namespace) -> Any:
     info = await revoke_api_key(conn, args.account_id, args.key_id)
     if info is None:
         raise Refused(f"no key {args.key_id} in this account; `segments key list` shows them")
-    return _key(info)
+    return info.shown()
 
 
 # --- contacts -------------------------------------------------------------------------------
