@@ -121,7 +121,15 @@ async def test_a_list_a_segment_uses_is_not_deleted_and_the_409_names_each_segme
             name="By rule",
             rules_json={
                 "any": [
-                    {"all": [{"kind": "membership", "operator": "not_in", "list_ids": [list_id]}]}
+                    {
+                        "all": [
+                            {
+                                "kind": "membership",
+                                "operator": "not_in",
+                                "list_ids": [list_id.upper()],
+                            }
+                        ]
+                    }
                 ]
             },
         ),

@@ -99,11 +99,11 @@ async def delete_list(conn: Conn, account_id: UUID, list_id: UUID) -> bool:
 
 async def segments_using_list(conn: Conn, account_id: UUID, list_id: UUID) -> list[SegmentRef]:
     """Segments restricted to the list or whose rules name it (a membership condition: the
-    id appears in the rules as written, whichever dialect)."""
+    id appears in the rules as written, in any case, whichever dialect)."""
     rows = await conn.fetch(
         """SELECT id, name FROM segments
            WHERE account_id = $1
-             AND ($2 = ANY(contact_list_ids) OR strpos(rules::text, $2::text) > 0)
+             AND ($2 = ANY(contact_list_ids) OR strpos(lower(rules::text), $2::text) > 0)
            ORDER BY name, id""",
         account_id,
         list_id,
