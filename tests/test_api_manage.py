@@ -499,3 +499,33 @@ async def test_a_contact_by_id_or_email_and_the_segments_it_is_in(
         assert errors(hidden) == [("contact", "not_found")]
     missing = await client.get("/api/v2/contacts/nobody@example.com", headers=tenant.headers)
     assert missing.status_code == 404
+
+
+# --- the OpenAPI document -------------------------------------------------------------------
+
+
+async def test_every_manage_route_is_documented_with_its_answers_and_errors(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    manage = {
+        path: item
+        for path, item in spec["paths"].items()
+        if path.startswith(("/api/v2/lists", "/api/v2/fields", "/api/v2/keys"))
+        or path.startswith("/api/v2/contacts/{contact}")
+    }
+    assert len(manage) == 9
+    for path, item in manage.items():
+        for method, operation in item.items():
+            where = f"{method.upper()} {path}"
+            assert operation["summary"], where
+            responses = operation["responses"]
+            assert {"400", "401", "403", "429"} <= set(responses), where
+            assert "422" not in responses, where
+            success = next(code for code in responses if code.startswith("2"))
+            if success != "204":
+                assert responses[success]["content"]["application/json"]["schema"], where
+    deletes = {path: item["delete"] for path, item in manage.items() if "delete" in item}
+    assert "409" in deletes["/api/v2/lists/{list_id}/"]["responses"]
+    assert "409" in deletes["/api/v2/fields/{key}/"]["responses"]
+    assert "404" in deletes["/api/v2/keys/{key_id}/"]["responses"]
