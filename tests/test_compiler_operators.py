@@ -25,9 +25,9 @@ from worker.compiler import (
     compile_matching_among,
     compile_member_ids,
 )
+from worker.compiler.operators import ROW_OPERATORS
 from worker.rules import FieldRegistry, parse_v2_rules
 from worker.rules.fields import BUILTIN_FIELDS, OPERATORS_BY_TYPE, FieldSource, FieldType
-from worker.sql_operators import ROW_OPERATORS
 from worker.store import load_registry
 
 NOW = datetime(2026, 5, 21, 12, 0, tzinfo=UTC)
