@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from worker.compiler.plan import plan
 from worker.compiler.query import CompiledQuery, SegmentQuery
-from worker.compiler.sources import AllContacts, Candidates
-from worker.compiler.translate import select
+from worker.compiler.sources import AllContacts, Candidates, Source
+from worker.compiler.translate import Translator
 
 
 def compile_count(query: SegmentQuery) -> CompiledQuery:
@@ -27,8 +28,15 @@ def compile_member_ids(query: SegmentQuery) -> CompiledQuery:
 
 def _compile(query: SegmentQuery, count: bool) -> CompiledQuery:
     source = AllContacts.of(query.account_id)
-    sql = select(query, source, count)
+    sql = _select(query, source, count)
     return CompiledQuery(sql, tuple(source.params.values))
+
+
+def _select(query: SegmentQuery, source: Source, count: bool) -> str:
+    """The two passes: the planner's rewrites, then translation, binding into the source's
+    parameters."""
+    planned = plan(query.rules, query.now)
+    return Translator(query, source).select(planned, count)
 
 
 def compile_matching_among(query: SegmentQuery, candidates: Sequence[UUID]) -> CompiledQuery:
@@ -59,5 +67,5 @@ def compile_matching_among_each(
     if len(accounts) != 1:
         raise ValueError("the queries of one statement must share one account")
     source = Candidates.of(accounts.pop(), candidates)
-    selects = tuple(select(q, source, count=False) for q in queries)
+    selects = tuple(_select(q, source, count=False) for q in queries)
     return CompiledAmong(source.with_clause(), selects, tuple(source.params.values), source.ids)

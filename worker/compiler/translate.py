@@ -31,22 +31,11 @@ from worker.compiler.plan import (
     Plan,
     Truth,
     Value,
-    plan,
 )
 from worker.compiler.query import SegmentQuery
 from worker.compiler.sources import Source
 from worker.rules.fields import FieldSource, FieldSpec
 from worker.rules.tree import FieldCondition, IspCondition, MembershipCondition
-
-
-def select(query: SegmentQuery, source: Source, count: bool) -> str:
-    """The query's SELECT of the matching contacts' ids, or of their count."""
-    translator = Translator(query, source)
-    branches = translator.branches(plan(query.rules, query.now))
-    if count and len(branches) == 1:
-        return translator.branch(branches[0], "count(*)")
-    union = "\nUNION\n".join(translator.branch(b, "c.id") for b in branches)
-    return f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
 
 
 class Translator:
@@ -67,6 +56,14 @@ class Translator:
         return self._now
 
     # -- the statement --------------------------------------------------------------------
+    def select(self, planned: Plan, count: bool) -> str:
+        """The SELECT of the matching contacts' ids, or of their count."""
+        branches = self.branches(planned)
+        if count and len(branches) == 1:
+            return self.branch(branches[0], "count(*)")
+        union = "\nUNION\n".join(self.branch(b, "c.id") for b in branches)
+        return f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
+
     def branches(self, planned: Plan) -> list[list[str]]:
         """The predicates of each UNION branch: the row-only groups OR-ed into one branch,
         every group that joins a branch of its own. Groups are translated in the plan's order,
