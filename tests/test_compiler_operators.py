@@ -25,7 +25,6 @@ from worker.compiler import (
     compile_matching_among,
     compile_member_ids,
 )
-from worker.compiler.operators import ROW_OPERATORS
 from worker.rules import FieldRegistry, parse_v2_rules
 from worker.rules.fields import BUILTIN_FIELDS, OPERATORS_BY_TYPE, FieldSource, FieldType
 from worker.store import load_registry
@@ -1093,12 +1092,7 @@ async def test_another_accounts_data_never_matches(data: Dataset, conn: asyncpg.
     assert await data.match(everyone, lists=[other_list]) == set()
 
 
-# -- every operator and kind has a handler ----------------------------------------------------
-def test_every_operator_of_every_type_has_a_row_handler() -> None:
-    for field_type, operators in OPERATORS_BY_TYPE.items():
-        assert set(ROW_OPERATORS[field_type]) == set(operators), field_type
-
-
+# -- every operator and kind runs (tests/test_compiler_handlers.py: every one has a handler) --
 SAMPLE_VALUES: dict[tuple[FieldType, str], Any] = {
     **{(FieldType.TEXT, op): "x" for op in OPERATORS_BY_TYPE[FieldType.TEXT]},
     **{(FieldType.NUMBER, op): 1 for op in OPERATORS_BY_TYPE[FieldType.NUMBER]},
