@@ -1218,8 +1218,8 @@ async def test_count_gte_zero_with_window_or_campaigns_matches_everyone(data: Da
 async def test_in_values_are_lowered_once_per_query_not_once_per_row(data: Dataset) -> None:
     """asyncpg prepares every statement and PostgreSQL switches a prepared statement to a
     generic plan after five runs. There `segments_lower_array($n)` is no longer folded into a
-    constant and runs again for every contact row: measured on 100 contacts with `in` over
-    1000 values of 1000 characters, 40 ms per query becomes 3 s from the sixth run on."""
+    constant and runs again for every contact row, many times slower for long value lists
+    (docs/benchmarks.md, "Why the compiler writes SQL this way")."""
     for i in range(50):
         await data.contact(f"c{i}", country="FR")
     compiled = compile_count(await data.query(all_of(field("country", "in", ["fr", "de"]))))

@@ -41,7 +41,8 @@ DERIVED = {
 
 # Row predicates by operator; {x} is the field's value expression, {v} the value's parameter.
 # Array values are lower-cased by a plain call, which custom plans (worker.db sets
-# plan_cache_mode) fold to a constant once per query, and the planner can see the values.
+# plan_cache_mode) fold to a constant once per query, and the planner can see the values
+# (docs/benchmarks.md, "Why the compiler writes SQL this way").
 # Text and list values compare lower-cased; '' and the empty list are null (DESIGN.md 4.3),
 # and the negative operators match null, which coalesce() gives them.
 _TEXT_OPS = {

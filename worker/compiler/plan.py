@@ -214,7 +214,7 @@ def _latest(event_type: str, c: FieldCondition, now: datetime) -> Node:
     """last_open_at / last_click_at: the latest event. A contact without events has none,
     so only is_null (handled by the caller) matches it. Bounds on the latest event become
     filters on occurred_at where they can, so the time index skips older events instead of
-    aggregating them all."""
+    aggregating all of them (docs/benchmarks.md, "Why the compiler writes SQL this way")."""
     if c.operator == "within_days":
         # The latest event is in [now - days, now] <=> there is an event in that range and
         # none after now: two existence tests, no aggregation.
@@ -243,8 +243,8 @@ def _merge_single_event_groups(
     """OR-ed groups that are each one "has such an event" test with the same window and
     campaign filters ("bounced OR complained") read the events once, with `type = ANY`,
     instead of once per group: one scan of the events index instead of one per UNION branch
-    (figures in docs/benchmarks.md). Returns the groups left as they are, then the merged
-    tests."""
+    (docs/benchmarks.md, "Why the compiler writes SQL this way"). Returns the groups left as
+    they are, then the merged tests."""
     alike: dict[tuple[object, ...], list[ActivityCondition]] = {}
     rest: list[tuple[Condition, ...]] = []
     for group in groups:

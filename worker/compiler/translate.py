@@ -6,8 +6,9 @@ only from the whitelists of worker.compiler.operators.
 
 Shape of the SQL. Each group becomes one `SELECT c.id FROM <source> c WHERE ...` branch and the
 OR of groups is their UNION: event and membership tests then stay semi-joins and anti-joins
-the planner can hash, instead of per-row subplans under an OR. Groups on the contact row alone
-share one branch with a plain OR. Every branch and subquery is scoped to the account
+the planner can hash, instead of per-row subplans under an OR (docs/benchmarks.md, "Why the
+compiler writes SQL this way"). Groups on the contact row alone share one branch with a plain
+OR. Every branch and subquery is scoped to the account
 (`account_id = $1`), so nothing of another account is read and the query routes to one shard
 on Citus.
 """
