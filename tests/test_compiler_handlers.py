@@ -14,6 +14,7 @@ from typing import Any, get_args, get_type_hints
 from uuid import UUID
 
 from worker.compiler import SegmentQuery, compile_count, compile_matching_among, compile_member_ids
+from worker.compiler.nodes import AllOf, EventFilter, EventTest, Node
 from worker.compiler.operators import (
     AGGREGATE_OPS,
     COLUMNS,
@@ -25,7 +26,7 @@ from worker.compiler.operators import (
     PG_TYPES,
     ROW_OPERATORS,
 )
-from worker.compiler.plan import AllOf, EventFilter, EventTest, Node, plan
+from worker.compiler.plan import plan
 from worker.rules.fields import (
     BUILTIN_FIELDS,
     OPERATORS_BY_TYPE,

@@ -3,7 +3,8 @@
 Read in this order:
 - forms.py: the entry points, one per form of a segment's query (count, member ids, which of
   some candidates match);
-- plan.py: the planner pass, rewrites that change how PostgreSQL is asked, never what;
+- plan.py: the planner pass, rewrites that change how PostgreSQL is asked, never what,
+  into the intermediate form of nodes.py;
 - translate.py: the plan -> SQL, one method per node kind;
 - sources.py: the rows a statement starts from (all contacts, or candidates);
 - operators.py: the whitelisted identifiers and the operator templates;

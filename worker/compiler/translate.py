@@ -1,4 +1,4 @@
-"""Translation: a plan (worker.compiler.plan) -> SQL text, one method per node kind.
+"""Translation: a plan (worker.compiler.nodes) -> SQL text, one method per node kind.
 
 Values are bound through the source's Params as the nodes are translated, and rows are read
 through the source (all contacts or candidates: worker.compiler.sources); identifiers come
@@ -18,8 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import assert_never
 
-from worker.compiler.operators import AGGREGATE_OPS, COLUMNS, CUSTOM_READERS, ROW_OPERATORS
-from worker.compiler.plan import (
+from worker.compiler.nodes import (
     AllOf,
     CampaignIn,
     CampaignNotIn,
@@ -33,6 +32,7 @@ from worker.compiler.plan import (
     Truth,
     Value,
 )
+from worker.compiler.operators import AGGREGATE_OPS, COLUMNS, CUSTOM_READERS, ROW_OPERATORS
 from worker.compiler.query import SegmentQuery
 from worker.compiler.sources import Source
 from worker.rules.fields import FieldSource, FieldSpec
