@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import assert_never
 
 from worker.compiler.nodes import (
     NOW,
@@ -65,7 +66,7 @@ def node(c: Condition, now: datetime) -> Node:
             return _activity(c, now)
         case FieldCondition() | IspCondition() | MembershipCondition():
             return c
-    raise AssertionError(f"no plan for {type(c).__name__}")  # pragma: no cover
+    assert_never(c)
 
 
 def _on_the_row(n: Node) -> bool:

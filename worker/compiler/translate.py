@@ -104,6 +104,7 @@ class Translator:
         assert_never(node)
 
     def field(self, c: FieldCondition) -> str:
+        """A column or custom field (the planner turns derived fields into event tests)."""
         template = ROW_OPERATORS[c.field.type][c.operator]
         return template.format(x=self.field_expr(c.field), v=self.field_value(c))
 
