@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from api_shim import contacts, errors, health, simple, v1, v2
+from api_shim import contacts, errors, export, health, simple, v1, v2
 from api_shim.context import AppContext
 from api_shim.metrics import RequestMetrics
 from api_shim.middleware import BodyLimit, RateLimitHeaders
@@ -59,7 +59,14 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,  # routes accept both forms themselves (api_shim.routing)
     )
     errors.install(app)
-    for router in (v2.router, v1.router, simple.router, contacts.router, health.router):
+    for router in (
+        v2.router,
+        export.router,
+        v1.router,
+        simple.router,
+        contacts.router,
+        health.router,
+    ):
         app.include_router(router)
     # Outermost last: metrics see every answer, including a 413 from the body limit.
     app.add_middleware(RateLimitHeaders)
