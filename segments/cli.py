@@ -12,13 +12,18 @@ import sys
 
 import structlog
 
-from segments.commands import Command, admin, data, service
+from segments.commands import Command, admin, data, export, service
 from worker.logs import configure_logging
 from worker.settings import load_settings
 
 log = structlog.get_logger(__name__)
 
-COMMANDS: tuple[Command, ...] = (*admin.COMMANDS, *data.COMMANDS, *service.COMMANDS)
+COMMANDS: tuple[Command, ...] = (
+    *admin.COMMANDS,
+    *data.COMMANDS,
+    *export.COMMANDS,
+    *service.COMMANDS,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
