@@ -186,10 +186,7 @@ async def get(
     ctx: Ctx, who: Annotated[Principal, Depends(require(READ))], number: Number
 ) -> SimpleSegment:
     async with ctx.pool.acquire() as conn:
-        row = await get_segment_by_number(conn, who.account_id, number)
-    if row is None:
-        raise not_found("segment", "number")
-    return simple_segment(row)
+        return simple_segment(await _by_number(conn, who.account_id, number))
 
 
 @router.delete("/{number}", status_code=204, responses=_404, summary="Delete a segment")
@@ -197,11 +194,16 @@ async def delete(
     ctx: Ctx, who: Annotated[Principal, Depends(require(WRITE))], number: Number
 ) -> Response:
     async with ctx.pool.acquire() as conn:
-        row = await get_segment_by_number(conn, who.account_id, number)
-        if row is None:
-            raise not_found("segment", "number")
+        row = await _by_number(conn, who.account_id, number)
         await segments.delete(conn, who.account_id, row["id"])
     return Response(status_code=204)
+
+
+async def _by_number(conn: Conn, account_id: UUID, number: int) -> asyncpg.Record:
+    row = await get_segment_by_number(conn, account_id, number)
+    if row is None:
+        raise not_found("segment", "number")
+    return row
 
 
 async def _wait_for_build(ctx: AppContext, row: asyncpg.Record) -> asyncpg.Record:

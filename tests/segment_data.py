@@ -34,7 +34,8 @@ async def insert_segment(
 async def fill_segment(
     conn: asyncpg.Connection, account_id: uuid.UUID, segment_id: uuid.UUID, count: int
 ) -> None:
-    """`count` new contacts c1@bulk.example... of the account, all members of the segment."""
+    """`count` new contacts c1@bulk.example... of the account; every contact of the account
+    becomes a member of the segment."""
     await conn.execute(
         """INSERT INTO contacts (account_id, email, status, tags)
            SELECT $1, 'c' || g || '@bulk.example', 'subscribed', ARRAY['t' || g % 3]
@@ -44,7 +45,8 @@ async def fill_segment(
     )
     await conn.execute(
         """INSERT INTO segment_members (segment_id, contact_id, account_id)
-           SELECT $1, id, account_id FROM contacts WHERE account_id = $2""",
+           SELECT $1, id, account_id FROM contacts WHERE account_id = $2
+           ON CONFLICT DO NOTHING""",
         segment_id,
         account_id,
     )

@@ -90,7 +90,7 @@ async def _segment_id(conn: Conn, given: str, account_id: UUID | None) -> UUID:
         "SELECT id FROM segments WHERE account_id = $1 AND number = $2", account_id, int(given)
     )
     if found is None:
-        raise SegmentNotFound(f"no segment {given} in account {account_id}")
+        raise SegmentNotFound(f"segment {given} not found in account {account_id}")
     return found
 
 

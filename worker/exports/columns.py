@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from worker.rules.fields import CONTACT_TEXT_COLUMNS
+
 
 class Kind(Enum):
     """How a column's values are written (worker/exports/formats.py)."""
@@ -27,15 +29,7 @@ ATTR_PREFIX = "attr."
 # name -> (SQL expression over contacts c and segment_members m, kind)
 CONTACT_COLUMNS: dict[str, tuple[str, Kind]] = {
     "id": ("c.id", Kind.UUID),
-    "email": ("c.email", Kind.TEXT),
-    "name": ("c.name", Kind.TEXT),
-    "first_name": ("c.first_name", Kind.TEXT),
-    "last_name": ("c.last_name", Kind.TEXT),
-    "company": ("c.company", Kind.TEXT),
-    "status": ("c.status", Kind.TEXT),
-    "country": ("c.country", Kind.TEXT),
-    "city": ("c.city", Kind.TEXT),
-    "language": ("c.language", Kind.TEXT),
+    **{name: (f"c.{name}", Kind.TEXT) for name in ("email", *CONTACT_TEXT_COLUMNS)},
     "tags": ("c.tags", Kind.TEXT_LIST),
     "isp_id": ("c.isp_id", Kind.INT),
     "created_at": ("c.created_at", Kind.TIMESTAMP),
@@ -44,22 +38,7 @@ CONTACT_COLUMNS: dict[str, tuple[str, Kind]] = {
 }
 # Without `columns`: the contact's own data and when it joined the segment, then every
 # declared custom field (in key order).
-DEFAULT_COLUMNS = (
-    "id",
-    "email",
-    "name",
-    "first_name",
-    "last_name",
-    "company",
-    "status",
-    "country",
-    "city",
-    "language",
-    "tags",
-    "created_at",
-    "updated_at",
-    "added_at",
-)
+DEFAULT_COLUMNS = tuple(name for name in CONTACT_COLUMNS if name != "isp_id")
 MAX_COLUMNS = 200
 
 

@@ -54,7 +54,7 @@ async def plan_export(
         account_id,
     )
     if row is None:
-        raise SegmentNotFound(str(segment_id))
+        raise SegmentNotFound(f"segment {segment_id} not found")
     if row["status"] != "DONE":
         raise SegmentNotReady(row["status"])
     columns = resolve_columns(requested, await declared_fields(conn, row["account_id"]))
