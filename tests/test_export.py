@@ -14,10 +14,12 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import Tenant, api_process, make_contact
 from tests.segment_data import fill_segment, insert_segment
+from tests.waiting import wait_for
 from worker.exports.columns import DEFAULT_COLUMNS
 
 
@@ -177,6 +179,36 @@ async def test_a_large_segment_is_streamed_completely(
     lines = ndjson.text.splitlines()
     assert len(lines) == 20_000
     assert {json.loads(line)["email"] for line in lines} == emails
+
+
+async def test_a_database_failure_midway_cuts_the_stream_instead_of_ending_it(
+    tenant: Tenant, conn: asyncpg.Connection, database_url: str, amqp_url: str
+) -> None:
+    """A client must never take a short export for a whole one."""
+    segment_id = await insert_segment(conn, tenant.account_id)
+    await fill_segment(conn, tenant.account_id, segment_id, 20_000)
+
+    async def kill_the_stream() -> int:
+        # The stream's connection is the only one in a transaction (no relay in this process).
+        killed = await conn.fetch(
+            """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 AND backend_type = 'client backend' AND xact_start IS NOT NULL"""
+        )
+        return len(killed)
+
+    with api_process(database_url, amqp_url, SEGMENTS_OUTBOX_RELAY_ENABLED="false") as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            path = export_path(segment_id)
+            async with http.stream("GET", path, headers=tenant.headers) as response:
+                assert response.status_code == 200
+                chunks = response.aiter_raw()
+                await anext(chunks)
+                assert await wait_for(kill_the_stream) == 1
+                with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+                    async for _ in chunks:
+                        pass
+        assert '"export.failed"' in server.log()
 
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
