@@ -42,7 +42,8 @@ def create_app(settings: Settings) -> FastAPI:
                 if settings.outbox_relay_enabled:
                     relay = await stack.enter_async_context(OutboxRelay(pool, settings))
                 limiter = RateLimiter(settings.api_rate_limit_per_minute)
-                app.state.ctx = AppContext(settings, pool, limiter, relay)
+                streams = asyncio.Semaphore(max(1, settings.api_pool_max_size - 2))
+                app.state.ctx = AppContext(settings, pool, limiter, relay, streams)
                 yield
         finally:
             try:

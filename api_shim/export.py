@@ -71,7 +71,7 @@ async def export(
             loc = "columns" if exc.index is None else f"columns[{exc.index}]"
             raise ApiError.one(400, exc.msg, "unknown_column", loc) from None
     stream = from_pool(
-        ctx.pool,
+        ctx,
         lambda conn: export_chunks(conn, plan),
         event="export",
         segment_id=str(segment_id),

@@ -118,7 +118,7 @@ async def list_(
             yield _SEGMENTS.dump_json([simple_segment(r) for r in rows])[1:-1]
 
     return StreamingResponse(
-        from_pool(ctx.pool, lambda conn: json_array(produce(conn)), event="simple.list"),
+        from_pool(ctx, lambda conn: json_array(produce(conn)), event="simple.list"),
         media_type="application/json",
     )
 
@@ -177,7 +177,7 @@ async def contacts(
         members = contacts_json(conn, who.account_id, segment["id"], limit=limit, offset=offset)
         return json_array(members)
 
-    stream = from_pool(ctx.pool, produce, event="simple.contacts", segment_id=str(segment["id"]))
+    stream = from_pool(ctx, produce, event="simple.contacts", segment_id=str(segment["id"]))
     return StreamingResponse(stream, media_type="application/json", headers=headers)
 
 

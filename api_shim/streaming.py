@@ -14,9 +14,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import asyncpg
 import structlog
 
+from api_shim.context import AppContext
 from worker.db import Conn
 
 log = structlog.get_logger(__name__)
@@ -25,16 +25,18 @@ Produce = Callable[[Conn], AsyncIterator[bytes]]
 
 
 async def from_pool(
-    pool: asyncpg.Pool, produce: Produce, *, event: str, **fields: Any
+    ctx: AppContext, produce: Produce, *, event: str, **fields: Any
 ) -> AsyncIterator[bytes]:
     """The chunks `produce` makes from a pooled connection, inside a read-only repeatable
     read transaction (one consistent snapshot across all the cursor's fetches); logs
-    `<event>.done`, `.cancelled` (client gone) or `.failed` with bytes sent and duration."""
+    `<event>.done`, `.cancelled` (client gone) or `.failed` with bytes sent and duration.
+    Waits for a turn first when other streams hold all the connections they may."""
     started = time.monotonic()
     sent = 0
     try:
         async with (
-            pool.acquire() as conn,
+            ctx.streams,
+            ctx.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             async for chunk in produce(conn):

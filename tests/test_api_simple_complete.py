@@ -10,9 +10,10 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from fastapi import FastAPI
 
 from tests.api_fixtures import *  # noqa: F403
-from tests.api_fixtures import Tenant
+from tests.api_fixtures import Tenant, http_client
 from tests.segment_data import ALL_SUBSCRIBED, fill_segment, insert_segment
 from tests.services import unique_name, with_database
 from tests.waiting import wait_for
@@ -41,6 +42,29 @@ async def test_contacts_are_all_returned_streamed_with_optional_limit_and_offset
     assert (await client.get(f"{path}&offset=6000", headers=tenant.headers)).json() == []
     bad = await client.get(f"{path}&limit=0", headers=tenant.headers)
     assert (bad.status_code, bad.json()["errors"][0]["loc"]) == (400, "limit")
+
+
+async def test_streams_take_turns_and_leave_connections_to_other_requests(
+    api_app: FastAPI, tenant: Tenant, conn: asyncpg.Connection
+) -> None:
+    segment_id = await insert_segment(conn, tenant.account_id)
+    await fill_segment(conn, tenant.account_id, segment_id, 10)
+    streams = api_app.state.ctx.streams
+    async with http_client(api_app) as http:
+        held = 0
+        while not streams.locked():  # other streams hold every turn
+            await streams.acquire()
+            held += 1
+        assert held == 2  # a pool of 4 (the fixture's), two kept for other requests
+        waiting = asyncio.create_task(
+            http.get("/api/segments/contacts?segment_id=1", headers=tenant.headers)
+        )
+        other = await http.get("/api/v2/segments/", headers=tenant.headers)
+        assert other.status_code == 200
+        assert not waiting.done()
+        for _ in range(held):
+            streams.release()
+        assert len((await waiting).json()) == 10
 
 
 async def test_the_list_holds_every_segment(
