@@ -267,8 +267,10 @@ async def test_command_line_refusals_say_what_to_do(
     tenant: Tenant, conn: asyncpg.Connection, database_url: str, tmp_path: Path
 ) -> None:
     segment_id = await awkward_segment(conn, tenant)
+    running = await insert_segment(conn, tenant.account_id, status="RUNNING")
     output = tmp_path / "never.csv"
     cases = {
+        (str(running),): "once its build is DONE",
         ("7",): "--account",
         (str(uuid.uuid4()),): "not found",
         (str(segment_id), "--columns", "email,nope"): "choose from",

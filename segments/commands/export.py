@@ -31,10 +31,16 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SEGMENT_ID",
         help="the segment's id as the v2 API shows it, or its simple-API number with --account",
     )
-    parser.add_argument("--account", type=UUID, help="the account whose segment NUMBER this is")
+    parser.add_argument(
+        "--account",
+        type=UUID,
+        metavar="ACCOUNT_ID",
+        help="the account whose simple-API number SEGMENT_ID is",
+    )
     parser.add_argument("--format", choices=FORMATS, default="csv", help="default: csv")
     parser.add_argument(
         "--columns",
+        metavar="COLUMNS",
         help="comma-separated contact columns and attr.KEY custom fields; default: "
         + ",".join(DEFAULT_COLUMNS)
         + " and every declared custom field",
@@ -43,6 +49,7 @@ def export_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         "-o",
         type=Path,
+        metavar="PATH",
         help="write here (whole, or not at all) instead of to standard output",
     )
 
@@ -69,6 +76,11 @@ async def run_export(settings: Settings, args: argparse.Namespace) -> int:
     except (SegmentNotFound, SegmentNotReady, UnknownColumn, ValueError) as exc:
         log.error("export.refused", error=str(exc) or type(exc).__name__)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`segments export ... | head`): not a failure of the export.
+        # Standard output goes to /dev/null so that Python's flush at exit stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         await conn.close()
     seconds = round(time.monotonic() - started, 3)
