@@ -41,6 +41,7 @@ _COLUMNS_HELP = (
 @router.get(
     "/{segment_id}/contacts/export/",
     response_model=None,
+    response_class=StreamingResponse,
     responses={
         200: {
             "description": "Every member, in contact id order, streamed",
