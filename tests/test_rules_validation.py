@@ -1,4 +1,4 @@
-"""The rule language at the boundary (DESIGN.md 4.1-4.4): what each dialect accepts, the typed
+"""The rule language at the boundary (docs/rules.md): what each dialect accepts, the typed
 tree it becomes, and for every invalid input the exact dotted location and error type.
 
 No database: these are the pure parsers of worker.rules.

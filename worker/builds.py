@@ -1,5 +1,5 @@
 """One build of one segment: claim it for its generation, run the compiled query, write the
-difference to its membership, finish (DESIGN.md 6).
+difference to its membership, finish (README: Worker behaviour).
 
 Builds and incremental updates of one segment are serialised by a transaction-level advisory
 lock on the segment, taken before any query reads data: whichever runs second sees what the
@@ -206,7 +206,7 @@ async def _claim(conn: Conn, message: SegmentMessage, trigger: str) -> SegmentRu
         and row["built_generation"] == message.generation
     ):
         return BuildResult("duplicate")  # at-least-once delivery: already built
-    # A DONE segment stays DONE while it is refreshed or rebuilt (DESIGN.md 6).
+    # A DONE segment stays DONE while it is refreshed or rebuilt.
     claimed = await conn.fetchval(
         """UPDATE segments
            SET status = CASE WHEN status = 'DONE' THEN 'DONE' ELSE 'RUNNING' END,
