@@ -323,6 +323,8 @@ _NOT_OURS = {
 _NOT_OURS_UNDER = (ROOT / "bench" / "out",)
 # Spelt in parts so that this file does not trip its own check.
 OUTSIDE_REFERENCES = ("../" + "shared", "DESIGN" + ".md")
+# The product brief's numbered source documents (seed + number), outside the repository too.
+_SEED = re.compile(r"\bseeds?[ /]+0[0-9]{2}\b", re.IGNORECASE)
 # Applied migrations are never edited (every database that ran one keeps its checksum, and
 # `segments migrate` warns when it changes), so these keep the reference they were written with.
 FROZEN = {ROOT / "sql" / "001_core.sql", ROOT / "sql" / "002_value_functions.sql"}
@@ -439,6 +441,24 @@ def test_the_link_check_finds_broken_links(tmp_path: Path) -> None:
     ]
 
 
+def references_outside(path: Path) -> list[str]:
+    """Lines of a file that send the reader outside the repository."""
+    return [
+        f"{number}: {line.strip()}"
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if any(reference in line for reference in OUTSIDE_REFERENCES) or _SEED.search(line)
+    ]
+
+
+def test_the_reference_check_finds_references_outside(tmp_path: Path) -> None:
+    text = "ok\nsee ../" + "shared/x\nDESIGN" + ".md 4.3\n(seed" + " 003)\n"
+    text += "seeds/" + "001\nseeded 2\n"
+    (tmp_path / "x.py").write_text(text)
+    assert [line.split(":")[0] for line in references_outside(tmp_path / "x.py")] == [
+        "2", "3", "4", "5",
+    ]  # fmt: skip
+
+
 def test_nothing_refers_outside_the_repository() -> None:
     files = _repo_files(
         ROOT,
@@ -446,10 +466,9 @@ def test_nothing_refers_outside_the_repository() -> None:
     )
     assert {ROOT / "README.md", ROOT / ".ci" / "run", Path(__file__).resolve()} <= set(files)
     offenders = [
-        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        f"{path.relative_to(ROOT)}:{line}"
         for path in files
         if path not in FROZEN
-        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
-        if any(reference in line for reference in OUTSIDE_REFERENCES)
+        for line in references_outside(path)
     ]
     assert offenders == [], "describe it here, or point to docs/, instead"

@@ -878,7 +878,7 @@ def test_clock_dependence_is_detected() -> None:
     assert not depends(activity("ever"))
 
 
-# -- the product brief's own examples (seeds/001) ---------------------------------------------
+# -- the product brief's own examples ----------------------------------------------------------
 def test_brief_create_segment_example() -> None:
     rules_json = {
         "any": [
