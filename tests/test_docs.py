@@ -35,6 +35,15 @@ from tests.worker_support import (
     worker_settings,
 )
 from worker.messages import BadMessage, ContactChanged, SegmentMessage, _Message, decode
+from worker.rules import (
+    RulesInvalid,
+    RuleTree,
+    limits,
+    parse_simple_rules,
+    parse_v1_rules,
+    parse_v2_rules,
+)
+from worker.rules.fields import BUILTIN_FIELDS, OPERATORS_BY_TYPE, FieldRegistry
 from worker.schemas import MESSAGES, render, schemas
 from worker.settings import OTHER_VARIABLES, Settings, markdown_table
 
@@ -472,3 +481,84 @@ def test_nothing_refers_outside_the_repository() -> None:
         for line in references_outside(path)
     ]
     assert offenders == [], "describe it here, or point to docs/, instead"
+
+
+# --- The rule reference --------------------------------------------------------------------
+
+RULES_DOC = ROOT / "docs" / "rules.md"
+# The custom fields the reference's examples use.
+_EXAMPLE_FIELDS = FieldRegistry.from_declarations({"plan": "text", "score": "number"})
+_JSON_BLOCK = re.compile(r"^```json\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_ERROR_EXAMPLE = re.compile(
+    r"^- (Simple API, )?`(\{[^`]*\})`[^\n]*?: 400 at\s+`([^`]+)`, `(\w+)`", re.MULTILINE
+)
+
+
+def _parse_example(example: Any) -> RuleTree:
+    if "any" in example:
+        return parse_v2_rules(example, _EXAMPLE_FIELDS)
+    if "kind" in example:
+        return parse_v2_rules({"any": [{"all": [example]}]}, _EXAMPLE_FIELDS)
+    if "matchType" in example:
+        return parse_v1_rules(example, _EXAMPLE_FIELDS)
+    return parse_simple_rules(example["rules"], _EXAMPLE_FIELDS)
+
+
+def test_every_rule_example_of_the_reference_is_accepted() -> None:
+    examples = [json.loads(block) for block in _JSON_BLOCK.findall(RULES_DOC.read_text())]
+    rules = [e for e in examples if "errors" not in e]
+    assert len(rules) >= 10
+    kinds = {c["kind"] for e in rules for c in _conditions(e)}
+    assert kinds == {"field", "activity", "deliverability", "membership", "isp"}
+    for example in rules:
+        assert _parse_example(example).groups
+
+
+def _conditions(example: dict[str, Any]) -> list[dict[str, Any]]:
+    if "any" in example:
+        return [c for group in example["any"] for c in group["all"]]
+    return [example] if "kind" in example else []
+
+
+def test_the_error_examples_of_the_reference_are_what_the_parsers_say() -> None:
+    cases = _ERROR_EXAMPLE.findall(RULES_DOC.read_text())
+    assert len(cases) == 4
+    for simple, body, loc, type_ in cases:
+        condition = json.loads(body)
+        with pytest.raises(RulesInvalid) as raised:
+            if simple:
+                parse_simple_rules([condition], _EXAMPLE_FIELDS, loc="")
+            else:
+                parse_v2_rules({"any": [{"all": [condition]}]}, _EXAMPLE_FIELDS)
+        (error,) = raised.value.errors
+        assert (error.loc.replace("rules_json.any[0].all[0]", "...all[0]"), error.type) == (
+            loc,
+            type_,
+        )
+
+
+def test_the_reference_states_the_limits_of_the_code() -> None:
+    text = RULES_DOC.read_text()
+    rows = {
+        "groups (`any`)": str(limits.MAX_GROUPS),
+        "conditions in one group (`all`)": str(limits.MAX_CONDITIONS_PER_GROUP),
+        "conditions in the whole rule": str(limits.MAX_CONDITIONS),
+        "v1 filters": str(limits.MAX_V1_FILTERS),
+        "simple rules": str(limits.MAX_SIMPLE_RULES),
+        "`within_days`, `days_window.days`": f"1 to {limits.MAX_DAYS}",
+        "characters of a field name (and of an operator name)": str(limits.MAX_FIELD_NAME_LENGTH),
+        "characters of a text value or of a text array element": str(limits.MAX_STRING_LENGTH),
+    }
+    for what, limit in rows.items():
+        assert f"| {what} | {limit} |" in text
+    assert f"| {limits.MAX_ARRAY_ITEMS} |" in text
+    assert f"({limits.MAX_RULES_BYTES:,} bytes)" in text
+
+
+def test_the_reference_lists_every_field_and_the_operators_of_each_type() -> None:
+    text = RULES_DOC.read_text()
+    for field_type, operators in OPERATORS_BY_TYPE.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {field_type} | `"))
+        assert set(re.findall(r"`(\w+)`", row)) == set(operators)
+    for name in BUILTIN_FIELDS:
+        assert f"`{name}`" in text
