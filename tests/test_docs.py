@@ -336,7 +336,10 @@ OUTSIDE_REFERENCES = ("../" + "shared", "DESIGN" + ".md")
 _SEED = re.compile(r"\bseeds?[ /]+0[0-9]{2}\b", re.IGNORECASE)
 # Applied migrations are never edited (every database that ran one keeps its checksum, and
 # `segments migrate` warns when it changes), so these keep the reference they were written with.
-FROZEN = {ROOT / "sql" / "001_core.sql", ROOT / "sql" / "002_value_functions.sql"}
+FROZEN = {
+    ROOT / "sql" / name
+    for name in ("001_core.sql", "002_value_functions.sql", "007_segment_numbers_per_account.sql")
+}
 _TEXT_SUFFIXES = {".md", ".py", ".toml", ".sql", ".yml", ".yaml", ".json", ".sh", ".cfg", ".ini"}
 
 _FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", re.MULTILINE | re.DOTALL)
