@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from api_shim import contacts, errors, health, simple, v1, v2
+from api_shim import contacts, docs, errors, health, simple, v1, v2
 from api_shim.context import AppContext
 from api_shim.metrics import RequestMetrics
 from api_shim.middleware import BodyLimit, RateLimitHeaders
@@ -57,7 +57,10 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,  # routes accept both forms themselves (api_shim.routing)
+        docs_url=None,  # api_shim.docs serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
+    docs.install(app)
     errors.install(app)
     for router in (v2.router, v1.router, simple.router, contacts.router, health.router):
         app.include_router(router)
