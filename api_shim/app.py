@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from api_shim import contacts, docs, errors, health, simple, v1, v2
 from api_shim.context import AppContext
 from api_shim.metrics import RequestMetrics
-from api_shim.middleware import BodyLimit, RateLimitHeaders
+from api_shim.middleware import AccessLog, BodyLimit, RateLimitHeaders
 from api_shim.ratelimit import RateLimiter
 from worker.db import create_pool
 from worker.relay import OutboxRelay
@@ -68,4 +68,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(AccessLog)
     return app

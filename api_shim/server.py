@@ -32,7 +32,7 @@ def uvicorn_server(settings: Settings) -> uvicorn.Server:
         port=settings.api_port,
         lifespan="on",
         log_config=None,  # logging is structlog's (worker.logs); no second configuration
-        access_log=False,  # request metrics are at /metrics
+        access_log=False,  # api_shim.middleware.AccessLog logs each request, as structlog does
         proxy_headers=False,
         timeout_keep_alive=30,  # idle clients must not hold connections forever
     )

@@ -90,7 +90,11 @@ class Settings(BaseSettings):
         30, ge=0, description="On SIGTERM, in-flight work gets this long to finish."
     )
     worker_metrics_port: int = Field(
-        9100, ge=0, le=65535, description="Port of the worker's /metrics (0: any free port)."
+        9100,
+        ge=0,
+        le=65535,
+        description="Port of `segments worker`'s /metrics (0: any free port); `segments run`"
+        " serves all its metrics at the API's /metrics instead.",
     )
     worker_metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on.")
 

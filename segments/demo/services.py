@@ -39,7 +39,9 @@ class InProcessServices:
         self.tasks = [
             asyncio.create_task(self._serve_api(self._settings, self._stop), name="api"),
             asyncio.create_task(
-                run_worker(self._settings, self._stop, ready=worker_ready), name="worker"
+                # One /metrics in one process (the API's), as under `segments run`.
+                run_worker(self._settings, self._stop, ready=worker_ready, metrics=False),
+                name="worker",
             ),
         ]
         deadline = asyncio.get_running_loop().time() + timeout_s
