@@ -11,8 +11,10 @@ import asyncio
 import sys
 
 import structlog
+from aiormq.exceptions import AMQPError
 
 from segments.commands import Command, admin, data, service
+from segments.hints import describe
 from worker.logs import configure_logging
 from worker.settings import load_settings
 
@@ -40,12 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run(settings, args))
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:
-        log.error(
-            "cli.connection_failed",
-            error=str(exc),
-            hint="is PostgreSQL running and SEGMENTS_DATABASE_URL right?",
-        )
+    except (OSError, AMQPError) as exc:  # AMQPError: some of aiormq's are not OSErrors
+        log.error("cli.connection_failed", **describe(exc))
         return 2
 
 
