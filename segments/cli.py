@@ -1,8 +1,12 @@
 """segments: dynamic contact segments for an email platform.
 
-Run the whole service on one machine with `segments run`, or its parts separately
-(`segments api`, any number of `segments worker`). Settings come from SEGMENTS_* environment
-variables (see the README's Configuration table)."""
+Start here: `segments run` serves everything on this machine (the API at
+http://127.0.0.1:8000, interactive docs at /docs); in another terminal,
+`segments account create NAME` prints an API key for it. In production run the parts
+separately: `segments api`, and any number of `segments worker`.
+
+Settings come from SEGMENTS_* environment variables (the README's Configuration table);
+`segments COMMAND --help` tells more about each command."""
 
 from __future__ import annotations
 
@@ -29,8 +33,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_arguments(sub.add_parser(command.name, help=command.help))
+        command.add_arguments(
+            sub.add_parser(command.name, help=command.help, description=_sentence(command.help))
+        )
     return parser
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def main(argv: list[str] | None = None) -> int:

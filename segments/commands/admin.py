@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from uuid import UUID
 
 import structlog
 
 from segments.commands import Command
 from worker.accounts import create_account
 from worker.db import connect
-from worker.explain import explain_segment
+from worker.explain import SegmentNotFound, explain_segment, resolve_segment
 from worker.migrations import migrate
 from worker.settings import Settings
 
@@ -41,23 +43,43 @@ async def run_account(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def explain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("segment_id")
-    parser.add_argument("--analyze", action="store_true", help="run it (EXPLAIN ANALYZE)")
+    parser.add_argument(
+        "segment",
+        metavar="SEGMENT",
+        help="the segment's uuid (the v2 API's `id`), or its simple-API number with --account",
+    )
+    parser.add_argument(
+        "--account", type=UUID, metavar="ACCOUNT_ID", help="the account the segment is in"
+    )
+    parser.add_argument(
+        "--analyze", action="store_true", help="run the query too and show real times"
+    )
 
 
 async def run_explain(settings: Settings, args: argparse.Namespace) -> int:
     conn = await connect(settings.database_url)
     try:
-        print(await explain_segment(conn, args.segment_id, analyze=args.analyze))
+        segment_id = await resolve_segment(conn, args.segment, args.account)
+        print(await explain_segment(conn, segment_id, analyze=args.analyze))
+    except SegmentNotFound as exc:
+        print(f"segments explain: {exc}", file=sys.stderr)
+        return 1
     finally:
         await conn.close()
     return 0
 
 
 COMMANDS = (
-    Command("migrate", "create the database if missing and apply sql/ migrations", run_migrate),
+    Command(
+        "migrate",
+        "create the database if it is missing and bring its tables up to date (safe to rerun)",
+        run_migrate,
+    ),
     Command("account", "manage accounts", run_account, account_arguments),
     Command(
-        "explain", "print a segment's compiled SQL and its plan", run_explain, explain_arguments
+        "explain",
+        "show the SQL a segment's rules compile to and PostgreSQL's plan for it",
+        run_explain,
+        explain_arguments,
     ),
 )

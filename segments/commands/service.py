@@ -50,11 +50,20 @@ async def run_all(settings: Settings, args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("api", "serve the HTTP API (and the outbox relay)", run_api),
+    Command(
+        "api",
+        "serve the HTTP API at SEGMENTS_API_HOST:SEGMENTS_API_PORT; its messages reach the "
+        "workers through RabbitMQ",
+        run_api,
+    ),
     Command(
         "worker",
-        "build segments and keep them current (consumers, scheduler, outbox relay)",
+        "build segments and keep them current as contacts change (run as many as you need)",
         run_worker_process,
     ),
-    Command("run", "migrate, then run every part of the service on this machine", run_all),
+    Command(
+        "run",
+        "start here: migrate, then run the API and a worker together in this one process",
+        run_all,
+    ),
 )
