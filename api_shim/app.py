@@ -68,5 +68,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics)
-    app.add_middleware(AccessLog)
+    if settings.api_access_log:
+        app.add_middleware(AccessLog)
     return app

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     api_statement_timeout_ms: int = Field(
         10_000, ge=100, description="Upper bound on any single query an API request runs."
     )
+    api_access_log: bool = Field(
+        True,
+        description="Log one `http.request` line per request (method, path, status,"
+        " duration_ms; never the query string or the key).",
+    )
     outbox_relay_enabled: bool = Field(
         True,
         description="Run the outbox relay (publishes outbox rows) here; safe in several.",

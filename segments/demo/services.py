@@ -23,7 +23,10 @@ def api_settings(settings: Settings, api_url: str) -> Settings:
     if parts.scheme != "http" or not parts.hostname:
         raise DemoError(f"--api-url {api_url!r}: the demo can only start an API at an http:// URL")
     port = parts.port or 80
-    return settings.model_copy(update={"api_host": parts.hostname, "api_port": port})
+    # The demo's own requests are not worth a log line each between its tables.
+    return settings.model_copy(
+        update={"api_host": parts.hostname, "api_port": port, "api_access_log": False}
+    )
 
 
 class InProcessServices:
