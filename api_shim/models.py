@@ -10,14 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from api_shim.types import Description, DocumentedAs, Name
-from worker.rules.limits import MAX_ARRAY_ITEMS, MAX_CONDITIONS_PER_GROUP, MAX_GROUPS
-from worker.rules.shapes import (
-    ActivityShape,
-    DeliverabilityShape,
-    FieldShape,
-    IspShape,
-    MembershipShape,
-)
+from worker.rules.limits import MAX_ARRAY_ITEMS
+from worker.rules.v2 import RulesJson
 
 # The documented palette (README: HTTP API). Colours are matched exactly, lower case.
 Color = Literal[
@@ -37,29 +31,8 @@ Color = Literal[
 Status = Literal["PENDING", "RUNNING", "DONE", "FAILED"]
 MAX_DISPLAY_FIELDS = 50
 
-
-class RuleGroup(BaseModel):
-    """Conditions AND-ed."""
-
-    model_config = ConfigDict(extra="forbid")
-    all: Annotated[
-        list[
-            Annotated[
-                FieldShape | ActivityShape | DeliverabilityShape | MembershipShape | IspShape,
-                Field(discriminator="kind"),
-            ]
-        ],
-        Field(min_length=1, max_length=MAX_CONDITIONS_PER_GROUP),
-    ]
-
-
-class RulesJson(BaseModel):
-    """Groups OR-ed (DESIGN.md 4.1). Documentation only: worker.rules validates."""
-
-    model_config = ConfigDict(extra="forbid")
-    any: Annotated[list[RuleGroup], Field(min_length=1, max_length=MAX_GROUPS)]
-
-
+# Validated by worker.rules (with the account's fields and exact locations), documented as
+# the v2 dialect's model.
 RulesJsonInput = Annotated[dict[str, Any], DocumentedAs(RulesJson)]
 ListIds = Annotated[list[UUID], Field(min_length=1, max_length=MAX_ARRAY_ITEMS)]
 

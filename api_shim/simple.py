@@ -9,7 +9,7 @@ the segment builds on.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
@@ -22,12 +22,13 @@ from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, not_found
 from api_shim.members import segment_members
 from api_shim.models import Contact
-from api_shim.render import shown_item, simple_rules
 from api_shim.routing import SlashOptionalRouter
 from api_shim.store import SegmentValues, get_segment_by_number, list_by_number
 from api_shim.types import DocumentedAs, Name
 from api_shim.validation import check_simple_rules
+from worker.rules import shown_item, simple_rules
 from worker.rules.limits import MAX_SIMPLE_RULES
+from worker.rules.simple import SimpleRuleIn
 from worker.store import load_registry
 
 router = SlashOptionalRouter(
@@ -37,15 +38,6 @@ router = SlashOptionalRouter(
 DEFAULT_COLOR = "#7cb7de"
 _POLL_S = 0.1
 _MAX_NUMBER = 2**63 - 1  # segments.number is a bigint
-
-
-class SimpleRuleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    field: str
-    operator: Literal[
-        "equals", "not_equals", "contains", "not_contains", "starts_with", "before", "after"
-    ]
-    value: Any = None
 
 
 class SimpleRule(BaseModel):

@@ -1,7 +1,7 @@
 """The read-only v1 segments API (seed 002): `matchType` + `filters`, `cachedCount`.
 
-Segments written in another dialect are shown in v1 terms by api_shim.render (see there for
-what is shown when v1 cannot express a rule). `cachedCount` is the count of the last finished
+Segments written in another dialect are shown in v1 terms by worker.rules (worker.rules.v1
+says what is shown when v1 cannot express a rule). `cachedCount` is the count of the last finished
 build (null unless DONE); `lastCountedAt` is when that build finished.
 """
 
@@ -19,12 +19,12 @@ from pydantic import BaseModel
 from api_shim.auth import READ, Principal, require_v1
 from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, ApiError, not_found
-from api_shim.render import shown_item, v1_rules
 from api_shim.routing import SlashOptionalRouter
 from api_shim.segments import shown_count
 from api_shim.store import get_segment, list_by_number
 from api_shim.types import SearchText
 from worker.db import Conn
+from worker.rules import shown_item, v1_rules
 
 router = SlashOptionalRouter(prefix="/api/v1", tags=["v1 segments (read-only)"])
 

@@ -24,11 +24,11 @@ from api_shim.models import (
     SegmentList,
     SegmentPatch,
 )
-from api_shim.render import v2_rules
 from api_shim.routing import SlashOptionalRouter
 from api_shim.store import OrderBy, SegmentValues, get_segment, list_segments
 from api_shim.types import SearchText
 from api_shim.validation import check_v2_input
+from worker.rules import v2_rules
 from worker.store import load_registry
 
 router = SlashOptionalRouter(

@@ -25,7 +25,6 @@ from worker.rules import (
 )
 from worker.rules.limits import MAX_RULES_BYTES
 
-_UNKNOWN = "unknown field: not a contact field nor a custom field of this account"
 STATUS_CHOICES = ["subscribed", "unsubscribed", "bounced", "complained", "pending"]
 
 
@@ -116,7 +115,8 @@ def display_fields(registry: FieldRegistry, names: list[str]) -> list[dict[str, 
     for i, name in enumerate(names):
         spec = registry.lookup(name)
         if spec is None:
-            errors.append(ErrorItem(loc=f"display_fields[{i}]", msg=_UNKNOWN, type="unknown_field"))
+            msg = registry.unknown(name)
+            errors.append(ErrorItem(loc=f"display_fields[{i}]", msg=msg, type="unknown_field"))
         elif name in seen:
             errors.append(
                 ErrorItem(loc=f"display_fields[{i}]", msg="listed twice", type="duplicate")

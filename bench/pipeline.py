@@ -37,7 +37,7 @@ from bench.worker_bench import (
     ServiceProcess,
     _change_run,
     _ints,
-    _live_segments,
+    live_segments,
     measure_reference,
     vhost,
 )
@@ -119,7 +119,7 @@ async def bench_changes(
 ) -> dict[str, Any]:
     account = ACCOUNT_BIG if args.change_account == "big" else ACCOUNT_SMALL
     started = time.perf_counter()
-    segments = await _live_segments(conn, exchange, args.segments, account)
+    segments = await live_segments(conn, exchange, args.segments, account)
     built_s = time.perf_counter() - started
     ids = [r[0] for r in await conn.fetch("SELECT id FROM contacts WHERE account_id = $1", account)]
     try:

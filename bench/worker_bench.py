@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -141,7 +141,7 @@ class ServiceProcess:
         self.process.wait(timeout=60)
 
 
-async def _new_segment(conn: asyncpg.Connection, account: uuid.UUID, rules: Any) -> uuid.UUID:
+async def new_segment(conn: asyncpg.Connection, account: uuid.UUID, rules: Any) -> uuid.UUID:
     segment_id: uuid.UUID = await conn.fetchval(
         """INSERT INTO segments (account_id, name, dialect, rules, contact_list_ids)
            VALUES ($1, 'bench', 'v2', $2, $3) RETURNING id""",
@@ -152,12 +152,12 @@ async def _new_segment(conn: asyncpg.Connection, account: uuid.UUID, rules: Any)
     return segment_id
 
 
-async def _publish(exchange: Any, key: str, account: uuid.UUID, segment: uuid.UUID) -> None:
+async def publish_segment(exchange: Any, key: str, account: uuid.UUID, segment: uuid.UUID) -> None:
     body = SegmentMessage(schema_version=1, account_id=account, segment_id=segment, generation=1)
     await exchange.publish(contract_message(body), routing_key=key)
 
 
-async def _wait_built(conn: asyncpg.Connection, segment: uuid.UUID, after: datetime) -> None:
+async def wait_built(conn: asyncpg.Connection, segment: uuid.UUID, after: datetime) -> None:
     while True:
         row = await conn.fetchrow(
             "SELECT status, last_built_at FROM segments WHERE id = $1", segment
@@ -233,14 +233,14 @@ async def bench_builds(
         refs = []
         timings: dict[str, dict[str, list[float]]] = {"first": {}, "rebuild": {}}
         for _ in range(runs):
-            segment = await _new_segment(conn, account, SUBSCRIBED_OPENERS)
+            segment = await new_segment(conn, account, SUBSCRIBED_OPENERS)
             for key, kind in (("segment.created", "first"), ("segment.rebuild", "rebuild")):
                 refs.append(await measure_reference(conn, segment))
                 before = _build_sums(await worker.metrics())
                 start_db = await conn.fetchval("SELECT clock_timestamp()")
                 started = time.perf_counter()
-                await _publish(exchange, key, account, segment)
-                await _wait_built(conn, segment, start_db)
+                await publish_segment(exchange, key, account, segment)
+                await wait_built(conn, segment, start_db)
                 elapsed = time.perf_counter() - started
                 # The worker records a build after returning its connection, a moment after
                 # the commit this script saw: wait for the observation.
@@ -349,16 +349,16 @@ def change_shape(i: int, account: uuid.UUID = ACCOUNT_SMALL) -> dict[str, Any]:
     return {"any": [{"all": group} for group in shapes[i % len(shapes)]]}
 
 
-async def _live_segments(
+async def live_segments(
     conn: asyncpg.Connection, exchange: Any, n: int, account: uuid.UUID = ACCOUNT_SMALL
 ) -> list[uuid.UUID]:
     """n segments of the account (default: the 100k one), change_shape(0..n-1), built."""
-    segments = [await _new_segment(conn, account, change_shape(i, account)) for i in range(n)]
+    segments = [await new_segment(conn, account, change_shape(i, account)) for i in range(n)]
     start_db = await conn.fetchval("SELECT clock_timestamp()")
     for segment in segments:
-        await _publish(exchange, "segment.created", account, segment)
+        await publish_segment(exchange, "segment.created", account, segment)
     for segment in segments:
-        await _wait_built(conn, segment, start_db)
+        await wait_built(conn, segment, start_db)
     # What autovacuum does soon after the builds' millions of inserts (statistics, visibility
     # map): the change runs measure the steady state, not the minute after a bulk load.
     await conn.execute("VACUUM ANALYZE segment_members")
@@ -384,24 +384,23 @@ async def _all_settled(worker: ServiceProcess, before: str, messages: int) -> No
         await asyncio.sleep(0.02)
 
 
-async def _change_run(
+async def publish_flips(
     conn: asyncpg.Connection,
-    worker: ServiceProcess,
     exchange: Any,
     ids: list[uuid.UUID],
     rate: int,
-    seconds: float,
+    until: Callable[[], bool],
     account: uuid.UUID = ACCOUNT_SMALL,
-) -> dict[str, Any]:
-    """contact.changed at `rate` contacts/s for `seconds`: throughput and lag quantiles."""
-    before = await worker.metrics()
-    per_message = 100
+    per_message: int = 100,
+) -> int:
+    """Change contacts at `rate` per second until `until()`: flip the status of
+    `per_message` random contacts (so memberships move), then tell the worker. Returns how
+    many contacts were changed."""
     sent = 0
     started = time.perf_counter()
     rng = random.Random(rate)
-    while time.perf_counter() - started < seconds:
+    while not until():
         batch = rng.sample(ids, per_message)
-        # A real change: flip status, so memberships move, then tell the worker.
         await conn.execute(
             """UPDATE contacts SET status = CASE status WHEN 'subscribed' THEN 'unsubscribed'
                    ELSE 'subscribed' END WHERE id = ANY($1::uuid[])""",
@@ -414,8 +413,25 @@ async def _change_run(
         await exchange.publish(contract_message(body), routing_key="contact.changed")
         sent += per_message
         await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
+    return sent
+
+
+async def _change_run(
+    conn: asyncpg.Connection,
+    worker: ServiceProcess,
+    exchange: Any,
+    ids: list[uuid.UUID],
+    rate: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """contact.changed at `rate` contacts/s for `seconds`: throughput and lag quantiles."""
+    before = await worker.metrics()
+    started = time.perf_counter()
+    sent = await publish_flips(
+        conn, exchange, ids, rate, lambda: time.perf_counter() - started >= seconds
+    )
     publish_s = time.perf_counter() - started
-    await _all_settled(worker, before, sent // per_message)
+    await _all_settled(worker, before, sent // 100)
     drained_s = time.perf_counter() - started
     after = await worker.metrics()
     return {
@@ -433,7 +449,7 @@ async def _change_run(
 async def bench_changes(
     conn: asyncpg.Connection, worker: ServiceProcess, exchange: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
-    segments = await _live_segments(conn, exchange, args.segments)
+    segments = await live_segments(conn, exchange, args.segments)
     ids = [r[0] for r in await conn.fetch(
         "SELECT id FROM contacts WHERE account_id = $1", ACCOUNT_SMALL)]  # fmt: skip
     try:

@@ -1,4 +1,6 @@
-"""A plain-Python evaluator of segment rules, written from DESIGN.md 4.3 and 4.4 alone.
+"""A plain-Python evaluator of segment rules, written from the rule reference (docs/rules.md)
+alone: the three dialects, the canonical tree with nested `any`/`all`/`not`, and conditions on
+other segments' membership.
 
 It reads the rules as raw JSON in any of the three dialects (not the product's parsed tree),
 and the data as plain rows, and answers which contacts match. The property tests hold the SQL
@@ -114,14 +116,23 @@ CUSTOM_READERS: dict[str, Callable[[Any], Any]] = {
 
 
 class Evaluator:
-    def __init__(self, data: Data, account_id: UUID, now: datetime) -> None:
+    def __init__(
+        self,
+        data: Data,
+        account_id: UUID,
+        now: datetime,
+        segment_members: dict[UUID, set[UUID]] | None = None,
+    ) -> None:
         self.data = data
         self.account_id = account_id
         self.now = now
+        # The membership of the segments that `segment` conditions name, evaluated before
+        # (referenced segments first).
+        self.segment_members = segment_members or {}
 
     # -- the segment --------------------------------------------------------------------------
     def members(self, dialect: str, rules: Any, list_ids: Iterable[UUID]) -> set[UUID]:
-        groups = to_canonical_groups(dialect, rules)
+        tree = to_canonical_tree(dialect, rules)
         universe = set(list_ids)
         out = set()
         for contact in self.data.contacts:
@@ -129,9 +140,20 @@ class Evaluator:
                 continue
             if universe and not (self.lists_of(contact) & universe):
                 continue
-            if any(all(self.condition(c, contact) for c in group) for group in groups):
+            if self.node(tree, contact):
                 out.add(contact.id)
         return out
+
+    def node(self, n: dict[str, Any], contact: Contact) -> bool:
+        """A node of the tree: `any` (at least one child), `all` (every child), `not` (the
+        child does not match), or a condition."""
+        if "any" in n:
+            return any(self.node(child, contact) for child in n["any"])
+        if "all" in n:
+            return all(self.node(child, contact) for child in n["all"])
+        if "not" in n:
+            return not self.node(n["not"], contact)
+        return self.condition(n, contact)
 
     def lists_of(self, contact: Contact) -> set[UUID]:
         return {
@@ -160,6 +182,10 @@ class Evaluator:
             return listed if c["operator"] == "in" else not listed
         if kind == "isp":
             inside = contact.isp_id is not None and contact.isp_id in c["values"]
+            return inside if c["operator"] == "in" else not inside
+        if kind == "segment":
+            named = [self.segment_members[UUID(str(x))] for x in c["segment_ids"]]
+            inside = any(contact.id in members for members in named)
             return inside if c["operator"] == "in" else not inside
         raise AssertionError(kind)
 
@@ -302,9 +328,11 @@ _SIMPLE = {
 }
 
 
-def to_canonical_groups(dialect: str, rules: Any) -> list[list[dict[str, Any]]]:
+def to_canonical_tree(dialect: str, rules: Any) -> dict[str, Any]:
+    """The rules as one tree node: v2 rules are one already; v1 `all` is an `all` of its
+    filters and `any` an `any`; simple rules are an `all`."""
     if dialect == "v2":
-        return [list(group["all"]) for group in rules["any"]]
+        return dict(rules)
     if dialect == "v1":
         conditions = [
             {
@@ -315,9 +343,9 @@ def to_canonical_groups(dialect: str, rules: Any) -> list[list[dict[str, Any]]]:
             }
             for f in rules["filters"]
         ]
-        return [conditions] if rules["matchType"] == "all" else [[c] for c in conditions]
-    return [
-        [
+        return {rules["matchType"]: conditions}
+    return {
+        "all": [
             {
                 "kind": "field",
                 "field": r["field"],
@@ -326,4 +354,4 @@ def to_canonical_groups(dialect: str, rules: Any) -> list[list[dict[str, Any]]]:
             }
             for r in rules
         ]
-    ]
+    }

@@ -1,11 +1,27 @@
-"""Rules shown across dialects (api_shim.render): pure, no IO."""
+"""Rules shown across dialects (worker.rules.dialects): pure, no IO."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
-from api_shim.render import canonical_groups, simple_rules, v1_rules, v2_rules
-from worker.rules import FieldRegistry, parse_simple_rules, parse_v1_rules, parse_v2_rules
+import pytest
+
+from worker.rules import (
+    FieldRegistry,
+    UnknownDialect,
+    canonical_groups,
+    parse_rules,
+    parse_simple_rules,
+    parse_v1_rules,
+    parse_v2_rules,
+    simple_rules,
+    v1_rules,
+    v2_rules,
+)
+from worker.store import SegmentRules
 
 
 def field(name: str, operator: str, value: Any = None) -> dict[str, Any]:
@@ -133,6 +149,31 @@ def test_v1_and_simple_rules_convert_to_equivalent_v2() -> None:
 
 
 def test_malformed_stored_rules_show_as_empty_not_errors() -> None:
-    for dialect, rules in (("v2", {"any": "x"}), ("v1", [1]), ("simple", {"a": 1}), ("v9", None)):
+    for dialect, rules in (("v2", {"any": "x"}), ("v1", [1]), ("simple", {"a": 1})):
         assert canonical_groups(dialect, rules) == []
         assert v1_rules("v2", rules) == ("all", [])
+
+
+# == an unknown dialect is an error, never read as another one ================================
+SIMPLE_SHAPED = [{"field": "city", "operator": "equals", "value": "x"}]
+UNKNOWN = "unknown rules dialect 'v9'; expected one of v2, v1, simple"
+
+
+@pytest.mark.parametrize("show", [canonical_groups, v2_rules, v1_rules, simple_rules])
+def test_showing_rules_of_an_unknown_dialect_is_an_error(show: Callable[[str, Any], Any]) -> None:
+    with pytest.raises(UnknownDialect, match=UNKNOWN):
+        show("v9", SIMPLE_SHAPED)
+
+
+def test_parsing_rules_of_an_unknown_dialect_is_an_error() -> None:
+    registry = FieldRegistry.builtin_only()
+    assert parse_rules("simple", SIMPLE_SHAPED, registry).conditions()  # the same rules parse
+    with pytest.raises(UnknownDialect, match=UNKNOWN) as info:
+        parse_rules("v9", SIMPLE_SHAPED, registry)
+    assert info.value.name == "v9"
+
+
+def test_a_stored_segment_of_an_unknown_dialect_has_no_query() -> None:
+    segment = SegmentRules(uuid4(), uuid4(), 1, "Simple", SIMPLE_SHAPED, ())
+    with pytest.raises(UnknownDialect, match="unknown rules dialect 'Simple'"):
+        segment.query(FieldRegistry.builtin_only(), datetime.now(UTC))

@@ -470,3 +470,51 @@ async def test_contacts_are_empty_until_done_then_paginated(
     await conn.execute("DELETE FROM contacts WHERE id = $1", ids[0])
     after = (await client.get(path, headers=tenant.headers)).json()
     assert after["pagination"]["total_count"] == 4
+
+
+async def test_rule_and_display_field_errors_name_the_valid_choices(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    undeclared = "not a contact field and not a custom field declared for this account"
+    rules = {
+        "any": [
+            {
+                "all": [
+                    {"kind": "field", "field": "emial", "operator": "equals", "value": "a"},
+                    {"kind": "field", "field": "city", "operator": "like", "value": "x"},
+                ]
+            }
+        ]
+    }
+    body = segment_body(tenant.list_id, rules_json=rules)
+    response = await client.post("/api/v2/segments/", json=body, headers=tenant.headers)
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "loc": "rules_json.any[0].all[0].field",
+            "msg": f"unknown field 'emial': {undeclared}; did you mean 'email'?",
+            "type": "unknown_field",
+        },
+        {
+            "loc": "rules_json.any[0].all[1].operator",
+            "msg": "unknown operator 'like' for field 'city' of type text; expected one of "
+            "contains, equals, in, is_not_null, is_null, not_contains, not_equals, not_in, "
+            "starts_with",
+            "type": "unknown_operator",
+        },
+    ]
+    segment = await create(client, tenant)
+    bad = await client.patch(
+        f"/api/v2/segments/{segment['id']}/",
+        json={"display_fields": ["email", "frist_name"]},
+        headers=tenant.headers,
+    )
+    assert bad.status_code == 400
+    assert bad.json()["errors"] == [
+        {
+            "loc": "display_fields[1]",
+            "msg": f"unknown field 'frist_name': {undeclared}; did you mean one of "
+            "'first_name', 'last_name'?",
+            "type": "unknown_field",
+        }
+    ]

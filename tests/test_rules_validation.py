@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 import pytest
@@ -27,6 +27,7 @@ from worker.rules import (
     parse_simple_rules,
     parse_v1_rules,
     parse_v2_rules,
+    simple,
 )
 from worker.rules.fields import (
     ALL_FIELD_OPERATORS,
@@ -1286,3 +1287,137 @@ def test_unknown_top_level_key_is_reported_with_the_other_errors() -> None:
         ("rules_json.extra", "extra_forbidden"),
         ("rules_json.any[0].all[0].value", "string_empty"),
     ]
+
+
+# == errors name the valid choices (issue 12 item 8) ==========================================
+TEXT_OPERATORS = (
+    "contains, equals, in, is_not_null, is_null, not_contains, not_equals, not_in, starts_with"
+)
+NOT_DECLARED = "not a contact field and not a custom field declared for this account"
+
+
+def messages_of(parse: Callable[[], RuleTree]) -> list[tuple[str, str, str]]:
+    with pytest.raises(RulesInvalid) as info:
+        parse()
+    return [(e.loc, e.type, e.msg) for e in info.value.errors]
+
+
+@pytest.mark.parametrize(
+    ("condition", "where", "type_", "msg"),
+    [
+        pytest.param(
+            field("email", "like", "x"),
+            ".operator",
+            "unknown_operator",
+            f"unknown operator 'like' for field 'email' of type text; expected one of "
+            f"{TEXT_OPERATORS}",
+            id="unknown-operator-text",
+        ),
+        pytest.param(
+            field("score", "between", 1),
+            ".operator",
+            "unknown_operator",
+            "unknown operator 'between' for field 'score' of type number; expected one of "
+            "equals, gt, gte, in, is_not_null, is_null, lt, lte, not_equals, not_in",
+            id="unknown-operator-custom-number",
+        ),
+        pytest.param(
+            field("email", "gt", "x"),
+            ".operator",
+            "operator_not_allowed",
+            f"operator 'gt' is not allowed for field 'email' of type text; expected one of "
+            f"{TEXT_OPERATORS}",
+            id="operator-not-allowed",
+        ),
+        pytest.param(
+            {"kind": "activty", "metric": "open", "operator": "ever"},
+            ".kind",
+            "unknown_kind",
+            "unknown kind 'activty'; expected one of field, activity, deliverability, "
+            "membership, isp",
+            id="unknown-kind",
+        ),
+        pytest.param(
+            field("emial", "equals", "x"),
+            ".field",
+            "unknown_field",
+            f"unknown field 'emial': {NOT_DECLARED}; did you mean 'email'?",
+            id="misspelt-built-in",
+        ),
+        pytest.param(
+            field("scor", "gt", 1),
+            ".field",
+            "unknown_field",
+            f"unknown field 'scor': {NOT_DECLARED}; did you mean 'score'?",
+            id="misspelt-custom",
+        ),
+        pytest.param(
+            field("last_opened_at", "is_null"),
+            ".field",
+            "unknown_field",
+            f"unknown field 'last_opened_at': {NOT_DECLARED}; did you mean one of "
+            "'last_open_at', 'last_name'?",
+            id="several-close",
+        ),
+    ],
+)
+def test_v2_errors_name_the_valid_choices(
+    condition: dict[str, Any], where: str, type_: str, msg: str
+) -> None:
+    body = {"any": [{"all": [GOOD]}, {"all": [GOOD, GOOD, condition]}]}
+    assert messages_of(lambda: parse_v2_rules(body, REGISTRY)) == [(BAD_AT + where, type_, msg)]
+
+
+def test_an_unknown_field_with_nothing_close_lists_the_built_in_fields() -> None:
+    ((loc, type_, msg),) = messages_of(
+        lambda: parse_v2_rules(v2(field("zzz", "is_null")), REGISTRY)
+    )
+    assert (loc, type_) == ("rules_json.any[0].all[0].field", "unknown_field")
+    assert msg == (
+        f"unknown field 'zzz': {NOT_DECLARED}; the built-in fields are "
+        f"{', '.join(BUILTIN_FIELDS)}; a custom field must be declared before rules use it"
+    )
+
+
+def test_v1_and_simple_name_the_choices_in_their_own_operator_names() -> None:
+    """The field and operator checks are shared with v2; only the operator names differ."""
+    v1_body = v1("all", V1_GOOD, flt("vip", "gt", 1), flt("first_nme", "eq", "x"))
+    assert messages_of(lambda: parse_v1_rules(v1_body, REGISTRY)) == [
+        (
+            "filters[1].operator",
+            "operator_not_allowed",
+            "operator 'gt' is not allowed for field 'vip' of type boolean; expected one of "
+            "eq, neq, exists, not_exists",
+        ),
+        (
+            "filters[2].field",
+            "unknown_field",
+            f"unknown field 'first_nme': {NOT_DECLARED}; did you mean one of 'first_name', "
+            "'last_name'?",
+        ),
+    ]
+    rules = [flt("email", "before", "x"), flt("tags", "equals", "x"), flt("city", "like", "x")]
+    assert messages_of(lambda: parse_simple_rules(rules, REGISTRY)) == [
+        (
+            "rules[0].operator",
+            "operator_not_allowed",
+            "operator 'before' is not allowed for field 'email' of type text; expected one of "
+            "equals, not_equals, contains, not_contains, starts_with",
+        ),
+        (
+            "rules[1].operator",
+            "operator_not_allowed",
+            "operator 'equals' is not allowed for field 'tags' of type list; no operator of "
+            "this dialect applies to a list field (v2 rules have some)",
+        ),
+        (
+            "rules[2].operator",
+            "unknown_operator",
+            "unknown operator 'like'; expected one of equals, not_equals, contains, "
+            "not_contains, starts_with, before, after",
+        ),
+    ]
+
+
+def test_the_simple_apis_documented_operators_are_the_ones_it_reads() -> None:
+    assert list(get_args(simple.Operator)) == list(simple.OPERATORS)

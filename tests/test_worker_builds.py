@@ -179,11 +179,17 @@ async def test_a_change_during_a_build_waits_for_it_without_holding_up_other_seg
         async def other_updated() -> bool:
             return ids[3] in await members(conn, other["id"])
 
+        async def queued_for_held() -> list[uuid.UUID]:
+            rows = await conn.fetch(
+                "SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1",
+                held["id"],
+            )
+            return [r["contact_id"] for r in rows]
+
         await wait_for(other_updated)  # not held up by the build
-        queued = await conn.fetch(
-            "SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1", held["id"]
-        )
-        assert [r["contact_id"] for r in queued] == [ids[3]]
+        # The batch's segments are split over several connections, so the queued change of
+        # `held` may commit a moment after `other`'s update.
+        assert await wait_for(queued_for_held) == [ids[3]]
         assert ids[3] not in await members(conn, held["id"])
         await holder.execute("SELECT pg_advisory_unlock($1)", key)
 

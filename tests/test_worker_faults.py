@@ -1,4 +1,5 @@
-"""The worker under faults: killed mid-build, stopped by SIGTERM, broker or database away.
+"""The worker under faults: killed mid-build, stopped by SIGTERM, broker or database away,
+attempts exhausted.
 
 Faults are made for one client at a time (a TCP proxy it connects through, or a process we
 own), never by stopping the shared servers."""
@@ -23,16 +24,20 @@ from tests.proxy import Proxy
 from tests.test_worker_builds import SUBSCRIBED_IN_DE, _people
 from tests.waiting import wait_for
 from tests.worker_support import (
+    SegmentLock,
     members,
     publish_segment,
     publisher,
+    run_until_idle,
     running_worker,
     save_segment,
+    segment_row,
+    take_dead_letter,
     wait_status,
     worker_settings,
 )
-from worker.locks import segment_lock_key
 from worker.metrics import MESSAGES
+from worker.settle import ATTEMPT_HEADER, DETAIL_HEADER, ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER
 from worker.topology import BUILD_QUEUE
 
 
@@ -71,29 +76,6 @@ async def _worker_process(
     )
 
 
-class _Lock:
-    """Holds a segment's build lock, so its build waits mid-transaction, as if running."""
-
-    def __init__(self, pool: asyncpg.Pool, segment_id: uuid.UUID) -> None:
-        self.pool = pool
-        self.key = segment_lock_key(segment_id)
-        self.conn: Any = None
-
-    async def __aenter__(self) -> _Lock:
-        self.conn = await self.pool.acquire()
-        await self.conn.execute("SELECT pg_advisory_lock($1)", self.key)
-        return self
-
-    async def release(self) -> None:
-        if self.conn is not None:
-            await self.conn.execute("SELECT pg_advisory_unlock($1)", self.key)
-            await self.pool.release(self.conn)
-            self.conn = None
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.release()
-
-
 async def test_worker_killed_mid_build_another_worker_finishes_it(
     conn: asyncpg.Connection,
     pool: asyncpg.Pool,
@@ -104,7 +86,7 @@ async def test_worker_killed_mid_build_another_worker_finishes_it(
 ) -> None:
     ids = await _people(conn, account_id)
     segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
-    async with _Lock(pool, segment["id"]) as lock:
+    async with SegmentLock(pool, segment["id"]) as lock:
         process = await _worker_process(database_url, amqp_url)
         await publish_segment(exchange, "segment.created", segment)
         await wait_status(conn, segment["id"], "RUNNING")
@@ -129,7 +111,7 @@ async def test_sigterm_stops_the_worker_cleanly_and_returns_its_work(
 ) -> None:
     ids = await _people(conn, account_id)
     segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
-    async with _Lock(pool, segment["id"]):
+    async with SegmentLock(pool, segment["id"]):
         process = await _worker_process(database_url, amqp_url, SEGMENTS_SHUTDOWN_GRACE_S="1")
         await publish_segment(exchange, "segment.created", segment)
         await wait_status(conn, segment["id"], "RUNNING")
@@ -155,7 +137,7 @@ async def test_broker_connection_lost_while_messages_are_in_flight_nothing_is_lo
     try:
         settings = worker_settings(database_url, _through(amqp_url, proxy))
         async with running_worker(settings):
-            async with _Lock(pool, segments[0]["id"]):
+            async with SegmentLock(pool, segments[0]["id"]):
                 for segment in segments:
                     await publish_segment(exchange, "segment.created", segment)
                 await wait_status(conn, segments[0]["id"], "RUNNING")
@@ -213,7 +195,7 @@ async def test_rabbitmq_restarted_while_messages_are_in_flight_nothing_is_lost(
     ids = await _people(conn, account_id)
     segments = [await save_segment(conn, account_id, SUBSCRIBED_IN_DE) for _ in range(3)]
     async with running_worker(worker_settings(database_url, amqp_url)):
-        async with _Lock(pool, segments[0]["id"]):
+        async with SegmentLock(pool, segments[0]["id"]):
             for segment in segments:
                 await publish_segment(exchange, "segment.created", segment)
             await wait_status(conn, segments[0]["id"], "RUNNING")
@@ -226,3 +208,65 @@ async def test_rabbitmq_restarted_while_messages_are_in_flight_nothing_is_lost(
             row = await wait_status(conn, segment["id"], "DONE", timeout=90)
             assert row["total_count"] == 2
     assert all([await members(conn, s["id"]) == {ids[0], ids[1]} for s in segments])
+
+
+async def _build_failing_until_idle(
+    pool: asyncpg.Pool, exchange: Any, segment: dict[str, Any], settings: Any, attempt: int
+) -> str:
+    """Publish the segment's build on its `attempt`, and run a worker until idle while every
+    build of it waits for its lock longer than the statement timeout allows (a temporary
+    error). Returns the message id."""
+    async with SegmentLock(pool, segment["id"]):
+        message_id = await publish_segment(
+            exchange, "segment.created", segment, headers={ATTEMPT_HEADER: attempt}
+        )
+        await run_until_idle(settings)
+    return message_id
+
+
+async def test_a_build_out_of_attempts_is_dead_lettered_and_the_segment_failed(
+    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    account_id: uuid.UUID,
+    exchange: Any,
+    database_url: str,
+    amqp_url: str,
+) -> None:
+    segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    settings = worker_settings(database_url, amqp_url, statement_timeout_ms=500, max_attempts=3)
+    # A message that has used its attempts already: its next failure is its last.
+    message_id = await _build_failing_until_idle(pool, exchange, segment, settings, attempt=3)
+    row = await segment_row(conn, segment["id"])
+    assert (row["status"], row["total_count"]) == ("FAILED", None)
+    reason = row["error_reason"]
+    assert "stopped by the statement timeout 3 times" in reason
+    assert "raise SEGMENTS_STATEMENT_TIMEOUT_MS" in reason  # what to do about it
+    dead = await take_dead_letter(amqp_url, BUILD_QUEUE.dead_letter_queue, message_id)
+    assert dead.headers[REASON_HEADER] == "attempts_exhausted"
+    assert dead.headers[DETAIL_HEADER] == reason
+    assert dead.headers[ATTEMPT_HEADER] == 3
+    assert dead.headers[ORIGINAL_ROUTING_KEY_HEADER] == "segment.created"
+
+
+async def test_until_idle_waits_out_a_retry_through_its_delay_queue(
+    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    account_id: uuid.UUID,
+    exchange: Any,
+    database_url: str,
+    amqp_url: str,
+) -> None:
+    segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    settings = worker_settings(
+        database_url, amqp_url, statement_timeout_ms=500, max_attempts=2, retry_delays_s=(1,)
+    )
+    retried = MESSAGES.labels(BUILD_QUEUE.name, "retried", "transient")
+    before = retried._value.get()
+    # Attempt 1 fails, waits a second in segments.build.retry.1s, attempt 2 fails: the end.
+    message_id = await _build_failing_until_idle(pool, exchange, segment, settings, attempt=1)
+    assert retried._value.get() == before + 1
+    row = await segment_row(conn, segment["id"])
+    assert row["status"] == "FAILED"
+    assert "2 times" in row["error_reason"]
+    dead = await take_dead_letter(amqp_url, BUILD_QUEUE.dead_letter_queue, message_id)
+    assert dead.headers[ATTEMPT_HEADER] == 2

@@ -15,6 +15,7 @@ import asyncpg
 
 from tests.reference_db import reference_members
 from tests.waiting import wait_for
+from worker.locks import segment_lock_key
 from worker.messages import ContactChanged, SegmentMessage, amqp_message, contract_message
 from worker.runner import run_worker
 from worker.settings import Settings
@@ -49,6 +50,13 @@ async def running_worker(settings: Settings, *, metrics: bool = False) -> AsyncI
         await asyncio.wait_for(task, timeout=60)
 
 
+async def run_until_idle(settings: Settings, *, timeout: float = 120) -> None:
+    """Run a worker in this event loop until it has nothing left to do (worker/idle.py)."""
+    await asyncio.wait_for(
+        run_worker(settings, asyncio.Event(), metrics=False, until_idle=True), timeout=timeout
+    )
+
+
 @asynccontextmanager
 async def publisher(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
     connection = await aio_pika.connect(amqp_url)
@@ -62,15 +70,24 @@ async def publisher(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchang
 
 
 async def publish_segment(
-    exchange: aio_pika.abc.AbstractExchange, routing_key: str, segment: dict[str, Any]
-) -> None:
+    exchange: aio_pika.abc.AbstractExchange,
+    routing_key: str,
+    segment: dict[str, Any],
+    *,
+    headers: dict[str, Any] | None = None,
+) -> str:
+    """Publish a build message (with extra `headers`); returns its message_id."""
     body = SegmentMessage(
         schema_version=1,
         account_id=segment["account_id"],
         segment_id=segment["id"],
         generation=segment["generation"],
     )
-    await exchange.publish(contract_message(body), routing_key=routing_key)
+    message = contract_message(body)
+    message.headers.update(headers or {})
+    await exchange.publish(message, routing_key=routing_key)
+    assert message.message_id is not None
+    return message.message_id
 
 
 async def publish_changes(
@@ -158,6 +175,47 @@ async def expected_members(
 ) -> set[uuid.UUID]:
     """What the reference evaluator says, on the account's data as it is now."""
     return await reference_members(conn, account_id, "v2", rules)
+
+
+async def take_dead_letter(
+    amqp_url: str, queue_name: str, message_id: str
+) -> aio_pika.abc.AbstractIncomingMessage:
+    """The dead letter of `message_id`, taken off `queue_name` (which must hold it already);
+    the other messages there stay (unacknowledged, they return when the channel closes)."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.get_queue(queue_name)
+        while (message := await queue.get(fail=False)) is not None:
+            if message.message_id == message_id:
+                await message.ack()
+                return message
+        raise AssertionError(f"no dead letter {message_id} in {queue_name}")
+    finally:
+        await connection.close()
+
+
+class SegmentLock:
+    """Holds a segment's build lock, so its build waits mid-transaction, as if running."""
+
+    def __init__(self, pool: asyncpg.Pool, segment_id: uuid.UUID) -> None:
+        self.pool = pool
+        self.key = segment_lock_key(segment_id)
+        self.conn: Any = None
+
+    async def __aenter__(self) -> SegmentLock:
+        self.conn = await self.pool.acquire()
+        await self.conn.execute("SELECT pg_advisory_lock($1)", self.key)
+        return self
+
+    async def release(self) -> None:
+        if self.conn is not None:
+            await self.conn.execute("SELECT pg_advisory_unlock($1)", self.key)
+            await self.pool.release(self.conn)
+            self.conn = None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
 
 
 def dumps(value: Any) -> bytes:

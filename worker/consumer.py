@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import defaultdict
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from uuid import UUID
 
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
+from worker.batching import AccountPart, Batch, ChangeBatcher
 from worker.builds import build_segment, mark_failed
 from worker.changes import (
     NOTHING,
@@ -58,7 +57,6 @@ from worker.settle import (
     attempt_of,
     original_routing_key,
 )
-from worker.topology import MAX_ATTEMPTS
 
 log = structlog.get_logger(__name__)
 
@@ -92,8 +90,8 @@ def _trigger(routing_key: str | None) -> str:
     return routing_key.split(".", 1)[1]
 
 
-def _retry_or_give_up(exc: BaseException, attempt: int) -> Decision:
-    if attempt >= MAX_ATTEMPTS:
+def _retry_or_give_up(exc: BaseException, attempt: int, max_attempts: int) -> Decision:
+    if attempt >= max_attempts:
         return DeadLetter("attempts_exhausted", failure_reason(exc, attempt))
     return Retry("transient" if is_transient(exc) else "unexpected", f"{type(exc).__name__}: {exc}")
 
@@ -173,7 +171,7 @@ class BuildConsumer:
         return Ack(result.outcome)
 
     async def _failed(self, segment: SegmentMessage, exc: Exception, attempt: int) -> Decision:
-        decision = _retry_or_give_up(exc, attempt)
+        decision = _retry_or_give_up(exc, attempt, self.settings.max_attempts)
         log.warning(
             "build.error",
             attempt=attempt,
@@ -190,31 +188,8 @@ class BuildConsumer:
         return decision
 
 
-@dataclass
-class _Pending:
-    messages: list[tuple[AbstractIncomingMessage, ContactChanged]] = field(default_factory=list)
-    contacts: int = 0
-
-    def add(self, message: AbstractIncomingMessage, change: ContactChanged) -> None:
-        self.messages.append((message, change))
-        self.contacts += len(change.contact_ids)
-
-    def take(self, max_contacts: int) -> _Pending:
-        """The oldest messages up to `max_contacts` contacts (at least one message); they
-        leave this batch."""
-        taken = _Pending()
-        while self.messages and (
-            not taken.messages
-            or taken.contacts + len(self.messages[0][1].contact_ids) <= max_contacts
-        ):
-            message, change = self.messages.pop(0)
-            self.contacts -= len(change.contact_ids)
-            taken.add(message, change)
-        return taken
-
-
 class ChangeConsumer:
-    """Coalesces contact.changed deliveries and applies them per account.
+    """Coalesces contact.changed deliveries (worker.batching) and applies them per account.
 
     A batch closes when its window ends or it reaches its size limit, and is applied unless
     the previous batch is still being applied; then it keeps growing (up to the size limit)
@@ -227,10 +202,18 @@ class ChangeConsumer:
         self.settler = settler
         self.settings = settings
         self.in_flight = InFlight()
-        self._pending = _Pending()
+        self.batcher: ChangeBatcher[AbstractIncomingMessage] = ChangeBatcher(
+            max_contacts=settings.change_batch_max_contacts,
+            window_s=settings.change_batch_window_ms / 1000,
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._applying = False
         self._sweep_due = False
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting, being applied or being settled."""
+        return not (self.batcher or self._applying or self.in_flight.tasks)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -238,27 +221,22 @@ class ChangeConsumer:
         except BadMessage as exc:
             self.in_flight.start(self.settler.settle(message, DeadLetter("bad_message", str(exc))))
             return
-        self._pending.add(message, change)
-        if self._pending.contacts >= self.settings.change_batch_max_contacts:
+        self.batcher.add(message, change)
+        if self.batcher.ready():
             self.flush()
-        elif self._timer is None:
-            delay = self.settings.change_batch_window_ms / 1000
-            self._timer = asyncio.get_running_loop().call_later(delay, self.flush)
+        elif self._timer is None and (wait_s := self.batcher.wait_s()) is not None:
+            self._timer = asyncio.get_running_loop().call_later(wait_s, self.flush)
 
     def flush(self) -> None:
-        """Hand the pending batch to a task, unless one is being applied (then it follows
-        that one); new deliveries start the next batch."""
+        """Hand the oldest waiting deliveries to a task as one batch, unless one is being
+        applied (then they follow that one); new deliveries start the next batch."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._applying or not (self._pending.messages or self._sweep_due):
+        if self._applying or not (self.batcher or self._sweep_due):
             return
-        # At most change_batch_max_contacts at once: one statement's size stays bounded
-        # (a backlog of 50,000 contacts in one statement ran for minutes); the rest follows
-        # as soon as this batch is applied.
-        batch = self._pending.take(self.settings.change_batch_max_contacts)
         self._applying = True
-        self.in_flight.start(self._apply(batch))
+        self.in_flight.start(self._apply(self.batcher.take()))
 
     async def sweep_pending(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
         """Until `stop`: every `interval_s`, have the changes queued for segments that were
@@ -271,56 +249,49 @@ class ChangeConsumer:
                 self._sweep_due = True
                 self.flush()
 
-    async def _apply(self, batch: _Pending) -> None:
-        by_account: dict[UUID, list[tuple[AbstractIncomingMessage, ContactChanged]]] = defaultdict(
-            list
-        )
-        for message, change in batch.messages:
-            by_account[change.account_id].append((message, change))
+    async def _apply(self, batch: Batch[AbstractIncomingMessage]) -> None:
         try:
             if self._sweep_due:
                 self._sweep_due = False
                 await self._sweep()
-            for account_id, items in by_account.items():
-                decisions = await self._apply_account(account_id, items)
-                for (message, _), decision in zip(items, decisions, strict=True):
+            for part in batch.accounts():
+                decisions = await self._apply_account(part)
+                for message, decision in zip(part.deliveries, decisions, strict=True):
                     await self.settler.settle(message, decision)
         finally:
             self._applying = False
         self.flush()  # what arrived meanwhile has waited long enough
 
-    async def _apply_account(
-        self, account_id: UUID, items: list[tuple[AbstractIncomingMessage, ContactChanged]]
-    ) -> list[Decision]:
-        contact_ids = sorted({cid for _, change in items for cid in change.contact_ids})
-        INCREMENTAL_BATCH_CONTACTS.observe(len(contact_ids))
+    async def _apply_account(self, part: AccountPart[AbstractIncomingMessage]) -> list[Decision]:
+        INCREMENTAL_BATCH_CONTACTS.observe(len(part.contact_ids))
         started = time.perf_counter()
         try:
-            result = await self._apply_in_parallel(account_id, contact_ids)
+            result = await self._apply_in_parallel(part.account_id, part.contact_ids)
         except Exception as exc:  # classified per message below
             log.warning(
                 "changes.error",
-                account_id=str(account_id),
+                account_id=str(part.account_id),
                 error=f"{type(exc).__name__}: {exc}",
                 exc_info=not is_transient(exc),
             )
-            return [_retry_or_give_up(exc, attempt_of(m)) for m, _ in items]
+            max_attempts = self.settings.max_attempts
+            return [_retry_or_give_up(exc, attempt_of(m), max_attempts) for m in part.deliveries]
         INCREMENTAL_DURATION.observe(time.perf_counter() - started)
         now = time.time()
-        for _, change in items:
+        for change in part.changes:
             CHANGE_LAG.observe(max(0.0, now - change.changed_at.timestamp()))
         log.info(
             "changes.applied",
-            account_id=str(account_id),
-            contacts=len(contact_ids),
-            messages=len(items),
+            account_id=str(part.account_id),
+            contacts=len(part.contact_ids),
+            messages=len(part.deliveries),
             segments=result.segments,
             added=result.added,
             removed=result.removed,
             deferred=result.deferred,
         )
         INCREMENTAL_DEFERRED.inc(result.deferred)
-        return [Ack() for _ in items]
+        return [Ack() for _ in part.deliveries]
 
     async def _sweep(self) -> None:
         try:

@@ -215,7 +215,7 @@ class OutboxRelay:
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             # Declared here too, not only by the worker: a message published before any
             # worker has run would otherwise have no queue to go to and be dropped.
-            self._exchange = await declare(channel)
+            self._exchange = await declare(channel, self._settings.retry_delays_s)
         except _BROKER_ERRORS as exc:
             await self._close_broker()
             raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc

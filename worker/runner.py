@@ -7,28 +7,32 @@ the pending change batch, give in-flight work `shutdown_grace_s` to finish, then
 channels; anything still unacknowledged goes back to its queue for another worker.
 Connection losses are survived: aio-pika's robust connection reconnects and resubscribes, and
 work that failed on the database is retried through the delay queues.
+
+With `until_idle` the worker also stops itself, the same way, once it has nothing left to do
+(worker/idle.py says what that means).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import aio_pika
 import asyncpg
 import structlog
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import start_http_server
 
 from worker.consumer import BuildConsumer, ChangeConsumer
 from worker.db import create_pool
+from worker.idle import IdleProbe, QueuesOnChannel, stop_when_idle
 from worker.relay import OutboxRelay
 from worker.scheduler import Scheduler
 from worker.settings import Settings
 from worker.settle import Settler
-from worker.topology import BUILD_QUEUE, CONTACT_CHANGES_QUEUE, declare
+from worker.topology import BUILD_QUEUE, CONTACT_CHANGES_QUEUE, WORK_QUEUES, declare
 
 log = structlog.get_logger(__name__)
 
@@ -38,19 +42,25 @@ class Consumers:
     builds: BuildConsumer
     changes: ChangeConsumer
     tags: list[tuple[aio_pika.abc.AbstractRobustQueue, str]]
+    channels: Mapping[str, AbstractChannel]  # by queue name: "setup" declared the topology
+
+    @property
+    def idle(self) -> bool:
+        return not self.builds.in_flight.tasks and self.changes.idle
 
 
 async def _subscribe(
     connection: AbstractRobustConnection, pool: asyncpg.Pool, settings: Settings
 ) -> Consumers:
     setup = await connection.channel()
-    await declare(setup)
+    await declare(setup, settings.retry_delays_s)
     build_channel = await connection.channel()
     await build_channel.set_qos(prefetch_count=settings.build_concurrency)
     change_channel = await connection.channel()
     await change_channel.set_qos(prefetch_count=settings.change_prefetch)
-    builds = BuildConsumer(pool, Settler(build_channel, BUILD_QUEUE), settings)
-    changes = ChangeConsumer(pool, Settler(change_channel, CONTACT_CHANGES_QUEUE), settings)
+    delays = settings.retry_delays_s
+    builds = BuildConsumer(pool, Settler(build_channel, BUILD_QUEUE, delays), settings)
+    changes = ChangeConsumer(pool, Settler(change_channel, CONTACT_CHANGES_QUEUE, delays), settings)
     # declare_queue (passive) rather than get_queue(ensure=False): only declared queues are
     # re-subscribed by the robust channel after a reconnect.
     build_queue = await build_channel.declare_queue(BUILD_QUEUE.name, passive=True)
@@ -59,7 +69,24 @@ async def _subscribe(
         (build_queue, await build_queue.consume(builds.on_message)),
         (change_queue, await change_queue.consume(changes.on_message)),
     ]
-    return Consumers(builds, changes, tags)
+    channels = {
+        "setup": setup,
+        BUILD_QUEUE.name: build_channel,
+        CONTACT_CHANGES_QUEUE.name: change_channel,
+    }
+    return Consumers(builds, changes, tags, channels)
+
+
+def _idle_probe(
+    consumers: Consumers, pool: asyncpg.Pool, settings: Settings, relay: bool
+) -> IdleProbe:
+    delay_queues = [q.retry_queue(d) for q in WORK_QUEUES for d in set(settings.retry_delays_s)]
+    queues = [
+        # Each work queue on its consumer's channel (see QueuesOnChannel).
+        *(QueuesOnChannel(consumers.channels[q.name], [q.name]) for q in WORK_QUEUES),
+        QueuesOnChannel(consumers.channels["setup"], sorted(delay_queues)),
+    ]
+    return IdleProbe(pool, queues, lambda: consumers.idle, count_outbox=relay)
 
 
 @asynccontextmanager
@@ -82,8 +109,10 @@ async def run_worker(
     metrics: bool = True,
     ready: asyncio.Event | None = None,
     relay: bool | None = None,
+    until_idle: bool = False,
 ) -> None:
-    """Run until `stop` is set; `ready` is set once the consumers are subscribed. The outbox
+    """Run until `stop` is set, or with `until_idle` also until there is nothing left to do
+    (then `stop` is set here); `ready` is set once the consumers are subscribed. The outbox
     relay runs here when `relay` (default: the outbox_relay_enabled setting) is true."""
     run_relay = settings.outbox_relay_enabled if relay is None else relay
     pool = await create_pool(
@@ -101,6 +130,10 @@ async def run_worker(
         scheduler = Scheduler(settings, pool)
         scheduler_task = asyncio.create_task(scheduler.run(stop))
         sweep_task = asyncio.create_task(consumers.changes.sweep_pending(stop))
+        background = [scheduler_task, sweep_task]
+        if until_idle:
+            probe = _idle_probe(consumers, pool, settings, run_relay)
+            background.append(asyncio.create_task(stop_when_idle(probe, stop)))
         async with AsyncExitStack() as stack:
             if run_relay:
                 await stack.enter_async_context(OutboxRelay(pool, settings))
@@ -111,7 +144,7 @@ async def run_worker(
                 ready.set()
             await stop.wait()
             await _drain(consumers, settings.shutdown_grace_s)
-            await asyncio.gather(scheduler_task, sweep_task)
+            await asyncio.gather(*background)
     finally:
         await connection.close()
         await pool.close()

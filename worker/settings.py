@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -91,6 +92,19 @@ class Settings(BaseSettings):
     stuck_after_s: int = Field(
         600, ge=1, description="A PENDING/RUNNING segment no build holds is requeued after this."
     )
+    retry_delays_s: Annotated[tuple[int, ...], NoDecode] = Field(
+        (5, 30, 120),
+        min_length=1,
+        description="Backoff before each retry of a message that failed on a temporary error,"
+        " comma-separated seconds; the last repeats. One delay queue per value"
+        " (`<queue>.retry.<N>s`): new values declare new queues.",
+    )
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Attempts per message before it is dead-lettered (a build then ends FAILED).",
+    )
     shutdown_grace_s: float = Field(
         30, ge=0, description="On SIGTERM, in-flight work gets this long to finish."
     )
@@ -102,6 +116,21 @@ class Settings(BaseSettings):
         " serves all its metrics at the API's /metrics instead.",
     )
     worker_metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on.")
+
+    @field_validator("retry_delays_s", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # SEGMENTS_RETRY_DELAYS_S=5,30,120 (or [5,30,120]) from the environment.
+        if isinstance(value, str):
+            return [part.strip() for part in value.strip("[] ").split(",") if part.strip()]
+        return value
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _whole_seconds_up_to_a_day(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= delay <= 86_400 for delay in value):
+            raise ValueError("each retry delay must be between 1 and 86400 seconds")
+        return value
 
 
 def load_settings() -> Settings:
@@ -127,6 +156,8 @@ def _default(value: object) -> str:
         return "`true`" if value else "`false`"
     if isinstance(value, float):
         return f"`{value:g}`"
+    if isinstance(value, tuple):
+        return f"`{','.join(map(str, value))}`"
     return f"`{value}`"
 
 

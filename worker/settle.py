@@ -3,15 +3,15 @@ acks, retries or dead-letters.
 
 - Ack: done (or nothing to do).
 - Retry: a copy goes to the queue's delay queue for its attempt (TTL, then back to the work
-  queue), then the original is acked. The copy is confirmed before the ack, so a crash in
-  between means a duplicate, never a loss.
+  queue; the delays are SEGMENTS_RETRY_DELAYS_S), then the original is acked. The copy is
+  confirmed before the ack, so a crash in between means a duplicate, never a loss.
 - DeadLetter: a copy goes to the dead-letter exchange with the reason in its headers, then the
   original is acked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aio_pika
@@ -23,7 +23,7 @@ from aio_pika.abc import (
 )
 
 from worker.metrics import MESSAGES
-from worker.topology import DEAD_LETTER_EXCHANGE, WorkQueue
+from worker.topology import DEAD_LETTER_EXCHANGE, WorkQueue, retry_delay_s
 
 log = structlog.get_logger(__name__)
 
@@ -70,9 +70,12 @@ def attempt_of(message: AbstractIncomingMessage) -> int:
 
 
 class Settler:
-    def __init__(self, channel: AbstractChannel, queue: WorkQueue) -> None:
+    def __init__(
+        self, channel: AbstractChannel, queue: WorkQueue, retry_delays_s: Sequence[int]
+    ) -> None:
         self.channel = channel
         self.queue = queue
+        self.retry_delays_s = retry_delays_s
         self._dlx: AbstractExchange | None = None
 
     async def settle(self, message: AbstractIncomingMessage, decision: Decision) -> None:
@@ -95,9 +98,10 @@ class Settler:
                 outcome = "acked"
             case Retry():
                 attempt = attempt_of(message)
+                delay_s = retry_delay_s(attempt, self.retry_delays_s)
                 await self.channel.default_exchange.publish(
                     self._copy(message, {ATTEMPT_HEADER: attempt + 1}),
-                    routing_key=self.queue.retry_queue(attempt),
+                    routing_key=self.queue.retry_queue(delay_s),
                 )
                 await message.ack()
                 outcome = "retried"
@@ -106,6 +110,7 @@ class Settler:
                     queue=self.queue.name,
                     reason=decision.reason,
                     attempt=attempt,
+                    delay_s=delay_s,
                     detail=decision.detail[:_MAX_DETAIL],
                 )
             case DeadLetter():

@@ -45,7 +45,7 @@ class SegmentRules:
     def query(self, registry: FieldRegistry, now: datetime) -> SegmentQuery:
         """The segment's query at `now`; raises RulesInvalid if the rules no longer fit the
         account's fields (a custom field undeclared or retyped since the segment was saved)."""
-        tree: RuleTree = parse_rules(self.dialect, self.rules, registry)  # type: ignore[arg-type]
+        tree: RuleTree = parse_rules(self.dialect, self.rules, registry)
         return SegmentQuery(self.account_id, tree, self.contact_list_ids, now)
 
 

@@ -24,7 +24,18 @@ async def run_api(settings: Settings, args: argparse.Namespace) -> int:
 async def run_worker_process(settings: Settings, args: argparse.Namespace) -> int:
     await migrate(settings.database_url)
     stop = stop_on_signals()
-    return await until_stopped(stop, [run_worker(settings, stop)])
+    return await until_stopped(stop, [run_worker(settings, stop, until_idle=args.until_idle)])
+
+
+def worker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--until-idle",
+        action="store_true",
+        help="exit (status 0) once there is nothing left to do, for tests and batch jobs: the"
+        " build and contact-change queues and their delay queues have no message ready, this"
+        " worker holds none, no change waits in segment_pending_changes and (if it runs the"
+        " relay) the outbox is sent, throughout a quiet half second. Waits out retries.",
+    )
 
 
 async def run_all(settings: Settings, args: argparse.Namespace) -> int:
@@ -60,6 +71,7 @@ COMMANDS = (
         "worker",
         "build segments and keep them current as contacts change (run as many as you need)",
         run_worker_process,
+        worker_arguments,
     ),
     Command(
         "run",

@@ -10,8 +10,9 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from worker.rules.choices import one_of, show
 from worker.rules.errors import RuleError, RulesInvalid, join_loc
-from worker.rules.fields import ALL_FIELD_OPERATORS, OPERATORS_BY_TYPE, FieldRegistry
+from worker.rules.fields import ALL_FIELD_OPERATORS, OPERATORS_BY_TYPE, FieldRegistry, FieldType
 from worker.rules.shapes import (
     SHAPES,
     ActivityShape,
@@ -75,7 +76,7 @@ def read_condition(raw: Any, loc: str, ctx: Context, errors: Errors) -> Conditio
     if not isinstance(kind, str) or kind not in SHAPES:
         errors.add(
             join_loc(loc, "kind"),
-            f"unknown kind {_show(kind)}; expected one of {', '.join(SHAPES)}",
+            f"unknown kind {show(kind)}; {one_of(SHAPES)}",
             "unknown_kind",
         )
         return None
@@ -101,28 +102,32 @@ def _typed(shape: Any, loc: str, ctx: Context, errors: Errors) -> Condition | No
 
 
 def read_field_condition(
-    shape: FieldShape, loc: str, ctx: Context, errors: Errors, shown_operator: str | None = None
+    shape: FieldShape,
+    loc: str,
+    ctx: Context,
+    errors: Errors,
+    spelling: Mapping[str, str] | None = None,
 ) -> FieldCondition | None:
-    shown = shown_operator or shape.operator
+    """`spelling` maps the dialect's operator names to canonical ones (None: canonical), so
+    that errors name the operators as the user writes them."""
     spec = ctx.registry.lookup(shape.field)
     if spec is None:
-        errors.add(
-            join_loc(loc, "field"),
-            f"unknown field {_show(shape.field)}: not a contact field and not a custom field "
-            "declared for this account",
-            "unknown_field",
-        )
+        errors.add(join_loc(loc, "field"), ctx.registry.unknown(shape.field), "unknown_field")
         return None
+    shown = spelt(shape.operator, spelling)
     if shape.operator not in ALL_FIELD_OPERATORS:
         errors.add(
-            join_loc(loc, "operator"), f"unknown operator {_show(shown)}", "unknown_operator"
+            join_loc(loc, "operator"),
+            f"unknown operator {show(shown)} for field {show(spec.name)} of type {spec.type}; "
+            f"{_operators_for(spec.type, spelling)}",
+            "unknown_operator",
         )
         return None
     if shape.operator not in OPERATORS_BY_TYPE[spec.type]:
         errors.add(
             join_loc(loc, "operator"),
-            f"operator {_show(shown)} is not allowed for field {_show(spec.name)} "
-            f"of type {spec.type}",
+            f"operator {show(shown)} is not allowed for field {show(spec.name)} "
+            f"of type {spec.type}; {_operators_for(spec.type, spelling)}",
             "operator_not_allowed",
         )
         return None
@@ -199,6 +204,19 @@ def check_list_ids(ids: list[UUID], loc: str, ctx: Context, errors: Errors) -> b
     return found
 
 
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def spelt(operator: str, spelling: Mapping[str, str] | None) -> str:
+    """The dialect's name for a canonical operator (itself when the dialect has none)."""
+    if spelling is None:
+        return operator
+    return next((name for name, canonical in spelling.items() if canonical == operator), operator)
+
+
+def _operators_for(field_type: FieldType, spelling: Mapping[str, str] | None) -> str:
+    """The operators a field of this type takes, as the dialect names them."""
+    allowed = OPERATORS_BY_TYPE[field_type]
+    if spelling is None:
+        return one_of(sorted(allowed))
+    names = [name for name, canonical in spelling.items() if canonical in allowed]
+    if not names:
+        return f"no operator of this dialect applies to a {field_type} field (v2 rules have some)"
+    return one_of(names)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from worker.rules.choices import did_you_mean, show
+
 
 class FieldType(StrEnum):
     TEXT = "text"
@@ -102,6 +104,22 @@ class FieldRegistry:
     def from_declarations(cls, rows: Mapping[str, str]) -> FieldRegistry:
         """From contact_fields rows (key -> data_type)."""
         return cls({key: FieldType(data_type) for key, data_type in rows.items()})
+
+    def names(self) -> list[str]:
+        """Every field a rule may name: the built-ins, then the custom fields."""
+        return [*BUILTIN_FIELDS, *(key for key in self.custom if key not in BUILTIN_FIELDS)]
+
+    def unknown(self, name: str) -> str:
+        """The message for a field name that is not here: the closest known names, or the
+        built-in ones when nothing is close."""
+        hint = did_you_mean(name, self.names()) or (
+            f"the built-in fields are {', '.join(BUILTIN_FIELDS)}; "
+            "a custom field must be declared before rules use it"
+        )
+        return (
+            f"unknown field {show(name)}: not a contact field and not a custom field declared "
+            f"for this account; {hint}"
+        )
 
     def lookup(self, name: str) -> FieldSpec | None:
         if name in BUILTIN_FIELDS:

@@ -1,12 +1,13 @@
 """The JSON shape of each condition kind, as pydantic models (unknown keys are errors).
 
 These check structure only; what a field condition's value must be depends on the field's
-type, which only the account's registry knows (worker.rules.conditions).
+type, which only the account's registry knows (worker.rules.conditions). The one union of
+the kinds, `ConditionShape`, also documents the v2 rules in the OpenAPI document.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
@@ -68,10 +69,19 @@ class IspShape(_Shape):
     values: Annotated[list[IspId], Field(min_length=1, max_length=MAX_ARRAY_ITEMS)]
 
 
-SHAPES: dict[str, type[_Shape]] = {
-    "field": FieldShape,
-    "activity": ActivityShape,
-    "deliverability": DeliverabilityShape,
-    "membership": MembershipShape,
-    "isp": IspShape,
-}
+AnyShape = FieldShape | ActivityShape | DeliverabilityShape | MembershipShape | IspShape
+ConditionShape = Annotated[AnyShape, Field(discriminator="kind")]
+
+
+def _kind(shape: type[_Shape]) -> str:
+    (kind,) = get_args(shape.model_fields["kind"].annotation)
+    return str(kind)
+
+
+# kind -> its shape, in the union's order (which error messages list).
+SHAPES: dict[str, type[_Shape]] = {_kind(shape): shape for shape in get_args(AnyShape)}
+
+# Rules as canonical JSON: OR of groups, each an AND of condition objects. Rendering between
+# dialects goes through this form (worker.rules.dialects).
+ConditionJson = dict[str, Any]
+Groups = list[list[ConditionJson]]

@@ -1,7 +1,7 @@
 """The canonical rule tree, typed and validated: what the compiler consumes.
 
-Built only by the parsers in worker.rules.parse, so every value here is already checked:
-text values are non-empty, datetimes are aware UTC, numbers are Decimals.
+Built only by the dialect parsers (worker.rules.v2, v1, simple), so every value here is
+already checked: text values are non-empty, datetimes are aware UTC, numbers are Decimals.
 """
 
 from __future__ import annotations
