@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 import structlog
-from aiormq.exceptions import AMQPError
 
 from segments.commands import Command, admin, data, service
-from segments.hints import describe
+from segments.hints import SETUP_ERRORS, describe
 from worker.logs import configure_logging
 from worker.settings import load_settings
 
@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run(settings, args))
     except KeyboardInterrupt:
         return 130
-    except (OSError, AMQPError) as exc:  # AMQPError: some of aiormq's are not OSErrors
+    except BrokenPipeError:
+        # Whoever read the output went away (`segments explain ... | head`): nothing to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except SETUP_ERRORS as exc:
         log.error("cli.connection_failed", **describe(exc))
         return 2
 

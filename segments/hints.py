@@ -5,10 +5,20 @@ beside the error instead of a traceback."""
 from __future__ import annotations
 
 import errno
+import socket
 
+import asyncpg
 from aiormq.exceptions import AMQPError, InvalidFrameError, ProbableAuthenticationError
 
 DATABASE = "is PostgreSQL running and SEGMENTS_DATABASE_URL right?"
+DATABASE_LOGIN = (
+    "PostgreSQL refused the user or password of SEGMENTS_DATABASE_URL: fix them there (or "
+    "create the role: CREATE ROLE name LOGIN PASSWORD '...')"
+)
+DATABASE_MISSING = (
+    "the database of SEGMENTS_DATABASE_URL does not exist: `segments migrate` creates it"
+)
+NOT_MIGRATED = "the database has no segments tables yet: run `segments migrate` first"
 BROKER_DOWN = (
     "is RabbitMQ running, and SEGMENTS_AMQP_URL right (host and port)? "
     "`rabbitmqctl status` tells whether it is up"
@@ -29,6 +39,18 @@ METRICS_PORT = (
 )
 
 
+# What a command may fail with because of the setup, not a bug (segments/cli.py catches them):
+# the network (OSError), and the broker's and PostgreSQL's refusals, which are not OSErrors.
+SETUP_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    AMQPError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.UndefinedTableError,
+)
+
+
 def startup_hint(exc: BaseException) -> str | None:
     """What to do about `exc`, if it is one of the failures above; None for anything else
     (a bug: its message and type are all there is to say)."""
@@ -44,8 +66,20 @@ def startup_hint(exc: BaseException) -> str | None:
         # The API's own port is checked before it starts, with its own message
         # (api_shim.server.CannotListen); what is left is the worker's metrics server.
         return None if "SEGMENTS_API_PORT" in str(exc) else METRICS_PORT
-    if isinstance(exc, OSError):
-        return DATABASE
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
+        return DATABASE  # the broker's are AMQPErrors, handled above
+    return _database_hint(exc)
+
+
+def _database_hint(exc: BaseException) -> str | None:
+    if isinstance(
+        exc, (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError)
+    ):
+        return DATABASE_LOGIN
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return DATABASE_MISSING
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        return NOT_MIGRATED
     return None
 
 

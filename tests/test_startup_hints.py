@@ -117,3 +117,11 @@ def test_database_down() -> None:
     code, events = _segments("migrate", SEGMENTS_DATABASE_URL=url)
     assert code == 2
     assert _failure(events)["hint"] == hints.DATABASE
+
+
+def test_database_refusing_the_user(database_url: str) -> None:
+    parts = urlsplit(database_url)
+    url = urlunsplit(parts._replace(netloc=f"no_such_role@{parts.hostname}:{parts.port}"))
+    code, events = _segments("migrate", SEGMENTS_DATABASE_URL=url)
+    assert code == 2
+    assert _failure(events)["hint"] == hints.DATABASE_LOGIN
