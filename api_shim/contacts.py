@@ -7,12 +7,21 @@ HTTP API, Limits); a larger load goes through `segments import` or several calls
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
 from fastapi import Depends
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from api_shim import contacts_store as db
 from api_shim.auth import CONTACTS, Principal, require
@@ -20,6 +29,8 @@ from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, ApiError, ErrorItem, not_found
 from api_shim.routing import SlashOptionalRouter
 from api_shim.types import Email, JsonObject, ShortText, storable_text, utc
+from worker.contact_lookup import ids_by_email, normal_email
+from worker.lists import change_members as change_list_members
 from worker.outbox import enqueue_contacts_changed
 
 MAX_CONTACTS = 1000  # per upsert call (one contact.changed message)
@@ -69,9 +80,21 @@ class UpsertResult(BaseModel):
     items: list[UpsertedContact]
 
 
-class EventIn(BaseModel):
+class ContactRef(BaseModel):
+    """One contact of the account, by `contact_id` or by `email` (exactly one of them)."""
+
     model_config = ConfigDict(extra="forbid")
-    contact_id: UUID
+    contact_id: UUID | None = None
+    email: Email | None = Field(None, description="Any case; as stored, trimmed and lower-cased.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.contact_id is None) == (self.email is None):
+            raise ValueError("give exactly one of contact_id and email")
+        return self
+
+
+class EventIn(ContactRef):
     type: Literal["open", "click", "bounce", "complaint", "delivered", "unsubscribe"]
     campaign_id: UUID | None = None
     occurred_at: Annotated[datetime, AfterValidator(utc)] | None = Field(
@@ -88,13 +111,25 @@ class EventsResult(BaseModel):
     inserted: int
 
 
-MemberIds = Annotated[list[UUID], Field(max_length=MAX_MEMBER_CHANGES)]
+def _member_ref(value: Any) -> Any:
+    """A bare string names a contact by id, or by email when it holds an `@`."""
+    if isinstance(value, str):
+        return {"email": value} if "@" in value else {"contact_id": value}
+    return value
+
+
+Member = Annotated[
+    ContactRef,
+    BeforeValidator(_member_ref),
+    Field(description="A contact id, an email, or an object with one of `contact_id` and `email`."),
+]
+Members = Annotated[list[Member], Field(max_length=MAX_MEMBER_CHANGES)]
 
 
 class MembershipChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    add: MemberIds = []
-    remove: MemberIds = []
+    add: Members = []
+    remove: Members = []
 
 
 class MembershipResult(BaseModel):
@@ -128,10 +163,11 @@ async def upsert_contacts(ctx: Ctx, who: Writer, body: ContactBatch) -> UpsertRe
 
 @router.post("/events", response_model=EventsResult, summary="Append engagement events")
 async def append_events(ctx: Ctx, who: Writer, body: EventBatch) -> EventsResult:
-    ids = [e.contact_id for e in body.events]
-    rows = [(e.contact_id, e.type, e.campaign_id, e.occurred_at) for e in body.events]
     async with ctx.pool.acquire() as conn, conn.transaction():
-        await _require_contacts(conn, who.account_id, ids, "events", "contact_id")
+        ids = await resolve_contacts(conn, who.account_id, body.events, "events", ".{field}")
+        rows = [
+            (i, e.type, e.campaign_id, e.occurred_at) for i, e in zip(ids, body.events, strict=True)
+        ]
         inserted = await db.insert_events(conn, who.account_id, rows)
         await enqueue_contacts_changed(conn, who.account_id, ids)
     return EventsResult(inserted=inserted)
@@ -141,26 +177,26 @@ async def append_events(ctx: Ctx, who: Writer, body: EventBatch) -> EventsResult
     "/lists/{list_id}/members",
     response_model=MembershipResult,
     responses={404: ERROR_RESPONSES[400] | {"description": "No such list in this account"}},
-    summary="Add contacts to a list and remove others",
+    summary="Add contacts to a list and remove others (by contact id or email)",
 )
 async def change_members(
     ctx: Ctx, who: Writer, list_id: UUID, body: MembershipChange
 ) -> MembershipResult:
-    both = set(body.add) & set(body.remove)
-    if both:
-        raise ApiError.invalid(
-            (f"remove[{i}]", "is also in add", "conflicting_change")
-            for i, contact_id in enumerate(body.remove)
-            if contact_id in both
-        )
     async with ctx.pool.acquire() as conn, conn.transaction():
         if not await db.list_exists(conn, who.account_id, list_id):
             raise not_found("list", "list_id")
-        await _require_contacts(conn, who.account_id, body.add, "add", None)
-        added = await db.add_members(conn, who.account_id, list_id, body.add)
-        removed = await db.remove_members(conn, who.account_id, list_id, body.remove)
-        if added or removed:
-            await enqueue_contacts_changed(conn, who.account_id, [*added, *removed])
+        add = await resolve_contacts(conn, who.account_id, body.add, "add", "")
+        remove = await resolve_contacts(
+            conn, who.account_id, body.remove, "remove", "", check_ids=False
+        )
+        both = set(add) & set(remove)
+        if both:
+            raise ApiError.invalid(
+                (f"remove[{i}]", "is also in add", "conflicting_change")
+                for i, contact_id in enumerate(remove)
+                if contact_id in both
+            )
+        added, removed = await change_list_members(conn, who.account_id, list_id, add, remove)
     return MembershipResult(added=len(added), removed=len(removed))
 
 
@@ -202,21 +238,45 @@ def _reject_duplicates(values: list[str], key: str, field: str) -> None:
         raise ApiError(400, errors)
 
 
-async def _require_contacts(
-    conn: Any, account_id: UUID, ids: list[UUID], key: str, field: str | None
-) -> None:
-    """A located 400 for every id that is not a contact of this account."""
-    if not ids:
-        return
-    known = await db.existing_contacts(conn, account_id, ids)
-    errors = [
-        ErrorItem(
-            loc=f"{key}[{i}]" + (f".{field}" if field else ""),
-            msg=f"contact {contact_id} is not a contact of this account",
-            type="unknown_contact",
-        )
-        for i, contact_id in enumerate(ids)
-        if contact_id not in known
-    ]
+async def resolve_contacts(
+    conn: Any,
+    account_id: UUID,
+    refs: Sequence[ContactRef],
+    key: str,
+    field_loc: str,
+    *,
+    check_ids: bool = True,
+) -> list[UUID]:
+    """The contact id of each ref (ContactRef), in order; a located 400 for every email the
+    account has no contact for and (check_ids) every id that is not one of its contacts.
+    `field_loc` formats the location's tail from the ref's `{field}` (".{field}" or "")."""
+    emails = [r.email for r in refs if r.email is not None]
+    by_email = await ids_by_email(conn, account_id, emails) if emails else {}
+    given = [r.contact_id for r in refs if r.contact_id is not None]
+    known = await db.existing_contacts(conn, account_id, given) if check_ids and given else set()
+    errors: list[ErrorItem] = []
+    ids: list[UUID] = []
+    for i, ref in enumerate(refs):
+        if ref.email is not None:
+            found = by_email.get(normal_email(ref.email))
+            if found is None:
+                msg = (
+                    f"no contact with email {ref.email} in this account; "
+                    "create it first with POST /api/v2/contacts"
+                )
+                loc = f"{key}[{i}]" + field_loc.format(field="email")
+                errors.append(ErrorItem(loc=loc, msg=msg, type="unknown_contact"))
+                continue
+            ids.append(found)
+        else:
+            contact_id = ref.contact_id
+            assert contact_id is not None  # exactly one of the two (ContactRef)
+            if check_ids and contact_id not in known:
+                msg = f"contact {contact_id} is not a contact of this account"
+                loc = f"{key}[{i}]" + field_loc.format(field="contact_id")
+                errors.append(ErrorItem(loc=loc, msg=msg, type="unknown_contact"))
+                continue
+            ids.append(contact_id)
     if errors:
         raise ApiError(400, errors)
+    return ids

@@ -97,34 +97,3 @@ async def list_exists(conn: Conn, account_id: UUID, list_id: UUID) -> bool:
         "SELECT 1 FROM contact_lists WHERE id = $1 AND account_id = $2", list_id, account_id
     )
     return found is not None
-
-
-async def add_members(
-    conn: Conn, account_id: UUID, list_id: UUID, contact_ids: Sequence[UUID]
-) -> list[UUID]:
-    """Add contacts to the list; returns those that were not members before."""
-    rows = await conn.fetch(
-        """INSERT INTO contact_list_members (list_id, contact_id, account_id)
-           SELECT $1, contact_id, $3 FROM unnest($2::uuid[]) AS u(contact_id)
-           ON CONFLICT (list_id, contact_id) DO NOTHING
-           RETURNING contact_id""",
-        list_id,
-        list(contact_ids),
-        account_id,
-    )
-    return [r["contact_id"] for r in rows]
-
-
-async def remove_members(
-    conn: Conn, account_id: UUID, list_id: UUID, contact_ids: Sequence[UUID]
-) -> list[UUID]:
-    """Remove contacts from the list; returns those that were members."""
-    rows = await conn.fetch(
-        """DELETE FROM contact_list_members
-           WHERE list_id = $1 AND account_id = $2 AND contact_id = ANY($3::uuid[])
-           RETURNING contact_id""",
-        list_id,
-        account_id,
-        list(contact_ids),
-    )
-    return [r["contact_id"] for r in rows]

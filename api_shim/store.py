@@ -3,13 +3,14 @@ another account finds nothing, exactly like an id that does not exist (404)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
 
-from worker.db import Conn
+from worker.db import Conn, cursor_batches
 
 COLUMNS = """id, number, account_id, name, color, description, dialect, rules, contact_list_ids,
     display_fields, status, total_count, generation, time_relative, error_reason, created_at,
@@ -135,6 +136,17 @@ async def list_by_number(
         offset,
     )
     return total, rows
+
+
+async def segments_in_number_order(
+    conn: Conn, account_id: UUID, *, limit: int | None, offset: int, batch_size: int = 500
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """All the account's segments (or `limit` of them) in creation order, through a cursor
+    (the caller holds a transaction)."""
+    sql = f"""SELECT {COLUMNS} FROM segments WHERE account_id = $1
+              ORDER BY number LIMIT $2 OFFSET $3"""  # noqa: S608 (a constant column list)
+    async for rows in cursor_batches(conn, sql, account_id, limit, offset, batch_size=batch_size):
+        yield rows
 
 
 async def save_segment(

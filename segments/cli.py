@@ -17,14 +17,20 @@ import sys
 
 import structlog
 
-from segments.commands import Command, admin, data, service
+from segments.commands import Command, admin, data, export, manage, service
 from segments.hints import SETUP_ERRORS, describe
 from worker.logs import configure_logging
 from worker.settings import load_settings
 
 log = structlog.get_logger(__name__)
 
-COMMANDS: tuple[Command, ...] = (*admin.COMMANDS, *data.COMMANDS, *service.COMMANDS)
+COMMANDS: tuple[Command, ...] = (
+    *admin.COMMANDS,
+    *data.COMMANDS,
+    *export.COMMANDS,
+    *manage.COMMANDS,
+    *service.COMMANDS,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

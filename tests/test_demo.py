@@ -36,7 +36,6 @@ def _settings(database_url: str, amqp_url: str) -> Settings:
         database_url=database_url,
         amqp_url=amqp_url,
         worker_metrics_port=0,
-        change_batch_window_ms=20,
         outbox_poll_interval_s=0.5,
         api_pool_max_size=4,
     )

@@ -60,7 +60,6 @@ async def service(
         "SEGMENTS_AMQP_URL": amqp_url,
         "SEGMENTS_API_PORT": str(port),
         "SEGMENTS_WORKER_METRICS_PORT": "0",
-        "SEGMENTS_CHANGE_BATCH_WINDOW_MS": "20",
         "SEGMENTS_LOG_FORMAT": "json",
         "SEGMENTS_API_RATE_LIMIT_PER_MINUTE": "100000",  # the test polls
     }

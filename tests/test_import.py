@@ -115,7 +115,8 @@ async def test_contacts_from_csv_land_with_typed_columns_and_nulls_for_empty_cel
 ) -> None:
     await conn.execute(
         """INSERT INTO contact_fields (account_id, key, data_type)
-           VALUES ($1, 'score', 'number'), ($1, 'vip', 'boolean'), ($1, 'hobbies', 'list')""",
+           VALUES ($1, 'score', 'number'), ($1, 'vip', 'boolean'), ($1, 'hobbies', 'list'),
+                  ($1, 'note', 'text')""",
         account_id,
     )
     path = write(
@@ -214,6 +215,10 @@ async def test_upsert_updates_the_contact_with_that_email_and_keeps_what_the_fil
         """INSERT INTO contacts (account_id, email, name, status, tags, attributes)
            VALUES ($1, 'ann@example.com', 'Ann', 'unsubscribed', '{old}', '{"a": 1, "b": 1}')
            RETURNING id""",
+        account_id,
+    )
+    await conn.execute(
+        "INSERT INTO contact_fields (account_id, key, data_type) VALUES ($1, 'b', 'text')",
         account_id,
     )
     path = write(

@@ -25,7 +25,6 @@ def worker_settings(database_url: str, amqp_url: str, **overrides: Any) -> Setti
     values: dict[str, Any] = {
         "database_url": database_url,
         "amqp_url": amqp_url,
-        "change_batch_window_ms": 20,
         "shutdown_grace_s": 10,
         "worker_metrics_port": 0,
         **overrides,

@@ -189,12 +189,13 @@ class BuildConsumer:
 
 
 class ChangeConsumer:
-    """Coalesces contact.changed deliveries (worker.batching) and applies them per account.
-
-    A batch closes when its window ends or it reaches its size limit, and is applied unless
-    the previous batch is still being applied; then it keeps growing (up to the size limit)
-    and is applied the moment that one is done. So under load batches grow instead of
-    queueing: the cost of a batch is mostly per segment, not per contact.
+    """Coalesces contact.changed deliveries (worker.batching) and applies them per account,
+    by group commit: a change that arrives while no batch is being applied starts one at once
+    (after the deliveries already read from the socket have joined it); changes that arrive
+    while one is applied wait and form the next batch, started the moment that one is done.
+    So a lone change waits for nothing, and under load batches grow instead of queueing (the
+    cost of a batch is mostly per segment, not per contact). SEGMENTS_CHANGE_BATCH_WINDOW_MS
+    (0 by default) can add a wait for more changes before a batch starts.
     """
 
     def __init__(self, pool: asyncpg.Pool, settler: Settler, settings: Settings) -> None:
@@ -222,9 +223,14 @@ class ChangeConsumer:
             self.in_flight.start(self.settler.settle(message, DeadLetter("bad_message", str(exc))))
             return
         self.batcher.add(message, change)
-        if self.batcher.ready():
+        if self._applying:
+            return  # the batch being applied starts the next one when it is done
+        if self.batcher.full:
             self.flush()
-        elif self._timer is None and (wait_s := self.batcher.wait_s()) is not None:
+        elif self._timer is None:
+            # call_later(0) rather than at once: deliveries that arrived in the same read of
+            # the socket are handled in this turn of the event loop and join the batch.
+            wait_s = self.batcher.wait_s() or 0.0
             self._timer = asyncio.get_running_loop().call_later(wait_s, self.flush)
 
     def flush(self) -> None:
@@ -239,15 +245,26 @@ class ChangeConsumer:
         self.in_flight.start(self._apply(self.batcher.take()))
 
     async def sweep_pending(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
-        """Until `stop`: every `interval_s`, have the changes queued for segments that were
-        being built applied (worker.changes.apply_pending), between batches. Every worker
-        sweeps, so what a stopped worker queued is not left behind."""
+        """Until `stop`: every `interval_s`, if changes wait in segment_pending_changes (queued
+        for segments that were being built), have them applied (worker.changes.apply_pending)
+        between batches. Every worker sweeps, so what a stopped worker queued is not left
+        behind. The check runs beside the batches, not between them: a sweep with nothing to
+        do never delays a change."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
-            if not stop.is_set():
+            if not stop.is_set() and await self._changes_wait():
                 self._sweep_due = True
                 self.flush()
+
+    async def _changes_wait(self) -> bool:
+        try:
+            return bool(
+                await self.pool.fetchval("SELECT EXISTS (SELECT 1 FROM segment_pending_changes)")
+            )
+        except Exception as exc:  # the next check tries again; nothing is lost meanwhile
+            log.warning("changes.sweep_check_failed", error=f"{type(exc).__name__}: {exc}")
+            return False
 
     async def _apply(self, batch: Batch[AbstractIncomingMessage]) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -63,3 +64,13 @@ async def fetch_count(conn: Conn, sql: str, *args: object) -> int:
     rows = await conn.fetch(sql, *args)
     value: int = rows[0][0]
     return value
+
+
+async def cursor_batches(
+    conn: Conn, sql: str, *args: object, batch_size: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """The rows of `sql`, `batch_size` at a time, through a server-side cursor: memory holds
+    one batch whatever the result's size. A cursor lives in a transaction the caller holds."""
+    cursor = await conn.cursor(sql, *args)
+    while rows := await cursor.fetch(batch_size):
+        yield rows

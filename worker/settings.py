@@ -69,7 +69,11 @@ class Settings(BaseSettings):
         2, ge=1, le=64, description="Builds of different segments run at once per worker."
     )
     change_batch_window_ms: int = Field(
-        100, ge=0, le=10_000, description="contact.changed messages coalesce for this long."
+        0,
+        ge=0,
+        le=10_000,
+        description="Extra wait for more contact.changed before a batch starts (0: group commit"
+        " alone: at once when idle, else when the batch being applied is done).",
     )
     change_batch_max_contacts: int = Field(
         5000,

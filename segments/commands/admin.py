@@ -10,8 +10,9 @@ from uuid import UUID
 import structlog
 
 from segments.commands import Command
+from worker.account_delete import DEFAULT_BATCH_SIZE, delete_account
 from worker.accounts import create_account
-from worker.db import connect
+from worker.db import Conn, connect
 from worker.explain import SegmentNotFound, explain_segment, resolve_segment
 from worker.migrations import migrate
 from worker.settings import Settings
@@ -29,16 +30,32 @@ def account_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="account_command", required=True)
     create = sub.add_parser("create", help='prints {"account_id":..., "api_key":...}')
     create.add_argument("name")
+    delete = sub.add_parser(
+        "delete", help="delete the account and all its data, in batches (safe to rerun)"
+    )
+    delete.add_argument("account_id", type=UUID, metavar="ACCOUNT_ID")
+    delete.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="ROWS")
 
 
 async def run_account(settings: Settings, args: argparse.Namespace) -> int:
     await migrate(settings.database_url)
     conn = await connect(settings.database_url)
     try:
+        if args.account_command == "delete":
+            return await _delete_account(conn, args)
         account = await create_account(conn, args.name)
     finally:
         await conn.close()
     print(json.dumps({"account_id": str(account.account_id), "api_key": account.api_key}))
+    return 0
+
+
+async def _delete_account(conn: Conn, args: argparse.Namespace) -> int:
+    deleted = await delete_account(conn, args.account_id, batch_size=max(1, args.batch_size))
+    if not deleted:
+        print(f"segments: no account {args.account_id} (already deleted?)", file=sys.stderr)
+        return 1
+    print(json.dumps({"deleted": str(args.account_id), "rows": deleted}))
     return 0
 
 
@@ -75,7 +92,7 @@ COMMANDS = (
         "create the database if it is missing and bring its tables up to date (safe to rerun)",
         run_migrate,
     ),
-    Command("account", "manage accounts", run_account, account_arguments),
+    Command("account", "create or delete an account", run_account, account_arguments),
     Command(
         "explain",
         "show the SQL a segment's rules compile to and PostgreSQL's plan for it",

@@ -156,7 +156,9 @@ async def _context(conn: Conn, options: ImportOptions) -> RowContext:
         "SELECT key, data_type FROM contact_fields WHERE account_id = $1", options.account_id
     )
     return RowContext(
-        field_types={r["key"]: r["data_type"] for r in fields}, default_list=options.list_id
+        field_types={r["key"]: r["data_type"] for r in fields},
+        default_list=options.list_id,
+        account_id=options.account_id,
     )
 
 

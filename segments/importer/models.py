@@ -73,6 +73,7 @@ class RowContext:
 
     field_types: Mapping[str, str] = field(default_factory=dict)  # contact_fields key -> type
     default_list: UUID | None = None  # --list
+    account_id: UUID | None = None  # for messages that show the command to run
 
 
 def read_datetime(text: str) -> datetime | None:
@@ -218,6 +219,13 @@ def csv_header_problem(kind: Kind, header: list[str], context: RowContext) -> st
     if unknown:
         hint = " (custom fields: attr.<key> columns)" if kind == "contacts" else ""
         return f"unknown columns {unknown}; {kind} files have {sorted(known)}{hint}"
+    undeclared = [
+        c[len(ATTR_PREFIX) :]
+        for c in header
+        if _is_attr_column(kind, c) and c[len(ATTR_PREFIX) :] not in context.field_types
+    ]
+    if undeclared:
+        return _undeclared_fields_problem(undeclared, context)
     columns = set(header)
     if kind == "contacts" and "email" not in columns:
         return "contacts files need an email column"
@@ -228,6 +236,20 @@ def csv_header_problem(kind: Kind, header: list[str], context: RowContext) -> st
     if kind == "members" and "list_id" not in columns and context.default_list is None:
         return "members files need a list_id column, or pass --list LIST_ID"
     return None
+
+
+def _undeclared_fields_problem(keys: list[str], context: RowContext) -> str:
+    """Segments can only use declared fields, and a declaration says how to read a cell
+    (42 the number or "42" the text), so an attr.<key> column needs one first."""
+    account = context.account_id or "ACCOUNT_ID"
+    key = keys[0]
+    return (
+        f"custom fields {keys} are not declared (attr.<key> columns are read as their "
+        f"declared type); declare each first, with its type (text, number, datetime, boolean "
+        f"or list): `segments field declare {account} {key} text`, or over HTTP "
+        f'`PUT /api/v2/fields/{key}` with {{"data_type": "text"}}; '
+        "or put undeclared values in an `attributes` JSON column"
+    )
 
 
 def _is_attr_column(kind: Kind, column: str) -> bool:
@@ -291,8 +313,9 @@ def _attributes_json(cell: str) -> dict[str, Any]:
 
 
 def _attribute_reader(key: str, context: RowContext) -> Callable[[str], Any]:
-    """How a custom field's CSV cell becomes the JSON value its declared type reads (text if
-    undeclared): a number field must store 42, not "42", which would read as null."""
+    """How a custom field's CSV cell becomes the JSON value its declared type reads (the
+    header check has refused undeclared ones): a number field must store 42, not "42",
+    which would read as null."""
     declared = context.field_types.get(key, "text")
     convert = _CONVERTERS.get(declared)
 

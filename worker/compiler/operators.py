@@ -1,6 +1,6 @@
-"""The SQL vocabulary of the compiler (worker/compiler.py): the whitelisted identifiers and
-the operator templates, by field type. Identifiers reach SQL text only from these tables,
-never from a rule; values only through placeholders ({v})."""
+"""The SQL vocabulary of the compiler: the whitelisted identifiers and the operator templates,
+by field type. Identifiers reach SQL text only from these tables, never from a rule; values
+only through placeholders ({v}), which worker.compiler.params makes."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ DERIVED = {
 
 # Row predicates by operator; {x} is the field's value expression, {v} the value's parameter.
 # Array values are lower-cased by a plain call, which custom plans (worker.db sets
-# plan_cache_mode) fold to a constant once per query, and the planner can see the values.
+# plan_cache_mode) fold to a constant once per query, and the planner can see the values
+# (docs/benchmarks.md, "Why the compiler writes SQL this way").
 # Text and list values compare lower-cased; '' and the empty list are null (DESIGN.md 4.3),
 # and the negative operators match null, which coalesce() gives them.
 _TEXT_OPS = {
@@ -92,7 +93,10 @@ AGGREGATE_OPS = {
     "not_in": "{x} <> ALL({v})",
     "within_days": "{x} BETWEEN {v}",
 }
+# The derived fields that are a contact's latest event of a type (rewritten by the planner).
 LATEST = {name for name, (_, aggregate) in DERIVED.items() if aggregate.startswith("max")}
+# The counting operators of activity conditions, as the AGGREGATE_OPS of count(*) they mean.
+COUNT_OPERATORS = {"count_gte": "gte", "count_lte": "lte", "count_eq": "equals"}
 COUNT_TESTS: dict[str, Callable[[Decimal, Any], bool]] = {
     # Does a count of 0 satisfy the operator? Decides whether contacts without events match.
     "equals": lambda n, v: n == v,

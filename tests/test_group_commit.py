@@ -1,0 +1,86 @@
+"""When the change consumer starts a batch (group commit): a lone change at once, changes that
+arrive during a batch together right after it, and a burst read at once as one batch. The
+policy alone: the batch's database work is replaced by a step the test releases, so these
+tests need no broker or database, and wait for no timer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.batching import Batch
+from worker.consumer import ChangeConsumer
+from worker.settings import Settings
+
+
+@dataclass
+class Delivery:
+    body: bytes
+
+
+def _delivery() -> Any:
+    change = {
+        "schema": 1,
+        "account_id": str(uuid.uuid4()),
+        "contact_ids": [str(uuid.uuid4())],
+        "changed_at": datetime.now(UTC).isoformat(),
+    }
+    return Delivery(json.dumps(change).encode())
+
+
+class RecordingConsumer(ChangeConsumer):
+    """Applies a batch by recording it and waiting until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__(None, None, Settings(change_batch_window_ms=0))  # type: ignore[arg-type]
+        self.batches: list[list[Any]] = []
+        self.release = asyncio.Event()
+
+    async def _apply(self, batch: Batch[Any]) -> None:
+        self.batches.append(batch.deliveries)
+        try:
+            await self.release.wait()
+        finally:
+            self._applying = False
+        self.flush()
+
+
+async def _turns(n: int = 3) -> None:
+    """Let the event loop run n turns (what call_later(0) waits for)."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_a_lone_change_starts_a_batch_at_once() -> None:
+    consumer = RecordingConsumer()
+    lone = _delivery()
+    await consumer.on_message(lone)
+    await _turns()
+    assert consumer.batches == [[lone]]
+
+
+async def test_changes_that_arrive_during_a_batch_form_the_next_one_when_it_is_done() -> None:
+    consumer = RecordingConsumer()
+    first, second, third = _delivery(), _delivery(), _delivery()
+    await consumer.on_message(first)
+    await _turns()
+    await consumer.on_message(second)
+    await consumer.on_message(third)
+    await _turns()
+    assert consumer.batches == [[first]]  # the others wait for it
+    consumer.release.set()
+    await _turns()
+    assert consumer.batches == [[first], [second, third]]
+
+
+async def test_a_burst_read_in_one_turn_is_one_batch() -> None:
+    consumer = RecordingConsumer()
+    burst = [_delivery() for _ in range(5)]
+    for delivery in burst:
+        await consumer.on_message(delivery)
+    await _turns()
+    assert consumer.batches == [burst]

@@ -1,0 +1,123 @@
+"""The plan: the intermediate form between the planner pass (worker.compiler.plan) and
+translation (worker.compiler.translate). An OR of groups, each an AND of nodes; a node is a
+condition on the contact row, a list test, an event test, or a constant. It holds values, not
+placeholders: translation binds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+from uuid import UUID
+
+from worker.compiler.operators import PG_TYPES
+from worker.rules.fields import FieldType
+from worker.rules.tree import FieldCondition, FieldValue, IspCondition, MembershipCondition
+
+
+class Now(Enum):
+    """The query's `now`, one placeholder however often a query uses it."""
+
+    NOW = "now"
+
+
+NOW = Now.NOW
+
+
+@dataclass(frozen=True)
+class Value:
+    """A value to bind, with the PostgreSQL type of its placeholder."""
+
+    value: Any
+    pg_type: str
+
+    @classmethod
+    def of(cls, field_type: FieldType, value: FieldValue) -> Value:
+        """A field's value, typed for the field (a tuple becomes an array)."""
+        pg_type = PG_TYPES[field_type]
+        if isinstance(value, tuple):
+            return cls(list(value), pg_type + "[]")
+        return cls(value, pg_type)
+
+
+# -- filters on the events of an EventTest ----------------------------------------------------
+@dataclass(frozen=True)
+class OccurredAt:
+    """`e.occurred_at <op> at`."""
+
+    op: Literal[">=", ">", "<=", "<"]
+    at: datetime | Now
+
+
+@dataclass(frozen=True)
+class CampaignIn:
+    ids: tuple[UUID, ...]
+
+
+@dataclass(frozen=True)
+class CampaignNotIn:
+    """Events of none of these campaigns; events without a campaign pass."""
+
+    ids: tuple[UUID, ...]
+
+
+EventFilter = OccurredAt | CampaignIn | CampaignNotIn
+
+
+@dataclass(frozen=True)
+class Having:
+    """A test of the aggregate of a contact's events: AGGREGATE_OPS[operator] of it."""
+
+    aggregate: str  # from the whitelist (DERIVED): count(*), max(e.occurred_at)
+    operator: str
+    value: Value
+
+
+# -- the nodes --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventTest:
+    """A test over a contact's events of one type: the contact has an event passing `filters`
+    (having None), or its events' aggregate passes `having`. `matches_none` says whether a
+    contact with no such events matches; those are found with an anti-join."""
+
+    event_type: str | tuple[str, ...]  # several: any of these types (merged groups)
+    filters: tuple[EventFilter, ...]
+    having: Having | None
+    matches_none: bool
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A condition that holds for every contact, or for none."""
+
+    value: bool
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every node holds (the parts of one rewritten condition)."""
+
+    nodes: tuple[Node, ...]
+
+
+# Field conditions here are on the contact row (columns and custom fields); derived fields
+# are rewritten to event tests.
+Node = FieldCondition | IspCondition | MembershipCondition | EventTest | Truth | AllOf
+
+
+@dataclass(frozen=True)
+class Group:
+    """An AND of nodes. A group that `joins` (reads events or lists) is a UNION branch of its
+    own; groups on the contact row alone share one branch."""
+
+    nodes: tuple[Node, ...]
+    joins: bool
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The OR of the groups, in the order translation binds their values."""
+
+    groups: tuple[Group, ...]

@@ -1,0 +1,125 @@
+"""Sources: the rows a statement starts from, and how list and event tests read them.
+
+A statement's queries share one source, which owns the statement's bound values (Params),
+the account ($1) and, for candidates, the candidate ids ($2):
+- `AllContacts`: the account's contacts (`count`, `member_ids`); list tests look the
+  contact up in contact_list_members.
+- `Candidates`: the given contacts only (`matching_among`, incremental updates). They are
+  read once into the CHANGED_CONTACTS CTE with the ids of the lists each is on, so list tests
+  are array tests on that row instead of one lookup per contact, list and query, and event
+  subqueries are narrowed to the candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from uuid import UUID
+
+from worker.compiler.params import Params
+
+# The CTE that queries on candidates read them from: each candidate's contact row once, with
+# the ids of the lists it is on.
+CHANGED_CONTACTS = "changed_contacts"
+
+
+class Source(Protocol):
+    @property
+    def params(self) -> Params: ...
+
+    @property
+    def account(self) -> str:
+        """The account's placeholder."""
+        ...
+
+    @property
+    def table(self) -> str:
+        """What `c` is read from."""
+        ...
+
+    def in_lists(self, list_ids: Sequence[UUID]) -> str:
+        """The contact `c` is on at least one of the lists."""
+        ...
+
+    def not_in_lists(self, list_ids: Sequence[UUID]) -> str:
+        """The contact `c` is on none of the lists."""
+        ...
+
+    def event_filters(self) -> tuple[str, ...]:
+        """Predicates on `e` that keep the events of the source's contacts only."""
+        ...
+
+
+@dataclass(frozen=True)
+class AllContacts:
+    params: Params
+    account: str
+    table: str = "contacts"
+
+    @classmethod
+    def of(cls, account_id: UUID) -> AllContacts:
+        params = Params()
+        return cls(params, params.add(account_id, "uuid"))
+
+    def in_lists(self, list_ids: Sequence[UUID]) -> str:
+        return (
+            "c.id IN (SELECT m.contact_id FROM contact_list_members m\n"
+            f"    WHERE m.account_id = {self.account} AND {self._list_id_in(list_ids)})"
+        )
+
+    def not_in_lists(self, list_ids: Sequence[UUID]) -> str:
+        return (
+            "NOT EXISTS (SELECT 1 FROM contact_list_members m\n"
+            f"    WHERE m.account_id = {self.account} AND m.contact_id = c.id"
+            f" AND {self._list_id_in(list_ids)})"
+        )
+
+    def event_filters(self) -> tuple[str, ...]:
+        return ()
+
+    def _list_id_in(self, list_ids: Sequence[UUID]) -> str:
+        """`m.list_id` is one of the lists. One list is compared with `=`: then the planner
+        can prove from the primary key (list_id, contact_id) that each contact appears once,
+        and join the members directly, hashing the smaller side, instead of de-duplicating
+        them first (measured: docs/benchmarks.md, "Why the compiler writes SQL this way")."""
+        if len(list_ids) == 1:
+            return f"m.list_id = {self.params.add(list_ids[0], 'uuid')}"
+        return f"m.list_id = ANY({self.params.add(list(list_ids), 'uuid[]')})"
+
+
+@dataclass(frozen=True)
+class Candidates:
+    params: Params
+    account: str
+    ids: str  # the candidate ids' placeholder
+    table: str = CHANGED_CONTACTS
+
+    @classmethod
+    def of(cls, account_id: UUID, candidates: Sequence[UUID]) -> Candidates:
+        params = Params()
+        account = params.add(account_id, "uuid")
+        return cls(params, account, params.add(list(candidates), "uuid[]"))
+
+    def in_lists(self, list_ids: Sequence[UUID]) -> str:
+        return f"c.list_ids && {self._lists(list_ids)}"
+
+    def not_in_lists(self, list_ids: Sequence[UUID]) -> str:
+        return f"NOT (c.list_ids && {self._lists(list_ids)})"
+
+    def event_filters(self) -> tuple[str, ...]:
+        return (f"e.contact_id = ANY({self.ids})",)
+
+    def with_clause(self) -> str:
+        """The CHANGED_CONTACTS CTE, as text to put after WITH."""
+        return (
+            f"{CHANGED_CONTACTS} AS MATERIALIZED (\n"
+            "    SELECT c.*, ARRAY(SELECT m.list_id FROM contact_list_members m\n"
+            f"                      WHERE m.contact_id = c.id AND m.account_id = {self.account})"
+            " AS list_ids\n"
+            f"    FROM contacts c WHERE c.account_id = {self.account}"
+            f" AND c.id = ANY({self.ids}))"
+        )
+
+    def _lists(self, list_ids: Sequence[UUID]) -> str:
+        return self.params.add(list(list_ids), "uuid[]")

@@ -1,0 +1,181 @@
+"""Translation: a plan (worker.compiler.nodes) -> SQL text, one method per node kind.
+
+Values are bound through the source's Params as the nodes are translated, and rows are read
+through the source (all contacts or candidates: worker.compiler.sources); identifiers come
+only from the whitelists of worker.compiler.operators.
+
+Shape of the SQL. Each group becomes one `SELECT c.id FROM <source> c WHERE ...` branch and the
+OR of groups is their UNION: event and membership tests then stay semi-joins and anti-joins
+the planner can hash, instead of per-row subplans under an OR (docs/benchmarks.md, "Why the
+compiler writes SQL this way"). Groups on the contact row alone share one branch with a plain
+OR. Every branch and subquery is scoped to the account
+(`account_id = $1`), so nothing of another account is read and the query routes to one shard
+on Citus.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import assert_never
+
+from worker.compiler.nodes import (
+    AllOf,
+    CampaignIn,
+    CampaignNotIn,
+    EventFilter,
+    EventTest,
+    Having,
+    Node,
+    Now,
+    OccurredAt,
+    Plan,
+    Truth,
+    Value,
+)
+from worker.compiler.operators import AGGREGATE_OPS, COLUMNS, CUSTOM_READERS, ROW_OPERATORS
+from worker.compiler.query import SegmentQuery
+from worker.compiler.sources import Source
+from worker.rules.fields import FieldSource, FieldSpec
+from worker.rules.tree import FieldCondition, IspCondition, MembershipCondition
+
+
+class Translator:
+    """Translates one query; its values join the source's (a statement's queries share it)."""
+
+    def __init__(self, query: SegmentQuery, source: Source) -> None:
+        self.query = query
+        self.source = source
+        self.params = source.params
+        self._now: str | None = None
+        self.universe = source.in_lists(query.list_ids) if query.list_ids else None
+
+    @property
+    def now(self) -> str:
+        """The placeholder of `now`, added on first use (an unused parameter has no type)."""
+        if self._now is None:
+            self._now = self.params.add(self.query.now, "timestamptz")
+        return self._now
+
+    # -- the statement --------------------------------------------------------------------
+    def select(self, planned: Plan, count: bool) -> str:
+        """The SELECT of the matching contacts' ids, or of their count."""
+        branches = self.branches(planned)
+        if count and len(branches) == 1:
+            return self.branch(branches[0], "count(*)")
+        union = "\nUNION\n".join(self.branch(b, "c.id") for b in branches)
+        return f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
+
+    def branches(self, planned: Plan) -> list[list[str]]:
+        """The predicates of each UNION branch: the row-only groups OR-ed into one branch,
+        every group that joins a branch of its own. Groups are translated in the plan's order,
+        which is the order their values are bound."""
+        row_groups: list[list[str]] = []
+        join_groups: list[list[str]] = []
+        for group in planned.groups:
+            predicates = [self.node(n) for n in group.nodes]
+            (join_groups if group.joins else row_groups).append(predicates)
+        if len(row_groups) > 1:
+            ored = " OR ".join("(" + " AND ".join(p) + ")" for p in row_groups)
+            row_groups = [[f"({ored})"]]
+        return row_groups + join_groups
+
+    def branch(self, predicates: list[str], select: str) -> str:
+        where = [f"c.account_id = {self.source.account}"]
+        if self.universe:
+            where.append(self.universe)
+        where.extend(predicates)
+        return f"SELECT {select}\nFROM {self.source.table} c\nWHERE " + "\n  AND ".join(where)
+
+    # -- nodes ----------------------------------------------------------------------------
+    def node(self, node: Node) -> str:
+        match node:
+            case FieldCondition():
+                return self.field(node)
+            case IspCondition():
+                return self.isp(node)
+            case MembershipCondition():
+                return self.membership(node)
+            case EventTest():
+                return self.events(node)
+            case Truth():
+                return "TRUE" if node.value else "FALSE"
+            case AllOf():
+                return "\n  AND ".join(self.node(n) for n in node.nodes)
+        assert_never(node)
+
+    def field(self, c: FieldCondition) -> str:
+        """A column or custom field (the planner turns derived fields into event tests)."""
+        template = ROW_OPERATORS[c.field.type][c.operator]
+        return template.format(x=self.field_expr(c.field), v=self.field_value(c))
+
+    def field_expr(self, spec: FieldSpec) -> str:
+        if spec.source is FieldSource.CUSTOM:
+            key = self.params.add(spec.name, "text")
+            return f"{CUSTOM_READERS[spec.type]}(c.attributes -> {key})"
+        if spec.name == "tags":
+            return "segments_lower_array(c.tags)"
+        return COLUMNS[spec.name]
+
+    def field_value(self, c: FieldCondition) -> str:
+        """The value's placeholder(s), typed for the field; '' for operators without one."""
+        if c.value is None:
+            return ""
+        if c.operator == "within_days":
+            assert isinstance(c.value, int)
+            since = self.params.add(self.query.now - timedelta(days=c.value), "timestamptz")
+            return f"{since} AND {self.now}"
+        return self.bind(Value.of(c.field.type, c.value))
+
+    def isp(self, c: IspCondition) -> str:
+        values = self.params.add(list(c.values), "int[]")
+        if c.operator == "in":
+            return f"c.isp_id = ANY({values})"
+        return f"(c.isp_id IS NULL OR c.isp_id <> ALL({values}))"
+
+    def membership(self, c: MembershipCondition) -> str:
+        if c.operator == "in":
+            return self.source.in_lists(c.list_ids)
+        return self.source.not_in_lists(c.list_ids)
+
+    def events(self, test: EventTest) -> str:
+        # The filters' and the aggregate's values are bound before the event type's.
+        filters = [self.event_filter(f) for f in test.filters]
+        having = None if test.having is None else self.having(test.having)
+        where = [
+            f"e.account_id = {self.source.account}",
+            self.event_type(test.event_type),
+            *filters,
+            *self.source.event_filters(),
+        ]
+        if test.matches_none and having is not None:
+            having = f"NOT ({having})"
+        events = "SELECT e.contact_id FROM events e\n    WHERE " + " AND ".join(where)
+        if having is not None:
+            events += f"\n    GROUP BY e.contact_id HAVING {having}"
+        if not test.matches_none:
+            return f"c.id IN ({events})"
+        # Contacts without qualifying events match: an anti-join against those that fail.
+        return f"NOT EXISTS (SELECT 1 FROM ({events}) x WHERE x.contact_id = c.id)"
+
+    def event_type(self, event_type: str | tuple[str, ...]) -> str:
+        if isinstance(event_type, tuple):
+            return f"e.type = ANY({self.params.add(list(event_type), 'text[]')})"
+        return f"e.type = {self.params.add(event_type, 'text')}"
+
+    def event_filter(self, f: EventFilter) -> str:
+        match f:
+            case OccurredAt():
+                at = self.now if isinstance(f.at, Now) else self.params.add(f.at, "timestamptz")
+                return f"e.occurred_at {f.op} {at}"
+            case CampaignIn():
+                return f"e.campaign_id = ANY({self.params.add(list(f.ids), 'uuid[]')})"
+            case CampaignNotIn():
+                ids = self.params.add(list(f.ids), "uuid[]")
+                return f"(e.campaign_id IS NULL OR e.campaign_id <> ALL({ids}))"
+        assert_never(f)
+
+    def having(self, h: Having) -> str:
+        return AGGREGATE_OPS[h.operator].format(x=h.aggregate, v=self.bind(h.value))
+
+    def bind(self, value: Value) -> str:
+        return self.params.add(value.value, value.pg_type)
