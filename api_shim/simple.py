@@ -1,5 +1,5 @@
-"""The simple segments API (seed 003): integer ids (`segments.number`, numbered per account
-from 1, sql/007), AND-ed rules, `contacts_count`, plus `status` and `error` (DESIGN.md 10.6).
+"""The simple segments API (README: HTTP API): integer ids (`segments.number`, numbered per
+account from 1, sql/007), AND-ed rules, `contacts_count`, plus `status` and `error`.
 Segments made here draw from all the account's contacts (no list ids); a segment made in v2
 shows its lists in the read-only `contact_list_ids` (README: HTTP API).
 

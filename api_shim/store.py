@@ -174,7 +174,7 @@ async def save_segment(
 
 async def mark_rebuild(conn: Conn, account_id: UUID, segment_id: UUID) -> asyncpg.Record | None:
     """A FAILED segment goes back to PENDING (its reason cleared); any other keeps its status
-    (a DONE segment stays DONE while it is rebuilt in place, DESIGN.md 6)."""
+    (a DONE segment stays DONE while it is rebuilt in place)."""
     return await conn.fetchrow(
         f"""UPDATE segments SET
                 status = CASE WHEN status = 'FAILED' THEN 'PENDING' ELSE status END,

@@ -1,4 +1,4 @@
-"""The read-only v1 segments API (seed 002): `matchType` + `filters`, `cachedCount`.
+"""The read-only v1 segments API (README: HTTP API): `matchType` + `filters`, `cachedCount`.
 
 Segments written in another dialect are shown in v1 terms by worker.rules (worker.rules.v1
 says what is shown when v1 cannot express a rule); a v2 segment's lists are shown beside its

@@ -1,4 +1,4 @@
-"""The simple API completed (DESIGN.md 10.6): complete lists, numbers per account, status and
+"""The simple API completed (README: HTTP API): complete lists, numbers per account, status and
 error, DELETE, and a v2 segment's lists shown in its view."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The read-only v1 API (seed 002) and the simple API (seed 003) over HTTP."""
+"""The read-only v1 API and the simple API over HTTP."""
 
 from __future__ import annotations
 
