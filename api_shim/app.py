@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from api_shim import (
     contact_lookup,
     contacts,
+    docs,
     errors,
     export,
     fields,
@@ -24,7 +25,7 @@ from api_shim import (
 )
 from api_shim.context import AppContext
 from api_shim.metrics import RequestMetrics
-from api_shim.middleware import BodyLimit, RateLimitHeaders
+from api_shim.middleware import AccessLog, BodyLimit, RateLimitHeaders
 from api_shim.ratelimit import RateLimiter
 from worker.db import create_pool
 from worker.relay import OutboxRelay
@@ -70,7 +71,10 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         redirect_slashes=False,  # routes accept both forms themselves (api_shim.routing)
+        docs_url=None,  # api_shim.docs serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
+    docs.install(app)
     errors.install(app)
     for router in (
         v2.router,
@@ -89,4 +93,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(RequestMetrics)
+    if settings.api_access_log:
+        app.add_middleware(AccessLog)
     return app

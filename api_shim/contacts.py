@@ -28,7 +28,7 @@ from api_shim.auth import CONTACTS, Principal, require
 from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, ApiError, ErrorItem, not_found
 from api_shim.routing import SlashOptionalRouter
-from api_shim.types import JsonObject, ShortText, storable_text, utc
+from api_shim.types import Email, JsonObject, ShortText, storable_text, utc
 from worker.contact_lookup import ids_by_email, normal_email
 from worker.lists import change_members as change_list_members
 from worker.outbox import enqueue_contacts_changed
@@ -40,19 +40,6 @@ MAX_CHANGED_IDS = 10_000  # per changes call (split into messages of 1000)
 
 router = SlashOptionalRouter(prefix="/api/v2", tags=["contacts"], responses={**ERROR_RESPONSES})
 
-# Trimmed and lower-cased, as `segments import` does: one contact per address however it is
-# written, and the same contact whichever way the data arrives.
-Email = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        to_lower=True,
-        min_length=3,
-        max_length=320,
-        pattern=r"^[^\s@]+@[^\s@]+$",
-    ),
-    AfterValidator(storable_text),
-]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(storable_text)]
 Writer = Annotated[Principal, Depends(require(CONTACTS))]
 Ctx = Annotated[AppContext, Depends(app_context)]

@@ -156,7 +156,28 @@ async def _rules_invalid(request: Request, exc: Exception) -> ErrorResponse:
 
 async def _request_validation(request: Request, exc: Exception) -> ErrorResponse:
     assert isinstance(exc, RequestValidationError)
+    unparsed = _unparsed_body(request, exc.errors())
+    if unparsed is not None:
+        return error_response(415, [unparsed])
     return error_response(400, validation_items(exc.errors()))
+
+
+def _unparsed_body(request: Request, errors: Sequence[Any]) -> ErrorItem | None:
+    """A body sent without `Content-Type: application/json` is not parsed as JSON, so it
+    fails as a whole ("should be an object"); say what the client must change instead."""
+    content_type = request.headers.get("content-type")
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json" or media_type.endswith("+json"):
+        return None
+    if not any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors):
+        return None
+    sent = f"Content-Type {content_type!r}" if content_type else "no Content-Type header"
+    return ErrorItem(
+        loc="Content-Type",
+        msg=f"the body must be JSON, sent with the header `Content-Type: application/json` "
+        f"(got {sent}); with curl: -H 'Content-Type: application/json'",
+        type="unsupported_media_type",
+    )
 
 
 async def _http_exception(request: Request, exc: Exception) -> ErrorResponse:

@@ -1,18 +1,18 @@
 """Every Prometheus metric of the API, in one place, and the middleware that times requests.
 
 The metrics live in prometheus_client's default registry beside the worker's
-(worker/metrics.py), so `segments run` serves both at /metrics from one process.
+(worker/metrics.py), so /metrics serves every series of its process: under `segments run` the
+worker's too (and the worker then opens no metrics port of its own, so nothing is scraped
+twice).
 """
 
 from __future__ import annotations
 
-import time
-
 from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Scope
 
-from api_shim.middleware import HttpMiddleware
+from api_shim.middleware import ObservedMiddleware
 
 REQUEST_DURATION = Histogram(
     "segments_http_request_duration_seconds",
@@ -34,26 +34,12 @@ def route_label(scope: Scope) -> str:
     return path.rstrip("/") or "/"
 
 
-class RequestMetrics(HttpMiddleware):
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        status = 500  # if the app dies before answering
-
-        async def send_and_watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_watch)
-        finally:
-            if status == 429:
-                RATE_LIMITED.inc()
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            REQUEST_DURATION.labels(method, route_label(scope), str(status)).observe(
-                time.perf_counter() - started
-            )
+class RequestMetrics(ObservedMiddleware):
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        if status == 429:
+            RATE_LIMITED.inc()
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        REQUEST_DURATION.labels(method, route_label(scope), str(status)).observe(seconds)
 
 
 def metrics_response() -> Response:

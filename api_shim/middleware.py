@@ -1,17 +1,22 @@
-"""ASGI middleware: the body size limit and the rate-limit headers (and the base of the
-request metrics, api_shim/metrics.py).
+"""ASGI middleware: the body size limit, the rate-limit headers and the access log (and the
+base of the request metrics, api_shim/metrics.py).
 
 All are plain ASGI (not BaseHTTPMiddleware) so they see every response, errors included.
 """
 
 from __future__ import annotations
 
+import time
+
+import structlog
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_shim.auth import RATE_SCOPE_KEY
 from api_shim.errors import ErrorItem, error_response
 from api_shim.ratelimit import RateDecision
+
+log = structlog.get_logger("api_shim.access")
 
 
 class HttpMiddleware:
@@ -29,6 +34,43 @@ class HttpMiddleware:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         raise NotImplementedError
+
+
+class ObservedMiddleware(HttpMiddleware):
+    """Sees each request's final status and duration: `finished` is called once the app has
+    answered (or failed: status 500)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 500  # if the app dies before answering
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            self.finished(scope, status, time.perf_counter() - started)
+
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        raise NotImplementedError
+
+
+class AccessLog(ObservedMiddleware):
+    """One `http.request` line per request (uvicorn's own access log is off). The path only:
+    never the query string, which may carry secrets, nor any header (the API key)."""
+
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        log.info(
+            "http.request",
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            duration_ms=round(seconds * 1000, 1),
+        )
 
 
 class BodyLimit(HttpMiddleware):

@@ -40,7 +40,7 @@ async def patch(
     async with conn.transaction():
         current = await store.get_segment(conn, account_id, segment_id, for_update=True)
         if current is None:
-            raise not_found("segment")
+            raise not_found("segment", "segment_id")
         if not changes:
             return current
         registry = await load_registry(conn, account_id)
@@ -86,11 +86,11 @@ async def rebuild(conn: Conn, account_id: UUID, segment_id: UUID) -> asyncpg.Rec
     async with conn.transaction():
         row = await store.mark_rebuild(conn, account_id, segment_id)
         if row is None:
-            raise not_found("segment")
+            raise not_found("segment", "segment_id")
         await enqueue_segment(conn, "segment.rebuild", account_id, segment_id, row["generation"])
     return row
 
 
 async def delete(conn: Conn, account_id: UUID, segment_id: UUID) -> None:
     if not await store.delete_segment(conn, account_id, segment_id):
-        raise not_found("segment")
+        raise not_found("segment", "segment_id")

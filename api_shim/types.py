@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema
+from pydantic_core import CoreSchema, PydanticCustomError
 
 MAX_JSON_DEPTH = 32
 
@@ -92,3 +93,25 @@ class DocumentedAs:
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return handler(self.core_schema)
+
+
+_EMAIL_SHAPE = re.compile(r"[^\s@]+@[^\s@]+")
+
+
+def email_address(value: str) -> str:
+    if not _EMAIL_SHAPE.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_email",
+            "is not an email address: write it as name@domain, e.g. ada@example.com",
+        )
+    return value
+
+
+# Trimmed and lower-cased, as `segments import` does: one contact per address however it is
+# written, and the same contact whichever way the data arrives.
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, max_length=320),
+    AfterValidator(email_address),
+    AfterValidator(storable_text),
+]

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 from uuid import UUID
 
 import asyncpg
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from api_shim.auth import READ, Principal, require_v1
 from api_shim.context import AppContext, app_context
-from api_shim.errors import ERROR_RESPONSES, not_found
+from api_shim.errors import ERROR_RESPONSES, ApiError, not_found
 from api_shim.routing import SlashOptionalRouter
 from api_shim.segments import shown_count
 from api_shim.store import get_segment, list_by_number
@@ -119,4 +119,26 @@ def v1_segment(row: asyncpg.Record) -> V1Segment:
         cachedCount=shown_count(row),
         lastCountedAt=row["last_built_at"] if row["status"] == "DONE" else None,
         createdAt=row["created_at"],
+    )
+
+
+# v1 is read-only; a client writing to it is told where the write goes instead.
+_INSTEAD = {
+    "POST": "create segments with POST /api/v2/segments/ (or POST /api/segments, the simple API)",
+    "PUT": "change a segment with PATCH /api/v2/segments/{id}/",
+    "PATCH": "change a segment with PATCH /api/v2/segments/{id}/",
+    "DELETE": "delete a segment with DELETE /api/v2/segments/{id}/",
+}
+
+
+@router.api_route("/segments", methods=list(_INSTEAD), include_in_schema=False, response_model=None)
+@router.api_route(
+    "/segments/{rest:path}", methods=list(_INSTEAD), include_in_schema=False, response_model=None
+)
+async def read_only(request: Request) -> NoReturn:
+    raise ApiError.one(
+        405,
+        f"the v1 API is read-only: {_INSTEAD[request.method]}, with the same API key",
+        "method_not_allowed",
+        headers={"Allow": "GET, HEAD"},
     )

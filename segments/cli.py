@@ -1,18 +1,24 @@
 """segments: dynamic contact segments for an email platform.
 
-Run the whole service on one machine with `segments run`, or its parts separately
-(`segments api`, any number of `segments worker`). Settings come from SEGMENTS_* environment
-variables (see the README's Configuration table)."""
+Start here: `segments run` serves everything on this machine (the API at
+http://127.0.0.1:8000, interactive docs at /docs); in another terminal,
+`segments account create NAME` prints an API key for it. In production run the parts
+separately: `segments api`, and any number of `segments worker`.
+
+Settings come from SEGMENTS_* environment variables (the README's Configuration table);
+`segments COMMAND --help` tells more about each command."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 import structlog
 
 from segments.commands import Command, admin, data, export, manage, service
+from segments.hints import SETUP_ERRORS, describe
 from worker.logs import configure_logging
 from worker.settings import load_settings
 
@@ -33,8 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        command.add_arguments(sub.add_parser(command.name, help=command.help))
+        command.add_arguments(
+            sub.add_parser(command.name, help=command.help, description=_sentence(command.help))
+        )
     return parser
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run(settings, args))
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:
-        log.error(
-            "cli.connection_failed",
-            error=str(exc),
-            hint="is PostgreSQL running and SEGMENTS_DATABASE_URL right?",
-        )
+    except BrokenPipeError:
+        # Whoever read the output went away (`segments explain ... | head`): nothing to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except SETUP_ERRORS as exc:
+        log.error("cli.connection_failed", **describe(exc))
         return 2
 
 

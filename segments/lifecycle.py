@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+from segments.hints import describe
 from worker.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -30,8 +31,8 @@ async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
 
     try:
         await serve(settings, stop)
-    except SystemExit as exc:  # uvicorn exits the process when it cannot bind its port
-        raise RuntimeError("the API could not start (is SEGMENTS_API_PORT in use?)") from exc
+    except SystemExit as exc:  # uvicorn exits the process when its app cannot start
+        raise RuntimeError("the API could not start (see the lines above)") from exc
 
 
 async def until_stopped(stop: asyncio.Event, parts: list[Coroutine[Any, Any, None]]) -> int:
@@ -43,5 +44,6 @@ async def until_stopped(stop: asyncio.Event, parts: list[Coroutine[Any, Any, Non
     await asyncio.gather(*tasks, return_exceptions=True)
     failures = [t.exception() for t in tasks if t.exception() is not None]
     for failure in failures:
-        log.error("process.failed", error=f"{type(failure).__name__}: {failure}")
+        if failure is not None:
+            log.error("process.failed", **describe(failure))
     return 1 if failures else 0

@@ -192,8 +192,11 @@ class ApiProcess:
 
 
 @contextlib.contextmanager
-def api_process(database_url: str, amqp_url: str, **env: str) -> Iterator[ApiProcess]:
-    """Start `segments api` on a free port; yield once /healthz answers; stop it after."""
+def api_process(
+    database_url: str, amqp_url: str, subcommand: str = "api", **env: str
+) -> Iterator[ApiProcess]:
+    """Start `segments api` (or `run`) on a free port; yield once /healthz answers; stop it
+    after."""
     port = _free_port()
     console_script = Path(sys.executable).parent / "segments"
     command = (
@@ -209,7 +212,7 @@ def api_process(database_url: str, amqp_url: str, **env: str) -> Iterator[ApiPro
     }
     with tempfile.NamedTemporaryFile(prefix="segments-api-", suffix=".log", delete=False) as log:
         process = subprocess.Popen(
-            [*command, "api"], env=environment, stdout=log, stderr=subprocess.STDOUT
+            [*command, subcommand], env=environment, stdout=log, stderr=subprocess.STDOUT
         )
     server = ApiProcess(f"http://127.0.0.1:{port}", process, Path(log.name))
     try:

@@ -104,6 +104,9 @@ async def test_demo_end_to_end(database_url: str, amqp_url: str) -> None:
     for fragment in ("matchType", "cachedCount", "contact.changed", result.data.api_key):
         assert fragment in text
     assert text.count("curl -s") == 5
+    # The closing "try it" starts the service where its URLs point (not the default port).
+    assert f"API=http://127.0.0.1:{port}" in text
+    assert f"`SEGMENTS_API_PORT={port} segments run`" in text
 
 
 async def test_demo_stops_cleanly_when_interrupted(database_url: str, amqp_url: str) -> None:

@@ -8,11 +8,16 @@ import sys
 import structlog
 
 
+class _LibraryHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The one handler configure_logging puts on the standard library's root logger."""
+
+
 def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     use_console = log_format == "console" or (log_format == "auto" and sys.stderr.isatty())
     renderer: structlog.typing.Processor = (
         structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
     )
+    levelno = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -21,9 +26,32 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(levelno),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+    _route_library_logs(renderer, levelno)
+
+
+def _route_library_logs(renderer: structlog.typing.Processor, levelno: int) -> None:
+    """Libraries (aio-pika, aiormq, uvicorn, asyncio) log through the standard library: render
+    their warnings and errors like ours, so a JSON log stays JSON and nothing prints bare."""
+    handler = _LibraryHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _LibraryHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(levelno, logging.WARNING))  # their info lines are not ours to show
+    # aiormq logs every failed connection attempt bare; the relay (outbox.relay_failed) and
+    # the commands (process.failed, with a hint) report the same failure with its context.
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     api_statement_timeout_ms: int = Field(
         10_000, ge=100, description="Upper bound on any single query an API request runs."
     )
+    api_access_log: bool = Field(
+        True,
+        description="Log one `http.request` line per request (method, path, status,"
+        " duration_ms; never the query string or the key).",
+    )
     outbox_relay_enabled: bool = Field(
         True,
         description="Run the outbox relay (publishes outbox rows) here; safe in several.",
@@ -108,7 +113,11 @@ class Settings(BaseSettings):
         30, ge=0, description="On SIGTERM, in-flight work gets this long to finish."
     )
     worker_metrics_port: int = Field(
-        9100, ge=0, le=65535, description="Port of the worker's /metrics (0: any free port)."
+        9100,
+        ge=0,
+        le=65535,
+        description="Port of `segments worker`'s /metrics (0: any free port); `segments run`"
+        " serves all its metrics at the API's /metrics instead.",
     )
     worker_metrics_host: str = Field("127.0.0.1", description="Address /metrics listens on.")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import uuid
+from uuid import UUID
 
 import structlog
 
@@ -13,7 +13,7 @@ from segments.commands import Command
 from worker.account_delete import DEFAULT_BATCH_SIZE, delete_account
 from worker.accounts import create_account
 from worker.db import Conn, connect
-from worker.explain import explain_segment
+from worker.explain import SegmentNotFound, explain_segment, resolve_segment
 from worker.migrations import migrate
 from worker.settings import Settings
 
@@ -33,7 +33,7 @@ def account_arguments(parser: argparse.ArgumentParser) -> None:
     delete = sub.add_parser(
         "delete", help="delete the account and all its data, in batches (safe to rerun)"
     )
-    delete.add_argument("account_id", type=uuid.UUID, metavar="ACCOUNT_ID")
+    delete.add_argument("account_id", type=UUID, metavar="ACCOUNT_ID")
     delete.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="ROWS")
 
 
@@ -60,23 +60,43 @@ async def _delete_account(conn: Conn, args: argparse.Namespace) -> int:
 
 
 def explain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("segment_id")
-    parser.add_argument("--analyze", action="store_true", help="run it (EXPLAIN ANALYZE)")
+    parser.add_argument(
+        "segment",
+        metavar="SEGMENT",
+        help="the segment's uuid (the v2 API's `id`), or its simple-API number with --account",
+    )
+    parser.add_argument(
+        "--account", type=UUID, metavar="ACCOUNT_ID", help="the account the segment is in"
+    )
+    parser.add_argument(
+        "--analyze", action="store_true", help="run the query too and show real times"
+    )
 
 
 async def run_explain(settings: Settings, args: argparse.Namespace) -> int:
     conn = await connect(settings.database_url)
     try:
-        print(await explain_segment(conn, args.segment_id, analyze=args.analyze))
+        segment_id = await resolve_segment(conn, args.segment, args.account)
+        print(await explain_segment(conn, segment_id, analyze=args.analyze))
+    except SegmentNotFound as exc:
+        print(f"segments explain: {exc}", file=sys.stderr)
+        return 1
     finally:
         await conn.close()
     return 0
 
 
 COMMANDS = (
-    Command("migrate", "create the database if missing and apply sql/ migrations", run_migrate),
+    Command(
+        "migrate",
+        "create the database if it is missing and bring its tables up to date (safe to rerun)",
+        run_migrate,
+    ),
     Command("account", "create or delete an account", run_account, account_arguments),
     Command(
-        "explain", "print a segment's compiled SQL and its plan", run_explain, explain_arguments
+        "explain",
+        "show the SQL a segment's rules compile to and PostgreSQL's plan for it",
+        run_explain,
+        explain_arguments,
     ),
 )

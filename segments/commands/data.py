@@ -28,7 +28,8 @@ COMMANDS = (
     ),
     Command(
         "demo",
-        "load demo data, build segments through the API, watch them",
+        "a tour in a minute: generated data, segments built through the API, counts that "
+        "follow changes",
         run_demo,
         demo_arguments,
     ),

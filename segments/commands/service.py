@@ -39,7 +39,12 @@ def worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run_all(settings: Settings, args: argparse.Namespace) -> int:
-    """Everything on one machine: the API with its outbox relay, the consumers, the scheduler."""
+    """Everything on one machine: the API with its outbox relay, the consumers, the scheduler.
+
+    One process, one /metrics: the API's serves the worker's series too (prometheus_client's
+    default registry holds both), so the worker opens no metrics port of its own; two
+    endpoints serving the same series would be counted twice by a Prometheus scraping both.
+    """
     await migrate(settings.database_url)
     stop = stop_on_signals()
     base = f"http://{settings.api_host}:{settings.api_port}"
@@ -47,22 +52,30 @@ async def run_all(settings: Settings, args: argparse.Namespace) -> int:
         "run.starting",
         api=base,
         docs=f"{base}/docs",
-        api_metrics=f"{base}/metrics",
-        worker_metrics=f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}/metrics",
+        metrics=f"{base}/metrics",
         stop="Ctrl-C",
     )
-    # One relay is enough in one process: the API's.
-    worker = run_worker(settings, stop, relay=False)
+    # One relay is enough in one process: the API's; and one /metrics, the API's.
+    worker = run_worker(settings, stop, relay=False, metrics=False)
     return await until_stopped(stop, [serve_api(settings, stop), worker])
 
 
 COMMANDS = (
-    Command("api", "serve the HTTP API (and the outbox relay)", run_api),
+    Command(
+        "api",
+        "serve the HTTP API at SEGMENTS_API_HOST:SEGMENTS_API_PORT; its messages reach the "
+        "workers through RabbitMQ",
+        run_api,
+    ),
     Command(
         "worker",
-        "build segments and keep them current (consumers, scheduler, outbox relay)",
+        "build segments and keep them current as contacts change (run as many as you need)",
         run_worker_process,
         worker_arguments,
     ),
-    Command("run", "migrate, then run every part of the service on this machine", run_all),
+    Command(
+        "run",
+        "start here: migrate, then run the API and a worker together in this one process",
+        run_all,
+    ),
 )

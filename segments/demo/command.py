@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -136,7 +137,7 @@ async def _story(
         await conn.close()
     result = DemoResult(data, api_url, services is not None, outcome.segments, outcome.settled)
     display.heading("Try it")
-    display.write(next_steps(result))
+    display.write(next_steps(result, settings))
     return result
 
 
@@ -163,7 +164,19 @@ async def _guarded(
                 await task
 
 
-def next_steps(result: DemoResult) -> str:
+def start_command(settings: Settings, api_url: str) -> str:
+    """The command that serves the API at `api_url` again: `segments run` listens where the
+    SEGMENTS_API_* settings say, which is not where --api-url pointed the demo's own API."""
+    parts = urlsplit(api_url)
+    env = []
+    if parts.hostname and parts.hostname != settings.api_host:
+        env.append(f"SEGMENTS_API_HOST={parts.hostname}")
+    if (parts.port or 80) != settings.api_port:
+        env.append(f"SEGMENTS_API_PORT={parts.port or 80}")
+    return " ".join([*env, "segments run"])
+
+
+def next_steps(result: DemoResult, settings: Settings) -> str:
     first = next((s for s in result.segments if s.id is not None), None)
     segment = str(first.id) if first is not None else "SEGMENT_ID"
     simple = (
@@ -177,8 +190,9 @@ def next_steps(result: DemoResult) -> str:
     ]
     if result.in_process:
         lines.append(
-            "  The demo's API and worker have stopped: start the service with `segments run` "
-            "(same SEGMENTS_* settings) to try these."
+            "  The demo's API and worker have stopped: start the service with "
+            f"`{start_command(settings, result.api_url)}` (same SEGMENTS_* settings otherwise)"
+            " to try these."
         )
     lines += [
         "",

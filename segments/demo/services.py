@@ -23,7 +23,10 @@ def api_settings(settings: Settings, api_url: str) -> Settings:
     if parts.scheme != "http" or not parts.hostname:
         raise DemoError(f"--api-url {api_url!r}: the demo can only start an API at an http:// URL")
     port = parts.port or 80
-    return settings.model_copy(update={"api_host": parts.hostname, "api_port": port})
+    # The demo's own requests are not worth a log line each between its tables.
+    return settings.model_copy(
+        update={"api_host": parts.hostname, "api_port": port, "api_access_log": False}
+    )
 
 
 class InProcessServices:
@@ -39,7 +42,9 @@ class InProcessServices:
         self.tasks = [
             asyncio.create_task(self._serve_api(self._settings, self._stop), name="api"),
             asyncio.create_task(
-                run_worker(self._settings, self._stop, ready=worker_ready), name="worker"
+                # One /metrics in one process (the API's), as under `segments run`.
+                run_worker(self._settings, self._stop, ready=worker_ready, metrics=False),
+                name="worker",
             ),
         ]
         deadline = asyncio.get_running_loop().time() + timeout_s

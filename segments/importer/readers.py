@@ -24,6 +24,10 @@ Format = Literal["csv", "ndjson"]
 FORMATS: tuple[Format, ...] = ("csv", "ndjson")
 _SUFFIXES: dict[str, Format] = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 
+# Separators other tools write "CSV" with (a spreadsheet in a locale with decimal commas writes
+# semicolons); read with commas, such a header is one column holding them all.
+_OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
 # One CSV cell may hold a large JSON `attributes` object.
 csv.field_size_limit(16 * 1024 * 1024)
 
@@ -134,6 +138,14 @@ class CsvRows:
             raise InputError(f"line {self._reader.line_num}: the header {problem}")
         if "" in header:
             raise InputError(f"line {self._reader.line_num}: a header cell is empty")
+        separator = _other_separator(header)
+        if separator is not None:
+            raise InputError(
+                f"line {self._reader.line_num}: the header {first[0]!r} is a single column "
+                f"holding {separator} characters: this file is {separator}-separated, and "
+                "`segments import` reads comma-separated CSV. Save it with commas as "
+                "separators (in a spreadsheet: CSV, comma-delimited) and import it again"
+            )
         duplicates = sorted({name for name in header if header.count(name) > 1})
         if duplicates:
             raise InputError(f"line {self._reader.line_num}: columns appear twice: {duplicates}")
@@ -163,6 +175,14 @@ class CsvRows:
                 continue
             # CSV has no null: an empty cell is one.
             yield Row(line, {name: cell or None for name, cell in zip(header, cells, strict=True)})
+
+
+def _other_separator(header: list[str]) -> str | None:
+    """The name of the separator a one-column header is split by, if it is one of the usual
+    others (a real one-column file, `email`, has none of them)."""
+    if len(header) != 1:
+        return None
+    return next((name for char, name in _OTHER_SEPARATORS.items() if char in header[0]), None)
 
 
 def ndjson_rows(stream: IO[str]) -> Iterator[Row | BadRow]:
