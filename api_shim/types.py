@@ -7,14 +7,18 @@ their location, instead of failing inside the database.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints, TypeAdapter
+from pydantic import AfterValidator, Field, GetJsonSchemaHandler, StringConstraints, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
+
+from worker.rules.choices import did_you_mean
 
 MAX_JSON_DEPTH = 32
 
@@ -92,3 +96,30 @@ class DocumentedAs:
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         return handler(self.core_schema)
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def known_timezone(value: str) -> str:
+    """An IANA timezone name the calendar rules can use (DESIGN.md 10.2)."""
+    if value in _timezones():
+        return value
+    same = [name for name in _timezones() if name.lower() == value.lower()]
+    hint = (
+        f"did you mean {same[0]!r}?" if same else (did_you_mean(value, sorted(_timezones())) or "")
+    )
+    raise ValueError(
+        f"unknown timezone {value[:60]!r}: use an IANA name such as 'Europe/Amsterdam', "
+        f"'America/New_York' or 'UTC' (names are case-sensitive){'; ' + hint if hint else ''}"
+    )
+
+
+Timezone = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    AfterValidator(known_timezone),
+    Field(description="IANA timezone of the segment's calendar periods and anniversaries."),
+]
