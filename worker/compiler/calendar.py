@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from worker.rules.tree import CalendarPeriod
 
@@ -32,10 +32,11 @@ class PeriodBounds:
 
 
 def day_start(day: date, tz: tzinfo | None) -> datetime:
-    """The first instant of a local day. Where midnight is skipped by a DST change, the
-    first instant is the change itself: zoneinfo reads the skipped 00:00 with the offset in
-    force before it, which is that instant."""
-    return datetime.combine(day, time(0), tzinfo=tz)
+    """The first instant of a local day, in UTC (so that differences of bounds are real
+    durations: Python subtracts datetimes of one tzinfo by their wall clocks). Where midnight
+    is skipped by a DST change, the first instant is the change itself: zoneinfo reads the
+    skipped 00:00 with the offset in force before it, which is that instant."""
+    return datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
 
 
 def period_bounds(period: CalendarPeriod, local_now: datetime) -> PeriodBounds:
