@@ -94,15 +94,7 @@ def status_country(ctx: Context) -> Shape:
         "a",
         "status = subscribed AND country = us",
         _one_group(_field("status", "equals", "subscribed"), _field("country", "equals", "us")),
-        (
-            HandQuery(
-                "exists",
-                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
-                f"  AND {UNIVERSE}",
-                params,
-            ),
-            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
-        ),
+        _on_the_row(predicate, params),
     )
 
 
@@ -275,15 +267,7 @@ def tags_any(ctx: Context) -> Shape:
         "g",
         "tags has_any [vip, churn-risk]",
         _one_group(_field("tags", "has_any", ["vip", "churn-risk"])),
-        (
-            HandQuery(
-                "exists",
-                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
-                f"  AND {UNIVERSE}",
-                params,
-            ),
-            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
-        ),
+        _on_the_row(predicate, params),
     )
 
 
@@ -372,15 +356,7 @@ def custom_fields_isp(ctx: Context) -> Shape:
             _field("plan", "in", ["pro", "enterprise"]),
             _field("score", "gte", 50),
         ),
-        (
-            HandQuery(
-                "exists",
-                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
-                f"  AND {UNIVERSE}",
-                params,
-            ),
-            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
-        ),
+        _on_the_row(predicate, params),
     )
 
 
@@ -419,6 +395,19 @@ def _local_midnight(day: date, zone: str) -> datetime:
     return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone))
 
 
+def _on_the_row(predicate: str, params: tuple[Any, ...]) -> tuple[HandQuery, ...]:
+    """The two hand-written forms of a predicate on the contact row."""
+    return (
+        HandQuery(
+            "exists",
+            f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
+            f"  AND {UNIVERSE}",
+            params,
+        ),
+        HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
+    )
+
+
 def created_last_month(ctx: Context) -> Shape:
     zone = "Europe/Amsterdam"
     today = ctx.now.astimezone(ZoneInfo(zone)).date()
@@ -435,15 +424,7 @@ def created_last_month(ctx: Context) -> Shape:
         "k",
         "created_at in_calendar last month (Europe/Amsterdam)",
         _one_group(_field("created_at", "in_calendar", {"unit": "month", "offset": -1})),
-        (
-            HandQuery(
-                "exists",
-                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
-                f"  AND {UNIVERSE}",
-                params,
-            ),
-            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
-        ),
+        _on_the_row(predicate, params),
         timezone=zone,
     )
 
@@ -496,15 +477,7 @@ def signup_anniversary(ctx: Context) -> Shape:
         "m",
         "created_at anniversary_within_days 7 (America/New_York)",
         _one_group(_field("created_at", "anniversary_within_days", 7)),
-        (
-            HandQuery(
-                "exists",
-                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
-                f"  AND {UNIVERSE}",
-                params,
-            ),
-            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
-        ),
+        _on_the_row(predicate, params),
         timezone=zone,
     )
 

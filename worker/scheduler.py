@@ -102,42 +102,41 @@ class Scheduler:
             await conn.close()  # releases the session lock
 
     async def refresh_due(self) -> int:
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """UPDATE segments SET refresh_requested_at = now()
-                   WHERE time_relative AND status = 'DONE'
-                     AND coalesce(refresh_requested_at, last_built_at, created_at)
-                         < now() - make_interval(secs => $1)
-                   RETURNING id, account_id, generation""",
-                float(self.settings.refresh_interval_s),
-            )
-            for row in rows:
-                await _send(conn, "segment.refresh", row)
-        REFRESHES_PUBLISHED.inc(len(rows))
-        if rows:
-            log.info("scheduler.refreshes_published", segments=len(rows))
-        return len(rows)
+        return await self._refresh(
+            """UPDATE segments SET refresh_requested_at = now()
+               WHERE time_relative AND status = 'DONE'
+                 AND coalesce(refresh_requested_at, last_built_at, created_at)
+                     < now() - make_interval(secs => $1)
+               RETURNING id, account_id, generation""",
+            float(self.settings.refresh_interval_s),
+            event="scheduler.refreshes_published",
+        )
 
     async def refresh_after_local_midnight(self) -> int:
         """Refresh calendar segments whose latest computation (the last refresh asked, or the
         start of the last build, whichever is later) predates the latest local midnight in
         their timezone. Marking refresh_requested_at with the clock's now makes it once per
         local day; a refresh that changes nothing writes nothing (worker.builds)."""
-        now = self.clock()
+        return await self._refresh(
+            """UPDATE segments SET refresh_requested_at = $1
+               WHERE local_calendar AND status = 'DONE'
+                 AND greatest(refresh_requested_at, build_started_at, created_at)
+                     < (date_trunc('day', $1 AT TIME ZONE timezone) AT TIME ZONE timezone)
+               RETURNING id, account_id, generation""",
+            self.clock(),
+            event="scheduler.local_midnight_refreshes",
+        )
+
+    async def _refresh(self, mark: str, arg: object, *, event: str) -> int:
+        """Mark the segments `mark` selects (an UPDATE ... RETURNING id, account_id,
+        generation) and send `segment.refresh` for each, in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """UPDATE segments SET refresh_requested_at = $1
-                   WHERE local_calendar AND status = 'DONE'
-                     AND greatest(refresh_requested_at, build_started_at, created_at)
-                         < (date_trunc('day', $1 AT TIME ZONE timezone) AT TIME ZONE timezone)
-                   RETURNING id, account_id, generation""",
-                now,
-            )
+            rows = await conn.fetch(mark, arg)
             for row in rows:
                 await _send(conn, "segment.refresh", row)
         REFRESHES_PUBLISHED.inc(len(rows))
         if rows:
-            log.info("scheduler.local_midnight_refreshes", segments=len(rows))
+            log.info(event, segments=len(rows))
         return len(rows)
 
     async def requeue_stuck(self) -> int:
