@@ -164,9 +164,10 @@ class Translator:
         days = self.params.add(anniversary_days(self.query.local_now, c.value), "text[]")
         zone = self.params.add(self.query.timezone, "text")
         month_day = f"to_char({x} AT TIME ZONE {zone}, 'MM-DD')"
-        if is_date is not None:
-            raw = f"c.attributes ->> {key}"
-            month_day = f"CASE WHEN {is_date} THEN substr({raw}, 6, 5) ELSE {month_day} END"
+        if is_date is None:  # a column: not null, its month and day are never null
+            return f"({x} IS NOT NULL AND {month_day} = ANY({days}))"
+        raw = f"c.attributes ->> {key}"
+        month_day = f"CASE WHEN {is_date} THEN substr({raw}, 6, 5) ELSE {month_day} END"
         return f"coalesce({x} IS NOT NULL AND {month_day} = ANY({days}), false)"
 
     def between(self, x: str, start: datetime, end: datetime) -> str:
