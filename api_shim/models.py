@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from api_shim.types import Description, DocumentedAs, Name
+from api_shim.types import Description, DocumentedAs, Name, Timezone
 from worker.rules.limits import MAX_ARRAY_ITEMS
 from worker.rules.v2 import RulesJson
 
@@ -44,11 +44,12 @@ class SegmentCreate(BaseModel):
     contact_list_ids: ListIds
     rules_json: RulesJsonInput
     description: Description | None = None
+    timezone: Timezone = "UTC"
 
 
 class SegmentPatch(TypedDict, total=False):
-    """Only the keys sent change. rules_json / contact_list_ids changes rebuild the segment;
-    display_fields takes field names."""
+    """Only the keys sent change. rules_json / contact_list_ids / timezone changes rebuild
+    the segment; display_fields takes field names."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
     name: Name
@@ -57,6 +58,7 @@ class SegmentPatch(TypedDict, total=False):
     contact_list_ids: ListIds
     rules_json: RulesJsonInput
     display_fields: Annotated[list[str], Field(max_length=MAX_DISPLAY_FIELDS)]
+    timezone: Timezone
 
 
 class Pagination(BaseModel):
@@ -100,6 +102,9 @@ class Segment(BaseModel):
     created_at: datetime
     updated_at: datetime
     display_fields: list[DisplayField]
+    timezone: str = Field(
+        description="IANA timezone of the segment's calendar periods and anniversaries."
+    )
     error_reason: str | None = Field(description="Why the last build failed; null unless FAILED.")
 
 

@@ -35,8 +35,9 @@ async def create(conn: Conn, account_id: UUID, values: SegmentValues) -> asyncpg
 async def patch(
     conn: Conn, account_id: UUID, segment_id: UUID, changes: SegmentPatch
 ) -> asyncpg.Record:
-    """Apply a PATCH. New rules or list ids (different from the current ones) bump the
-    generation, reset to PENDING and publish segment.updated; other fields just change."""
+    """Apply a PATCH. New rules, list ids or timezone (different from the current ones)
+    bump the generation, reset to PENDING and publish segment.updated; other fields just
+    change."""
     async with conn.transaction():
         current = await store.get_segment(conn, account_id, segment_id, for_update=True)
         if current is None:
@@ -53,6 +54,9 @@ async def patch(
             current["dialect"] != "v2" or current["rules"] != rules
         )
         lists_changed = list_ids is not None and set(list_ids) != set(current["contact_list_ids"])
+        # The timezone moves every calendar period: a rules change.
+        timezone = changes.get("timezone", current["timezone"])
+        timezone_changed = timezone != current["timezone"]
         fields: list[dict[str, Any]] = (
             display_fields(registry, changes["display_fields"])
             if "display_fields" in changes
@@ -71,8 +75,12 @@ async def patch(
             time_relative=(
                 tree.depends_on_clock if rules_changed and tree else current["time_relative"]
             ),
+            timezone=timezone,
+            local_calendar=(
+                tree.follows_local_calendar if rules_changed and tree else current["local_calendar"]
+            ),
         )
-        rebuild = rules_changed or lists_changed
+        rebuild = rules_changed or lists_changed or timezone_changed
         row = await store.save_segment(conn, account_id, segment_id, values, rebuild=rebuild)
         assert row is not None  # locked above
         if rebuild:

@@ -14,7 +14,7 @@ from worker.db import Conn, cursor_batches
 
 COLUMNS = """id, number, account_id, name, color, description, dialect, rules, contact_list_ids,
     display_fields, status, total_count, generation, time_relative, error_reason, created_at,
-    updated_at, last_built_at"""
+    updated_at, last_built_at, timezone, local_calendar"""
 
 OrderBy = Literal["name", "total_count", "created_at", "updated_at"]
 # The only expressions that reach ORDER BY. A count is shown only when DONE, so it sorts
@@ -41,6 +41,10 @@ class SegmentValues:
     contact_list_ids: list[UUID]
     display_fields: list[dict[str, Any]]
     time_relative: bool
+    # The IANA timezone of calendar periods, and whether the rules use them (then the
+    # scheduler refreshes the segment after each local midnight). Only v2 rules do.
+    timezone: str = "UTC"
+    local_calendar: bool = False
 
     def params(self) -> tuple[Any, ...]:
         """The values in the order of the segments columns the statements below name."""
@@ -53,14 +57,17 @@ class SegmentValues:
             self.contact_list_ids,
             self.display_fields,
             self.time_relative,
+            self.timezone,
+            self.local_calendar,
         )
 
 
 async def insert_segment(conn: Conn, account_id: UUID, v: SegmentValues) -> asyncpg.Record:
     row = await conn.fetchrow(
         f"""INSERT INTO segments (account_id, name, color, description, dialect, rules,
-                                  contact_list_ids, display_fields, time_relative)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                  contact_list_ids, display_fields, time_relative, timezone,
+                                  local_calendar)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
             RETURNING {COLUMNS}""",  # noqa: S608 (a constant column list)
         account_id,
         *v.params(),
@@ -158,10 +165,11 @@ async def save_segment(
         f"""UPDATE segments SET
                 name = $3, color = $4, description = $5, dialect = $6, rules = $7,
                 contact_list_ids = $8, display_fields = $9, time_relative = $10,
-                generation = generation + CASE WHEN $11::boolean THEN 1 ELSE 0 END,
-                status = CASE WHEN $11::boolean THEN 'PENDING' ELSE status END,
-                total_count = CASE WHEN $11::boolean THEN NULL ELSE total_count END,
-                error_reason = CASE WHEN $11::boolean THEN NULL ELSE error_reason END,
+                timezone = $11, local_calendar = $12,
+                generation = generation + CASE WHEN $13::boolean THEN 1 ELSE 0 END,
+                status = CASE WHEN $13::boolean THEN 'PENDING' ELSE status END,
+                total_count = CASE WHEN $13::boolean THEN NULL ELSE total_count END,
+                error_reason = CASE WHEN $13::boolean THEN NULL ELSE error_reason END,
                 updated_at = now()
             WHERE id = $1 AND account_id = $2
             RETURNING {COLUMNS}""",  # noqa: S608 (a constant column list)

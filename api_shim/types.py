@@ -7,15 +7,19 @@ their location, instead of failing inside the database.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, GetJsonSchemaHandler, StringConstraints, TypeAdapter
+from pydantic import AfterValidator, Field, GetJsonSchemaHandler, StringConstraints, TypeAdapter
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
+
+from worker.rules.choices import did_you_mean
 
 MAX_JSON_DEPTH = 32
 
@@ -114,4 +118,31 @@ Email = Annotated[
     StringConstraints(strip_whitespace=True, to_lower=True, max_length=320),
     AfterValidator(email_address),
     AfterValidator(storable_text),
+]
+
+
+@functools.cache
+def _timezones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def known_timezone(value: str) -> str:
+    """An IANA timezone name the calendar rules can use (docs/rules.md, timezones)."""
+    if value in _timezones():
+        return value
+    same = [name for name in _timezones() if name.lower() == value.lower()]
+    hint = (
+        f"did you mean {same[0]!r}?" if same else (did_you_mean(value, sorted(_timezones())) or "")
+    )
+    raise ValueError(
+        f"unknown timezone {value[:60]!r}: use an IANA name such as 'Europe/Amsterdam', "
+        f"'America/New_York' or 'UTC' (names are case-sensitive){'; ' + hint if hint else ''}"
+    )
+
+
+Timezone = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64),
+    AfterValidator(known_timezone),
+    Field(description="IANA timezone of the segment's calendar periods and anniversaries."),
 ]

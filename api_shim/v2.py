@@ -91,6 +91,8 @@ async def create(ctx: Ctx, who: Writer, body: SegmentCreate) -> Segment:
             contact_list_ids=list(dict.fromkeys(body.contact_list_ids)),
             display_fields=[],
             time_relative=tree.depends_on_clock,
+            timezone=body.timezone,
+            local_calendar=tree.follows_local_calendar,
         )
         row = await segments.create(conn, who.account_id, values)
     return segment_full(row)
@@ -198,5 +200,6 @@ def segment_full(row: asyncpg.Record) -> Segment:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         display_fields=row["display_fields"],
+        timezone=row["timezone"],
         error_reason=row["error_reason"] if row["status"] == "FAILED" else None,
     )

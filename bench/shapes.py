@@ -9,11 +9,13 @@ for information and never used as the reference of a ratio.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from bench.common import ACCOUNT_BIG, CAMPAIGNS, LISTS, campaign_id, list_id
 
@@ -55,6 +57,7 @@ class Shape:
     title: str
     rules: dict[str, Any]
     hand: tuple[HandQuery, ...]
+    timezone: str = "UTC"  # the segment's, for calendar periods and anniversaries
 
 
 # The universe: the contact is on the segment's (big) list.
@@ -91,15 +94,7 @@ def status_country(ctx: Context) -> Shape:
         "a",
         "status = subscribed AND country = us",
         _one_group(_field("status", "equals", "subscribed"), _field("country", "equals", "us")),
-        (
-            HandQuery(
-                "exists",
-                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
-                f"  AND {UNIVERSE}",
-                params,
-            ),
-            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
-        ),
+        _on_the_row(predicate, params),
     )
 
 
@@ -272,15 +267,7 @@ def tags_any(ctx: Context) -> Shape:
         "g",
         "tags has_any [vip, churn-risk]",
         _one_group(_field("tags", "has_any", ["vip", "churn-risk"])),
-        (
-            HandQuery(
-                "exists",
-                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
-                f"  AND {UNIVERSE}",
-                params,
-            ),
-            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
-        ),
+        _on_the_row(predicate, params),
     )
 
 
@@ -369,15 +356,7 @@ def custom_fields_isp(ctx: Context) -> Shape:
             _field("plan", "in", ["pro", "enterprise"]),
             _field("score", "gte", 50),
         ),
-        (
-            HandQuery(
-                "exists",
-                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
-                f"  AND {UNIVERSE}",
-                params,
-            ),
-            HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
-        ),
+        _on_the_row(predicate, params),
     )
 
 
@@ -412,6 +391,97 @@ def last_open_within(ctx: Context) -> Shape:
     )
 
 
+def _local_midnight(day: date, zone: str) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone))
+
+
+def _on_the_row(predicate: str, params: tuple[Any, ...]) -> tuple[HandQuery, ...]:
+    """The two hand-written forms of a predicate on the contact row."""
+    return (
+        HandQuery(
+            "exists",
+            f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {predicate}\n"
+            f"  AND {UNIVERSE}",
+            params,
+        ),
+        HandQuery("join", f"SELECT c.id {UNIVERSE_JOIN}\n  AND {predicate}", params),
+    )
+
+
+def created_last_month(ctx: Context) -> Shape:
+    zone = "Europe/Amsterdam"
+    today = ctx.now.astimezone(ZoneInfo(zone)).date()
+    this_month = today.replace(day=1)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    params = (
+        ctx.account_id,
+        ctx.universe,
+        _local_midnight(last_month, zone),
+        _local_midnight(this_month, zone),
+    )
+    predicate = "c.created_at >= $3 AND c.created_at < $4"
+    return Shape(
+        "k",
+        "created_at in_calendar last month (Europe/Amsterdam)",
+        _one_group(_field("created_at", "in_calendar", {"unit": "month", "offset": -1})),
+        _on_the_row(predicate, params),
+        timezone=zone,
+    )
+
+
+def opened_this_week(ctx: Context) -> Shape:
+    zone = "Australia/Sydney"
+    today = ctx.now.astimezone(ZoneInfo(zone)).date()
+    monday = today - timedelta(days=today.weekday())
+    start, end = _local_midnight(monday, zone), _local_midnight(monday + timedelta(7), zone)
+    params = (ctx.account_id, ctx.universe, "open", start, end)
+    window = {"mode": "calendar", "unit": "week", "offset": 0}
+    return Shape(
+        "l",
+        "opened this week (calendar days_window, Australia/Sydney)",
+        _one_group(
+            {"kind": "activity", "metric": "open", "operator": "ever", "days_window": window}
+        ),
+        (
+            HandQuery(
+                "exists",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                "  AND EXISTS (SELECT 1 FROM events e WHERE e.account_id = $1\n"
+                "              AND e.contact_id = c.id AND e.type = $3\n"
+                "              AND e.occurred_at >= $4 AND e.occurred_at < $5)",
+                params,
+            ),
+            HandQuery(
+                "events-first",
+                "SELECT c.id\nFROM (SELECT DISTINCT e.contact_id FROM events e\n"
+                "      WHERE e.account_id = $1 AND e.type = $3\n"
+                "        AND e.occurred_at >= $4 AND e.occurred_at < $5) o\n"
+                "JOIN contacts c ON c.id = o.contact_id\n"
+                f"WHERE c.account_id = $1 AND {UNIVERSE}",
+                params,
+            ),
+        ),
+        timezone=zone,
+    )
+
+
+def signup_anniversary(ctx: Context) -> Shape:
+    zone = "America/New_York"
+    today = ctx.now.astimezone(ZoneInfo(zone)).date()
+    days = sorted({(today + timedelta(days=k)).strftime("%m-%d") for k in range(8)})
+    if "02-28" in days and not calendar.isleap(today.year):
+        days.append("02-29")
+    params = (ctx.account_id, ctx.universe, zone, days)
+    predicate = "to_char(c.created_at AT TIME ZONE $3, 'MM-DD') = ANY($4)"
+    return Shape(
+        "m",
+        "created_at anniversary_within_days 7 (America/New_York)",
+        _one_group(_field("created_at", "anniversary_within_days", 7)),
+        _on_the_row(predicate, params),
+        timezone=zone,
+    )
+
+
 SHAPES: tuple[Callable[[Context], Shape], ...] = (
     status_country,
     opened_recently,
@@ -423,5 +493,8 @@ SHAPES: tuple[Callable[[Context], Shape], ...] = (
     or_of_groups,
     custom_fields_isp,
     last_open_within,
+    created_last_month,
+    opened_this_week,
+    signup_anniversary,
 )
 assert CAMPAIGNS >= 6  # clicked_campaigns picks the six most recent

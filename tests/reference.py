@@ -11,12 +11,15 @@ Deliberately simple and slow: clarity over speed.
 
 from __future__ import annotations
 
+import calendar
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from worker.rules.values import parse_iso_datetime
 
@@ -122,10 +125,14 @@ class Evaluator:
         account_id: UUID,
         now: datetime,
         segment_members: dict[UUID, set[UUID]] | None = None,
+        timezone: str = "UTC",
     ) -> None:
         self.data = data
         self.account_id = account_id
         self.now = now
+        # Calendar periods and anniversaries are local to the segment's timezone.
+        self.zone = ZoneInfo(timezone)
+        self.today = now.astimezone(self.zone).date()
         # The membership of the segments that `segment` conditions name, evaluated before
         # (referenced segments first).
         self.segment_members = segment_members or {}
@@ -193,7 +200,9 @@ class Evaluator:
     def activity(self, c: dict[str, Any], contact: Contact) -> bool:
         events = self.events_of(contact, c["metric"])
         window = c.get("days_window")
-        if window:
+        if window and window["mode"] == "calendar":
+            events = [e for e in events if self.in_period(self.local_date(e.occurred_at), window)]
+        elif window:
             cutoff = self.now - timedelta(days=window["days"])
             if window["mode"] == "last":
                 events = [e for e in events if e.occurred_at >= cutoff]
@@ -234,6 +243,13 @@ class Evaluator:
     def field_condition(self, c: dict[str, Any], contact: Contact) -> bool:
         data_type, x = self.field_type_and_value(c["field"], contact)
         op, v = c["operator"], c.get("value")
+        if op in ("in_calendar", "anniversary_within_days"):
+            day = self.calendar_date(c["field"], x, contact)
+            if day is None:
+                return False
+            if op == "in_calendar":
+                return self.in_period(day, v)
+            return self.anniversary_within(day, v)
         if op == "is_null":
             return x is None
         if op == "is_not_null":
@@ -256,6 +272,46 @@ class Evaluator:
         bound = parse_iso_datetime(v)
         assert bound is not None
         return _ordered(op, x, bound)
+
+    # -- the local calendar (docs/rules.md, timezones) ------------------------------------------
+    def local_date(self, moment: datetime) -> date:
+        return moment.astimezone(self.zone).date()
+
+    def calendar_date(self, name: str, x: datetime | None, contact: Contact) -> date | None:
+        """The local day a datetime value is on: a custom value stored as a bare date is
+        that day whatever the timezone; an instant is read in the timezone."""
+        if x is None:
+            return None
+        raw = contact.attributes.get(name) if name in self.data.custom_fields else None
+        if name not in DATETIME_COLUMNS and isinstance(raw, str) and _BARE_DATE.fullmatch(raw):
+            return date.fromisoformat(raw)
+        return self.local_date(x)
+
+    def in_period(self, day: date, period: dict[str, Any]) -> bool:
+        """`day` is in the period `offset` periods from today's, counted in whole periods."""
+        unit, offset, today = period["unit"], period["offset"], self.today
+        if unit == "day":
+            return (day - today).days == offset
+        if unit == "week":
+            monday = day - timedelta(days=day.weekday())
+            this_monday = today - timedelta(days=today.weekday())
+            return (monday - this_monday).days == 7 * offset
+        if unit == "month":
+            return (day.year * 12 + day.month) - (today.year * 12 + today.month) == offset
+        return day.year - today.year == offset
+
+    def anniversary_within(self, day: date, n: int) -> bool:
+        for k in range(n + 1):
+            d = self.today + timedelta(days=k)
+            if (day.month, day.day) == (d.month, d.day):
+                return True
+            leap_day = (day.month, day.day) == (2, 29)
+            if leap_day and (d.month, d.day) == (2, 28) and not calendar.isleap(d.year):
+                return True
+        return False
+
+
+_BARE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _ordered(op: str, x: Any, v: Any) -> bool:

@@ -174,6 +174,6 @@ def test_parsing_rules_of_an_unknown_dialect_is_an_error() -> None:
 
 
 def test_a_stored_segment_of_an_unknown_dialect_has_no_query() -> None:
-    segment = SegmentRules(uuid4(), uuid4(), 1, "Simple", SIMPLE_SHAPED, ())
+    segment = SegmentRules(uuid4(), uuid4(), 1, "Simple", SIMPLE_SHAPED, (), "UTC")
     with pytest.raises(UnknownDialect, match="unknown rules dialect 'Simple'"):
         segment.query(FieldRegistry.builtin_only(), datetime.now(UTC))

@@ -35,7 +35,9 @@ from worker.rules.fields import (
     FieldType,
 )
 from worker.rules.tree import (
+    CALENDAR_OPERATORS,
     ActivityCondition,
+    CalendarPeriod,
     Condition,
     DaysWindow,
     FieldCondition,
@@ -60,8 +62,10 @@ def literal(cls: type, attribute: str) -> tuple[Any, ...]:
 def sample_value(field_type: FieldType, operator: str) -> FieldValue:
     if operator in NULL_OPERATORS:
         return None
-    if operator == "within_days":
+    if operator in ("within_days", "anniversary_within_days"):
         return 30
+    if operator == "in_calendar":
+        return CalendarPeriod("month", -1)
     scalar: FieldValue = {
         FieldType.TEXT: "x",
         FieldType.NUMBER: Decimal(2),
@@ -80,6 +84,8 @@ def field_conditions() -> list[Condition]:
         FieldCondition(spec, operator, sample_value(spec.type, operator))
         for spec in [*BUILTIN_FIELDS.values(), *custom]
         for operator in sorted(OPERATORS_BY_TYPE[spec.type])
+        # The rules refuse the anniversary of a latest event (worker.rules.conditions).
+        if not (operator == "anniversary_within_days" and spec.source is FieldSource.DERIVED)
     ]
 
 
@@ -89,7 +95,13 @@ def activity_conditions() -> list[Condition]:
         for operator in literal(ActivityCondition, "operator"):
             values = [None] if operator in ("ever", "never") else [0, 1, 2]
             for value in values:
-                for window in (None, DaysWindow("last", 30), DaysWindow("more_than", 30)):
+                windows = (
+                    None,
+                    DaysWindow("last", 30),
+                    DaysWindow("more_than", 30),
+                    CalendarPeriod("week", 0),
+                )
+                for window in windows:
                     for include, exclude in (((), ()), ((CAMPAIGN,), ()), ((), (CAMPAIGN,))):
                         out.append(
                             ActivityCondition(
@@ -163,8 +175,9 @@ def test_every_field_has_a_reader_and_every_type_a_placeholder_type() -> None:
 
 
 def test_every_operator_of_every_type_has_a_row_handler() -> None:
+    """Calendar operators have a translation of their own (Translator.calendar_field)."""
     for field_type, operators in OPERATORS_BY_TYPE.items():
-        assert set(ROW_OPERATORS[field_type]) == set(operators), field_type
+        assert set(ROW_OPERATORS[field_type]) == set(operators) - CALENDAR_OPERATORS, field_type
 
 
 def test_every_operator_of_a_derived_field_has_an_aggregate_handler() -> None:
@@ -172,8 +185,9 @@ def test_every_operator_of_a_derived_field_has_an_aggregate_handler() -> None:
     assert set(DERIVED) == derived
     for name in DERIVED:
         operators = OPERATORS_BY_TYPE[BUILTIN_FIELDS[name].type] - NULL_OPERATORS
-        if name in LATEST:  # lower bounds and within_days become filters on occurred_at
-            operators -= {"gt", "gte", "within_days"}
+        if name in LATEST:  # lower bounds and periods become filters on occurred_at
+            operators -= {"gt", "gte", "within_days", "in_calendar"}
+            operators -= {"anniversary_within_days"}  # refused by the rules
         else:  # whether contacts without events match is decided by a count of 0
             assert operators <= set(COUNT_TESTS), name
         assert operators <= set(AGGREGATE_OPS), name

@@ -1104,6 +1104,8 @@ SAMPLE_VALUES: dict[tuple[FieldType, str], Any] = {
     (FieldType.NUMBER, "in"): [1, 2.5],
     (FieldType.NUMBER, "not_in"): [1, 2.5],
     (FieldType.DATETIME, "within_days"): 30,
+    (FieldType.DATETIME, "in_calendar"): {"unit": "week", "offset": -1},
+    (FieldType.DATETIME, "anniversary_within_days"): 7,
 }
 CUSTOM_FIELDS = {f"custom_{t.value}": t for t in FieldType}
 
@@ -1113,6 +1115,8 @@ def _every_field_condition() -> list[dict[str, Any]]:
     conditions = []
     for name, field_type in sorted(specs.items()):
         for op in sorted(OPERATORS_BY_TYPE[field_type]):
+            if op == "anniversary_within_days" and name in ("last_open_at", "last_click_at"):
+                continue  # refused: the anniversary of a latest event means nothing
             if op in ("is_null", "is_not_null"):
                 conditions.append(field(name, op))
             else:

@@ -48,7 +48,7 @@ from worker.rules.limits import (
     MAX_STRING_LENGTH,
     MAX_V1_FILTERS,
 )
-from worker.rules.tree import DaysWindow
+from worker.rules.tree import CalendarPeriod, DaysWindow
 
 REGISTRY = FieldRegistry.from_declarations(
     {
@@ -249,9 +249,133 @@ INVALID_CONDITIONS = [
     ),
     _case(
         "days-window-unknown-key",
-        activity("ever", days_window={"mode": "last", "days": 3, "unit": "days"}),
-        ".days_window.unit",
+        activity("ever", days_window={"mode": "last", "days": 3, "units": "days"}),
+        ".days_window.units",
         "extra_forbidden",
+    ),
+    # -- days_window mode calendar (docs/rules.md, timezones)
+    _case(
+        "calendar-window-unit-with-last",
+        activity("ever", days_window={"mode": "last", "days": 3, "unit": "day"}),
+        ".days_window.unit",
+        "value_forbidden",
+    ),
+    _case(
+        "calendar-window-without-unit",
+        activity("ever", days_window={"mode": "calendar", "offset": 0}),
+        ".days_window.unit",
+        "missing",
+    ),
+    _case(
+        "calendar-window-without-offset",
+        activity("ever", days_window={"mode": "calendar", "unit": "week"}),
+        ".days_window.offset",
+        "missing",
+    ),
+    _case(
+        "calendar-window-with-days",
+        deliverability(
+            "ever", days_window={"mode": "calendar", "unit": "day", "offset": 0, "days": 3}
+        ),
+        ".days_window.days",
+        "value_forbidden",
+    ),
+    _case(
+        "calendar-window-bad-unit",
+        activity("ever", days_window={"mode": "calendar", "unit": "fortnight", "offset": 0}),
+        ".days_window.unit",
+        "literal_error",
+    ),
+    _case(
+        "calendar-window-future",
+        activity("ever", days_window={"mode": "calendar", "unit": "day", "offset": 1}),
+        ".days_window.offset",
+        "less_than_equal",
+    ),
+    _case(
+        "calendar-window-too-far",
+        activity("ever", days_window={"mode": "calendar", "unit": "day", "offset": -3651}),
+        ".days_window.offset",
+        "greater_than_equal",
+    ),
+    # -- in_calendar and anniversary_within_days (docs/rules.md, timezones)
+    _case(
+        "in-calendar-not-object",
+        field("created_at", "in_calendar", "week"),
+        ".value",
+        "calendar_type",
+    ),
+    _case(
+        "in-calendar-bad-unit",
+        field("created_at", "in_calendar", {"unit": "days", "offset": 0}),
+        ".value.unit",
+        "calendar_unit",
+    ),
+    _case(
+        "in-calendar-no-unit",
+        field("created_at", "in_calendar", {"offset": 0}),
+        ".value.unit",
+        "calendar_unit",
+    ),
+    _case(
+        "in-calendar-offset-ahead",
+        field("created_at", "in_calendar", {"unit": "day", "offset": 1}),
+        ".value.offset",
+        "offset_range",
+    ),
+    _case(
+        "in-calendar-offset-too-far",
+        field("created_at", "in_calendar", {"unit": "year", "offset": -3651}),
+        ".value.offset",
+        "offset_range",
+    ),
+    _case(
+        "in-calendar-offset-not-int",
+        field("created_at", "in_calendar", {"unit": "year", "offset": "-1"}),
+        ".value.offset",
+        "int_type",
+    ),
+    _case(
+        "in-calendar-unknown-key",
+        field("created_at", "in_calendar", {"unit": "day", "offset": 0, "tz": "UTC"}),
+        ".value.tz",
+        "extra_forbidden",
+    ),
+    _case(
+        "in-calendar-on-text",
+        field("email", "in_calendar", {"unit": "day", "offset": 0}),
+        ".operator",
+        "operator_not_allowed",
+    ),
+    _case(
+        "anniversary-too-many-days",
+        field("created_at", "anniversary_within_days", 367),
+        ".value",
+        "days_range",
+    ),
+    _case(
+        "anniversary-negative",
+        field("created_at", "anniversary_within_days", -1),
+        ".value",
+        "days_range",
+    ),
+    _case(
+        "anniversary-bool",
+        field("created_at", "anniversary_within_days", True),
+        ".value",
+        "int_type",
+    ),
+    _case(
+        "anniversary-on-number",
+        field("opens_count", "anniversary_within_days", 7),
+        ".operator",
+        "operator_not_allowed",
+    ),
+    _case(
+        "anniversary-of-latest-event",
+        field("last_open_at", "anniversary_within_days", 7),
+        ".operator",
+        "operator_not_allowed",
     ),
     _case(
         "days-window-not-object",
@@ -639,6 +763,15 @@ FIELD_NODES = [
     ("last_open_at", "within_days", 30, 30),
     ("last_click_at", "within_days", 1, 1),
     ("birthday", "within_days", MAX_DAYS, MAX_DAYS),
+    ("created_at", "in_calendar", {"unit": "week", "offset": 0}, CalendarPeriod("week", 0)),
+    (
+        "last_open_at",
+        "in_calendar",
+        {"unit": "year", "offset": -3650},
+        CalendarPeriod("year", -3650),
+    ),
+    ("birthday", "anniversary_within_days", 0, 0),
+    ("birthday", "anniversary_within_days", 366, 366),
     ("created_at", "is_null", ABSENT, None),
     ("last_open_at", "is_not_null", None, None),
     # boolean
@@ -876,6 +1009,28 @@ def test_clock_dependence_is_detected() -> None:
     assert depends(deliverability("ever", days_window={"mode": "last", "days": 7}))
     assert not depends(field("created_at", "gt", "2026-01-01"))
     assert not depends(activity("ever"))
+
+
+def test_local_calendar_rules_are_detected() -> None:
+    """Calendar periods and anniversaries change at local midnight: the scheduler refreshes
+    those segments then (and they are clock-dependent too)."""
+
+    def tree(condition: dict[str, Any]) -> Any:
+        return parse_v2_rules(v2(GOOD, condition), REGISTRY)
+
+    calendar = [
+        field("created_at", "in_calendar", {"unit": "month", "offset": -1}),
+        field("birthday", "anniversary_within_days", 7),
+        activity("ever", days_window={"mode": "calendar", "unit": "week", "offset": 0}),
+    ]
+    for condition in calendar:
+        assert tree(condition).follows_local_calendar
+        assert tree(condition).depends_on_clock
+    rolling = field("created_at", "within_days", 7)
+    assert not tree(rolling).follows_local_calendar
+    assert tree(
+        activity("ever", days_window={"mode": "calendar", "unit": "day", "offset": 0})
+    ).conditions()[1].days_window == CalendarPeriod("day", 0)
 
 
 # -- the product brief's own examples ----------------------------------------------------------

@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aio_pika
 import asyncpg
@@ -169,3 +171,58 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_calendar_segments_are_refreshed_after_each_local_midnight(
+    pool: asyncpg.Pool, conn: asyncpg.Connection, account_id: uuid.UUID, database_url: str,
+    amqp_url: str,
+) -> None:  # fmt: skip
+    """With an injected clock: a segment with calendar rules in Sydney is asked for a
+    refresh once just after each Sydney midnight, not before it and not twice; one in UTC
+    only after UTC midnight; a segment without calendar rules never by this path."""
+    sydney_evening = datetime(2026, 6, 7, 23, 50, tzinfo=ZoneInfo("Australia/Sydney"))
+
+    async def calendar_segment(zone: str, local_calendar: bool = True) -> uuid.UUID:
+        segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE, time_relative=True)
+        await conn.execute(
+            """UPDATE segments SET status = 'DONE', timezone = $2, local_calendar = $3,
+                   created_at = $4, build_started_at = $4, last_built_at = $4
+               WHERE id = $1""",
+            segment["id"], zone, local_calendar, sydney_evening,
+        )  # fmt: skip
+        return uuid.UUID(str(segment["id"]))
+
+    sydney = await calendar_segment("Australia/Sydney")
+    utc = await calendar_segment("UTC")
+    rolling = await calendar_segment("Australia/Sydney", local_calendar=False)
+    clock = [sydney_evening]
+    scheduler = Scheduler(worker_settings(database_url, amqp_url), pool, clock=lambda: clock[0])
+
+    async def refreshes_at(local: datetime) -> set[uuid.UUID]:
+        clock[0] = local
+        await scheduler.refresh_after_local_midnight()
+        rows = await conn.fetch(
+            """SELECT (body->>'segment_id')::uuid FROM outbox
+               WHERE routing_key = 'segment.refresh' AND (body->>'segment_id')::uuid = ANY($1)""",
+            [sydney, utc, rolling],
+        )
+        await conn.execute(
+            "DELETE FROM outbox WHERE (body->>'segment_id')::uuid = ANY($1)", [sydney, utc, rolling]
+        )
+        return {r[0] for r in rows}
+
+    syd = ZoneInfo("Australia/Sydney")
+    assert await refreshes_at(datetime(2026, 6, 7, 23, 59, 59, tzinfo=syd)) == set()
+    assert await refreshes_at(datetime(2026, 6, 8, 0, 0, 30, tzinfo=syd)) == {sydney}
+    assert await refreshes_at(datetime(2026, 6, 8, 0, 0, 50, tzinfo=syd)) == set()
+    # UTC midnight is 10:00 in Sydney.
+    assert await refreshes_at(datetime(2026, 6, 8, 9, 59, tzinfo=syd)) == set()
+    assert await refreshes_at(datetime(2026, 6, 8, 10, 0, 20, tzinfo=syd)) == {utc}
+    assert await refreshes_at(datetime(2026, 6, 9, 0, 0, 10, tzinfo=syd)) == {sydney}
+    # A build that started after midnight already saw the new day: no refresh is asked.
+    await conn.execute(
+        "UPDATE segments SET build_started_at = $2 WHERE id = $1",
+        sydney,
+        datetime(2026, 6, 10, 0, 0, 5, tzinfo=syd),
+    )
+    assert await refreshes_at(datetime(2026, 6, 10, 0, 0, 40, tzinfo=syd)) == {utc}

@@ -191,7 +191,7 @@ async def _claim(conn: Conn, message: SegmentMessage, trigger: str) -> SegmentRu
     """Mark the segment RUNNING for this generation, or say why there is nothing to do."""
     row = await conn.fetchrow(
         """SELECT id, account_id, generation, built_generation, status, dialect, rules,
-                  contact_list_ids
+                  contact_list_ids, timezone
            FROM segments WHERE id = $1 AND account_id = $2""",
         message.segment_id,
         message.account_id,

@@ -216,7 +216,7 @@ async def _apply_locked(
     if not segment_ids or not candidates:
         return NOTHING
     rows = await conn.fetch(
-        """SELECT id, account_id, generation, dialect, rules, contact_list_ids
+        """SELECT id, account_id, generation, dialect, rules, contact_list_ids, timezone
            FROM segments
            WHERE id = ANY($1::uuid[]) AND account_id = $2 AND status = 'DONE'
              AND built_generation = generation

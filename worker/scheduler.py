@@ -2,6 +2,10 @@
 
 - refresh: segments whose rules depend on the clock (days_window, within_days) drift with
   time alone; send `segment.refresh` for each DONE one not refreshed within the interval;
+- local midnights: segments with calendar periods or anniversaries (docs/rules.md, timezones) change
+  at local midnight in their timezone (week, month and year boundaries are midnights too):
+  send `segment.refresh` for each DONE one last computed before its latest local midnight.
+  A tick comes at least every 30 s, so the refresh is asked within a minute of midnight;
 - sweep: a segment PENDING or RUNNING for long with no build holding its lock lost its
   message or its worker: send `segment.rebuild` so it is never stuck.
 
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -40,9 +46,15 @@ STATUSES = ("PENDING", "RUNNING", "DONE", "FAILED")
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.settings = settings
         self.pool = pool
+        self.clock = clock  # injectable, so tests can stand at any local midnight
         self._leader_conn: asyncpg.Connection | None = None
 
     @property
@@ -67,6 +79,7 @@ class Scheduler:
         await self._update_status_gauge()
         if await self._lead():
             await self.refresh_due()
+            await self.refresh_after_local_midnight()
             await self.requeue_stuck()
 
     async def _lead(self) -> bool:
@@ -89,20 +102,41 @@ class Scheduler:
             await conn.close()  # releases the session lock
 
     async def refresh_due(self) -> int:
+        return await self._refresh(
+            """UPDATE segments SET refresh_requested_at = now()
+               WHERE time_relative AND status = 'DONE'
+                 AND coalesce(refresh_requested_at, last_built_at, created_at)
+                     < now() - make_interval(secs => $1)
+               RETURNING id, account_id, generation""",
+            float(self.settings.refresh_interval_s),
+            event="scheduler.refreshes_published",
+        )
+
+    async def refresh_after_local_midnight(self) -> int:
+        """Refresh calendar segments whose latest computation (the last refresh asked, or the
+        start of the last build, whichever is later) predates the latest local midnight in
+        their timezone. Marking refresh_requested_at with the clock's now makes it once per
+        local day; a refresh that changes nothing writes nothing (worker.builds)."""
+        return await self._refresh(
+            """UPDATE segments SET refresh_requested_at = $1
+               WHERE local_calendar AND status = 'DONE'
+                 AND greatest(refresh_requested_at, build_started_at, created_at)
+                     < (date_trunc('day', $1 AT TIME ZONE timezone) AT TIME ZONE timezone)
+               RETURNING id, account_id, generation""",
+            self.clock(),
+            event="scheduler.local_midnight_refreshes",
+        )
+
+    async def _refresh(self, mark: str, arg: object, *, event: str) -> int:
+        """Mark the segments `mark` selects (an UPDATE ... RETURNING id, account_id,
+        generation) and send `segment.refresh` for each, in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """UPDATE segments SET refresh_requested_at = now()
-                   WHERE time_relative AND status = 'DONE'
-                     AND coalesce(refresh_requested_at, last_built_at, created_at)
-                         < now() - make_interval(secs => $1)
-                   RETURNING id, account_id, generation""",
-                float(self.settings.refresh_interval_s),
-            )
+            rows = await conn.fetch(mark, arg)
             for row in rows:
                 await _send(conn, "segment.refresh", row)
         REFRESHES_PUBLISHED.inc(len(rows))
         if rows:
-            log.info("scheduler.refreshes_published", segments=len(rows))
+            log.info(event, segments=len(rows))
         return len(rows)
 
     async def requeue_stuck(self) -> int:

@@ -29,10 +29,12 @@ class SegmentRules:
     dialect: str
     rules: Any
     contact_list_ids: tuple[UUID, ...]
+    timezone: str  # IANA name; calendar periods are local to it
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> SegmentRules:
-        """From a row with id, account_id, generation, dialect, rules, contact_list_ids."""
+        """From a row with id, account_id, generation, dialect, rules, contact_list_ids,
+        timezone."""
         return cls(
             row["id"],
             row["account_id"],
@@ -40,18 +42,19 @@ class SegmentRules:
             row["dialect"],
             row["rules"],
             tuple(row["contact_list_ids"]),
+            row["timezone"],
         )
 
     def query(self, registry: FieldRegistry, now: datetime) -> SegmentQuery:
         """The segment's query at `now`; raises RulesInvalid if the rules no longer fit the
         account's fields (a custom field undeclared or retyped since the segment was saved)."""
         tree: RuleTree = parse_rules(self.dialect, self.rules, registry)
-        return SegmentQuery(self.account_id, tree, self.contact_list_ids, now)
+        return SegmentQuery(self.account_id, tree, self.contact_list_ids, now, self.timezone)
 
 
 async def load_segment_rules(conn: Conn, segment_id: UUID) -> SegmentRules | None:
     row = await conn.fetchrow(
-        """SELECT id, account_id, generation, dialect, rules, contact_list_ids
+        """SELECT id, account_id, generation, dialect, rules, contact_list_ids, timezone
            FROM segments WHERE id = $1""",
         segment_id,
     )

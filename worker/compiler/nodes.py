@@ -14,7 +14,13 @@ from uuid import UUID
 
 from worker.compiler.operators import PG_TYPES
 from worker.rules.fields import FieldType
-from worker.rules.tree import FieldCondition, FieldValue, IspCondition, MembershipCondition
+from worker.rules.tree import (
+    CalendarPeriod,
+    FieldCondition,
+    FieldValue,
+    IspCondition,
+    MembershipCondition,
+)
 
 
 class Now(Enum):
@@ -42,13 +48,22 @@ class Value:
         return cls(value, pg_type)
 
 
+@dataclass(frozen=True)
+class PeriodEdge:
+    """The first instant of a local calendar period (`end`: of the one after it), resolved
+    at translation for the query's now and timezone (worker.compiler.calendar)."""
+
+    period: CalendarPeriod
+    end: bool
+
+
 # -- filters on the events of an EventTest ----------------------------------------------------
 @dataclass(frozen=True)
 class OccurredAt:
     """`e.occurred_at <op> at`."""
 
     op: Literal[">=", ">", "<=", "<"]
-    at: datetime | Now
+    at: datetime | Now | PeriodEdge
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from worker.compiler.nodes import (
     Having,
     Node,
     OccurredAt,
+    PeriodEdge,
     Plan,
     Truth,
     Value,
@@ -41,6 +42,7 @@ from worker.compiler.operators import COUNT_OPERATORS, COUNT_TESTS, DERIVED, LAT
 from worker.rules.fields import FieldSource
 from worker.rules.tree import (
     ActivityCondition,
+    CalendarPeriod,
     Condition,
     FieldCondition,
     IspCondition,
@@ -79,7 +81,9 @@ def _activity(c: ActivityCondition, now: datetime) -> EventTest | Truth:
     if c.operator == "count_gte" and c.value == 0:
         return Truth(True)  # every contact has at least zero events
     filters: list[EventFilter] = []
-    if c.days_window is not None:
+    if isinstance(c.days_window, CalendarPeriod):
+        filters.extend(_in_period(c.days_window))
+    elif c.days_window is not None:
         cutoff = now - timedelta(days=c.days_window.days)
         filters.append(OccurredAt(">=" if c.days_window.mode == "last" else "<", cutoff))
     if c.include_campaign_ids:
@@ -134,12 +138,29 @@ def _latest(event_type: str, c: FieldCondition, now: datetime) -> Node:
                 EventTest(event_type, in_future, None, matches_none=True),
             )
         )
+    if c.operator == "in_calendar":
+        # The latest event is in the period <=> there is an event in it and none after it.
+        assert isinstance(c.value, CalendarPeriod)
+        after = (OccurredAt(">=", PeriodEdge(c.value, end=True)),)
+        return AllOf(
+            (
+                EventTest(event_type, _in_period(c.value), None, matches_none=False),
+                EventTest(event_type, after, None, matches_none=True),
+            )
+        )
     if c.operator in ("gt", "gte"):
         assert isinstance(c.value, datetime)
         bound = OccurredAt(">" if c.operator == "gt" else ">=", c.value)
         return EventTest(event_type, (bound,), None, matches_none=False)
     having = Having("max(e.occurred_at)", c.operator, Value.of(c.field.type, c.value))
     return EventTest(event_type, (), having, matches_none=False)
+
+
+def _in_period(period: CalendarPeriod) -> tuple[OccurredAt, OccurredAt]:
+    """Events in a local calendar period: two bounds the (type, time) index answers."""
+    return OccurredAt(">=", PeriodEdge(period, end=False)), OccurredAt(
+        "<", PeriodEdge(period, end=True)
+    )
 
 
 # -- merging groups ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from worker.rules.tree import RuleTree
 
@@ -17,6 +18,14 @@ class SegmentQuery:
     # The universe: contacts on at least one of these lists; empty means all of the account's.
     list_ids: tuple[UUID, ...]
     now: datetime
+    # The segment's IANA timezone: calendar periods and anniversaries are local to it
+    # (docs/rules.md, timezones); rolling windows ignore it.
+    timezone: str = "UTC"
+
+    @property
+    def local_now(self) -> datetime:
+        """`now` in the segment's timezone: the planner reads local dates from it."""
+        return self.now.astimezone(ZoneInfo(self.timezone))
 
 
 @dataclass(frozen=True)

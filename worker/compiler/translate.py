@@ -15,9 +15,10 @@ on Citus.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import assert_never
 
+from worker.compiler.calendar import anniversary_days, period_bounds
 from worker.compiler.nodes import (
     AllOf,
     CampaignIn,
@@ -28,6 +29,7 @@ from worker.compiler.nodes import (
     Node,
     Now,
     OccurredAt,
+    PeriodEdge,
     Plan,
     Truth,
     Value,
@@ -36,7 +38,13 @@ from worker.compiler.operators import AGGREGATE_OPS, COLUMNS, CUSTOM_READERS, RO
 from worker.compiler.query import SegmentQuery
 from worker.compiler.sources import Source
 from worker.rules.fields import FieldSource, FieldSpec
-from worker.rules.tree import FieldCondition, IspCondition, MembershipCondition
+from worker.rules.tree import (
+    CALENDAR_OPERATORS,
+    CalendarPeriod,
+    FieldCondition,
+    IspCondition,
+    MembershipCondition,
+)
 
 
 class Translator:
@@ -105,6 +113,8 @@ class Translator:
 
     def field(self, c: FieldCondition) -> str:
         """A column or custom field (the planner turns derived fields into event tests)."""
+        if c.operator in CALENDAR_OPERATORS:
+            return self.calendar_field(c)
         template = ROW_OPERATORS[c.field.type][c.operator]
         return template.format(x=self.field_expr(c.field), v=self.field_value(c))
 
@@ -125,6 +135,45 @@ class Translator:
             since = self.params.add(self.query.now - timedelta(days=c.value), "timestamptz")
             return f"{since} AND {self.now}"
         return self.bind(Value.of(c.field.type, c.value))
+
+    def calendar_field(self, c: FieldCondition) -> str:
+        """in_calendar / anniversary_within_days on a column or custom datetime field, with
+        the period's bounds and the anniversary days computed for the query's now and
+        timezone (worker.compiler.calendar). Two-valued: a null value is false.
+
+        Instants compare with bound instants (`x >= $s AND x < $e`, which an index on the
+        column serves). A custom field stored as a bare date (`YYYY-MM-DD`, 10 characters) is
+        a calendar date (docs/rules.md, timezones): it reads as midnight UTC of that date, so it is
+        compared with the period's local dates as midnights UTC; its anniversary is its own
+        month and day. Only the anniversary of an instant needs the timezone per row."""
+        if c.field.source is FieldSource.CUSTOM:
+            key = self.params.add(c.field.name, "text")
+            x = f"segments_jsonb_timestamptz(c.attributes -> {key})"
+            is_date = f"length(c.attributes ->> {key}) = 10"
+        else:
+            x, is_date = COLUMNS[c.field.name], None
+        if c.operator == "in_calendar":
+            assert isinstance(c.value, CalendarPeriod)
+            bounds = period_bounds(c.value, self.query.local_now)
+            instants = self.between(x, bounds.start, bounds.end)
+            if is_date is None:
+                return f"({x} IS NOT NULL AND {instants})"
+            dates = self.between(x, _utc_midnight(bounds.first_day), _utc_midnight(bounds.end_day))
+            return f"coalesce(CASE WHEN {is_date} THEN {dates} ELSE {instants} END, false)"
+        assert isinstance(c.value, int)
+        days = self.params.add(anniversary_days(self.query.local_now, c.value), "text[]")
+        zone = self.params.add(self.query.timezone, "text")
+        month_day = f"to_char({x} AT TIME ZONE {zone}, 'MM-DD')"
+        if is_date is None:  # a column: not null, its month and day are never null
+            return f"({x} IS NOT NULL AND {month_day} = ANY({days}))"
+        raw = f"c.attributes ->> {key}"
+        month_day = f"CASE WHEN {is_date} THEN substr({raw}, 6, 5) ELSE {month_day} END"
+        return f"coalesce({x} IS NOT NULL AND {month_day} = ANY({days}), false)"
+
+    def between(self, x: str, start: datetime, end: datetime) -> str:
+        """`start <= x < end`, the form a btree index on x serves."""
+        s, e = self.params.add(start, "timestamptz"), self.params.add(end, "timestamptz")
+        return f"{x} >= {s} AND {x} < {e}"
 
     def isp(self, c: IspCondition) -> str:
         values = self.params.add(list(c.values), "int[]")
@@ -165,8 +214,7 @@ class Translator:
     def event_filter(self, f: EventFilter) -> str:
         match f:
             case OccurredAt():
-                at = self.now if isinstance(f.at, Now) else self.params.add(f.at, "timestamptz")
-                return f"e.occurred_at {f.op} {at}"
+                return f"e.occurred_at {f.op} {self.instant(f.at)}"
             case CampaignIn():
                 return f"e.campaign_id = ANY({self.params.add(list(f.ids), 'uuid[]')})"
             case CampaignNotIn():
@@ -174,8 +222,21 @@ class Translator:
                 return f"(e.campaign_id IS NULL OR e.campaign_id <> ALL({ids}))"
         assert_never(f)
 
+    def instant(self, at: datetime | Now | PeriodEdge) -> str:
+        if isinstance(at, Now):
+            return self.now
+        if isinstance(at, PeriodEdge):
+            bounds = period_bounds(at.period, self.query.local_now)
+            at = bounds.end if at.end else bounds.start
+        return self.params.add(at, "timestamptz")
+
     def having(self, h: Having) -> str:
         return AGGREGATE_OPS[h.operator].format(x=h.aggregate, v=self.bind(h.value))
 
     def bind(self, value: Value) -> str:
         return self.params.add(value.value, value.pg_type)
+
+
+def _utc_midnight(day: date) -> datetime:
+    """A date as a bare-date value reads (midnight UTC): docs/rules.md."""
+    return datetime.combine(day, time(0), tzinfo=UTC)

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import ValidationError
 
 from worker.rules.choices import one_of, show
 from worker.rules.errors import RuleError, RulesInvalid, join_loc
-from worker.rules.fields import ALL_FIELD_OPERATORS, OPERATORS_BY_TYPE, FieldRegistry, FieldType
+from worker.rules.fields import (
+    ALL_FIELD_OPERATORS,
+    OPERATORS_BY_TYPE,
+    FieldRegistry,
+    FieldSource,
+    FieldType,
+)
 from worker.rules.shapes import (
     SHAPES,
     ActivityShape,
@@ -24,6 +30,7 @@ from worker.rules.shapes import (
 )
 from worker.rules.tree import (
     ActivityCondition,
+    CalendarPeriod,
     Condition,
     DaysWindow,
     FieldCondition,
@@ -131,6 +138,17 @@ def read_field_condition(
             "operator_not_allowed",
         )
         return None
+    if shape.operator == "anniversary_within_days" and spec.source is FieldSource.DERIVED:
+        # The anniversary of a latest event is not a date anyone celebrates, and it would
+        # mean aggregating every event of every contact at each build.
+        errors.add(
+            join_loc(loc, "operator"),
+            f"operator {show(shown)} is not allowed for field {show(spec.name)}: it applies "
+            "to created_at, updated_at and custom datetime fields; use in_calendar or "
+            "within_days for recent activity",
+            "operator_not_allowed",
+        )
+        return None
     try:
         value = value_reader(spec.type, shape.operator)(shape.value)
     except ValueProblem as problem:
@@ -166,19 +184,56 @@ def _activity(
                 "campaign_filters_conflict",
             )
             return None
+    window = _window(shape.days_window, join_loc(loc, "days_window"), errors)
+    if window is False:
+        return None
     return ActivityCondition(
         kind=shape.kind,
         metric=shape.metric,
         operator=shape.operator,
         value=shape.value,
-        days_window=_window(shape.days_window),
+        days_window=window,
         include_campaign_ids=include,
         exclude_campaign_ids=exclude,
     )
 
 
-def _window(shape: DaysWindowShape | None) -> DaysWindow | None:
-    return None if shape is None else DaysWindow(shape.mode, shape.days)
+def _window(
+    shape: DaysWindowShape | None, loc: str, errors: Errors
+) -> DaysWindow | CalendarPeriod | Literal[False] | None:
+    """The window, None without one, or False after reporting what is missing or extra:
+    `last`/`more_than` take `days`; `calendar` takes `unit` and `offset`."""
+    if shape is None:
+        return None
+    calendar = shape.mode == "calendar"
+    needed, forbidden = (
+        (("unit", "offset"), ("days",)) if calendar else (("days",), ("unit", "offset"))
+    )
+    ok = True
+    for key in needed:
+        if getattr(shape, key) is None:
+            errors.add(join_loc(loc, key), f"is required for mode {shape.mode!r}", "missing")
+            ok = False
+    for key in forbidden:
+        if getattr(shape, key) is not None:
+            errors.add(
+                join_loc(loc, key),
+                f"must be omitted for mode {shape.mode!r}; "
+                + (
+                    "mode 'calendar' takes unit and offset"
+                    if not calendar
+                    else "modes 'last' and 'more_than' take days"
+                ),
+                "value_forbidden",
+            )
+            ok = False
+    if not ok:
+        return False
+    if calendar:
+        assert shape.unit is not None and shape.offset is not None
+        return CalendarPeriod(shape.unit, shape.offset)
+    assert shape.days is not None and shape.mode != "calendar"
+    return DaysWindow(shape.mode, shape.days)
 
 
 def _membership(

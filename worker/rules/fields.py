@@ -53,7 +53,17 @@ OPERATORS_BY_TYPE: Mapping[FieldType, frozenset[str]] = {
         {"equals", "not_equals", "gt", "gte", "lt", "lte", "in", "not_in", "is_null", "is_not_null"}
     ),
     FieldType.DATETIME: frozenset(
-        {"gt", "gte", "lt", "lte", "within_days", "is_null", "is_not_null"}
+        {
+            "gt",
+            "gte",
+            "lt",
+            "lte",
+            "within_days",
+            "in_calendar",
+            "anniversary_within_days",
+            "is_null",
+            "is_not_null",
+        }
     ),
     FieldType.BOOLEAN: frozenset({"equals", "not_equals", "is_null", "is_not_null"}),
     FieldType.LIST: frozenset({"has_any", "has_all", "has_none", "is_null", "is_not_null"}),

@@ -10,3 +10,5 @@ MAX_V1_FILTERS = 50  # filters of a v1 segment
 MAX_SIMPLE_RULES = 50  # rules of a simple segment
 MAX_DAYS = 36500  # within_days and days_window.days: 1 .. 100 years
 MAX_RULES_BYTES = 256 * 1024  # JSON size of the rules; the HTTP body limit is larger
+MAX_PERIODS_BACK = 3650  # in_calendar and calendar days_window: offset -3650 .. 0
+MAX_ANNIVERSARY_DAYS = 366  # anniversary_within_days: 0 .. 366 (a year ahead, leap or not)

@@ -12,7 +12,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from worker.rules.limits import MAX_ARRAY_ITEMS, MAX_DAYS, MAX_FIELD_NAME_LENGTH
+from worker.rules.limits import (
+    MAX_ARRAY_ITEMS,
+    MAX_DAYS,
+    MAX_FIELD_NAME_LENGTH,
+    MAX_PERIODS_BACK,
+)
 
 Days = Annotated[StrictInt, Field(ge=1, le=MAX_DAYS)]
 CampaignIds = Annotated[list[UUID], Field(max_length=MAX_ARRAY_ITEMS)]
@@ -25,9 +30,27 @@ class _Shape(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Unit = Literal["day", "week", "month", "year"]
+PeriodOffset = Annotated[StrictInt, Field(ge=-MAX_PERIODS_BACK, le=0)]
+
+
+class CalendarPeriodShape(_Shape):
+    """A calendar period in the segment's timezone: `offset` 0 is the current one, -1 the
+    previous one (docs/rules.md, timezones)."""
+
+    unit: Unit
+    offset: PeriodOffset
+
+
 class DaysWindowShape(_Shape):
-    mode: Literal["last", "more_than"]
-    days: Days
+    """`last`/`more_than` take `days` (rolling 24-hour days); `calendar` takes `unit` and
+    `offset` (a local calendar period). Which keys each mode needs is checked in
+    worker.rules.conditions, so an error names the key."""
+
+    mode: Literal["last", "more_than", "calendar"]
+    days: Days | None = None
+    unit: Unit | None = None
+    offset: PeriodOffset | None = None
 
 
 class FieldShape(_Shape):

@@ -14,12 +14,30 @@ from uuid import UUID
 
 from worker.rules.fields import FieldSpec
 
+PeriodUnit = Literal["day", "week", "month", "year"]
+
+
+@dataclass(frozen=True)
+class CalendarPeriod:
+    """A calendar period local to the segment's timezone (docs/rules.md): the `unit` period
+    `offset` periods from the current one (offset <= 0; 0 is the whole current period)."""
+
+    unit: PeriodUnit
+    offset: int
+
+
 Scalar = str | Decimal | datetime | bool | int
-FieldValue = Scalar | tuple[str, ...] | tuple[Decimal, ...] | None
+FieldValue = Scalar | tuple[str, ...] | tuple[Decimal, ...] | CalendarPeriod | None
+
+# Datetime operators whose meaning follows the local calendar: their segments are refreshed
+# after each local midnight (worker.scheduler).
+CALENDAR_OPERATORS = frozenset({"in_calendar", "anniversary_within_days"})
 
 
 @dataclass(frozen=True)
 class DaysWindow:
+    """A rolling window: events in the last `days` 24-hour days, or before them."""
+
     mode: Literal["last", "more_than"]
     days: int
 
@@ -28,7 +46,9 @@ class DaysWindow:
 class FieldCondition:
     field: FieldSpec
     operator: str
-    value: FieldValue  # `within_days` holds an int of days
+    # `within_days` and `anniversary_within_days` hold an int of days, `in_calendar` a
+    # CalendarPeriod.
+    value: FieldValue
 
 
 @dataclass(frozen=True)
@@ -39,7 +59,7 @@ class ActivityCondition:
     metric: str  # the events.type counted
     operator: Literal["ever", "never", "count_gte", "count_lte", "count_eq"]
     value: int | None
-    days_window: DaysWindow | None
+    days_window: DaysWindow | CalendarPeriod | None
     include_campaign_ids: tuple[UUID, ...]
     exclude_campaign_ids: tuple[UUID, ...]
 
@@ -84,5 +104,16 @@ class RuleTree:
             if isinstance(c, ActivityCondition) and c.days_window is not None:
                 return True
             if isinstance(c, FieldCondition) and c.operator == "within_days":
+                return True
+        return self.follows_local_calendar
+
+    @property
+    def follows_local_calendar(self) -> bool:
+        """True when membership changes at local period boundaries (calendar periods and
+        anniversaries), so the segment is refreshed after each local midnight."""
+        for c in self.conditions():
+            if isinstance(c, ActivityCondition) and isinstance(c.days_window, CalendarPeriod):
+                return True
+            if isinstance(c, FieldCondition) and c.operator in CALENDAR_OPERATORS:
                 return True
         return False

@@ -12,16 +12,23 @@ from decimal import Decimal
 from typing import Any
 
 from worker.rules.fields import FieldType
-from worker.rules.limits import MAX_ARRAY_ITEMS, MAX_DAYS, MAX_STRING_LENGTH
-from worker.rules.tree import FieldValue
+from worker.rules.limits import (
+    MAX_ANNIVERSARY_DAYS,
+    MAX_ARRAY_ITEMS,
+    MAX_DAYS,
+    MAX_PERIODS_BACK,
+    MAX_STRING_LENGTH,
+)
+from worker.rules.tree import CalendarPeriod, FieldValue
 from worker.rules.values import ISO_DATETIME_HELP, parse_iso_datetime
 
 
 class ValueProblem(ValueError):
-    def __init__(self, msg: str, type_: str, index: int | None = None) -> None:
+    def __init__(self, msg: str, type_: str, index: int | str | None = None) -> None:
         super().__init__(msg)
         self.msg = msg
         self.type = type_
+        # Where in the value: an array's index, or an object's key.
         self.index = index
 
 
@@ -74,6 +81,51 @@ def read_days(value: Any) -> int:
     return value
 
 
+def read_anniversary_days(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueProblem("must be a whole number of days", "int_type")
+    if not 0 <= value <= MAX_ANNIVERSARY_DAYS:
+        raise ValueProblem(
+            f"must be between 0 (today only) and {MAX_ANNIVERSARY_DAYS} days", "days_range"
+        )
+    return value
+
+
+UNITS = ("day", "week", "month", "year")
+CALENDAR_HELP = (
+    'an object such as {"unit": "week", "offset": 0} (this week) or '
+    '{"unit": "month", "offset": -1} (last month)'
+)
+
+
+def read_calendar_period(value: Any) -> CalendarPeriod:
+    """{"unit": day|week|month|year, "offset": -3650..0}; problems name the key."""
+    if not isinstance(value, dict):
+        raise ValueProblem(f"must be {CALENDAR_HELP}", "calendar_type")
+    for key in value:
+        if key not in ("unit", "offset"):
+            raise ValueProblem("unknown key; expected unit and offset", "extra_forbidden", key)
+    unit, offset = value.get("unit"), value.get("offset")
+    if unit not in UNITS:
+        msg = "is required" if unit is None else "unknown unit"
+        raise ValueProblem(f"{msg}; expected one of {', '.join(UNITS)}", "calendar_unit", "unit")
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise ValueProblem(
+            "must be a whole number of periods from the current one: 0 is this "
+            f"{unit}, -1 the previous one",
+            "int_type",
+            "offset",
+        )
+    if not -MAX_PERIODS_BACK <= offset <= 0:
+        raise ValueProblem(
+            f"must be between -{MAX_PERIODS_BACK} and 0: 0 is this {unit}, -1 the previous "
+            "one (periods ahead are not supported)",
+            "offset_range",
+            "offset",
+        )
+    return CalendarPeriod(unit, offset)
+
+
 def read_nothing(value: Any) -> None:
     if value is not None:
         raise ValueProblem("must be omitted (or null) for this operator", "value_forbidden")
@@ -111,6 +163,10 @@ def value_reader(field_type: FieldType, operator: str) -> Reader:
         return read_nothing
     if operator == "within_days":
         return read_days
+    if operator == "anniversary_within_days":
+        return read_anniversary_days
+    if operator == "in_calendar":
+        return read_calendar_period
     if operator in ("has_any", "has_all", "has_none"):
         return array_of(check_text)
     if operator in ("in", "not_in"):
