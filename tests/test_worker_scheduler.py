@@ -18,6 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.services import unique_name, with_database
 from tests.test_worker_builds import SUBSCRIBED_IN_DE, _people
 from tests.waiting import wait_for
 from tests.worker_support import (
@@ -29,6 +30,8 @@ from tests.worker_support import (
     wait_status,
     worker_settings,
 )
+from worker.db import connect
+from worker.migrations import database_name, migrate
 from worker.scheduler import Scheduler
 
 OPENED_LAST_30_DAYS = {
@@ -93,9 +96,31 @@ async def test_exactly_one_scheduler_leads(
         await second._resign()
 
 
+@pytest.fixture
+async def private_database(database_url: str) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
+    """A database of this test alone. The stuck sweep requeues every account's long-PENDING
+    segments, and other tests leave some (API tests run no worker): in the shared database it
+    would fill the shared queue with their rebuilds, and later tests' builds would wait
+    behind them."""
+    dsn = with_database(database_url, unique_name("segments_stuck"))
+    await migrate(dsn)
+    conn = await connect(dsn)
+    try:
+        yield conn, dsn
+    finally:
+        await conn.close()
+        admin = await asyncpg.connect(with_database(database_url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database_name(dsn)}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
 async def test_a_segment_stuck_with_no_build_is_requeued_and_finishes(
-    conn: asyncpg.Connection, account_id: uuid.UUID, database_url: str, amqp_url: str
+    private_database: tuple[asyncpg.Connection, str], amqp_url: str
 ) -> None:
+    conn, dsn = private_database
+    account_id = await conn.fetchval("INSERT INTO accounts (name) VALUES ('stuck') RETURNING id")
     await _people(conn, account_id)
     segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
     # RUNNING long ago, its message gone (say, purged by an operator): nobody will build it.
@@ -104,7 +129,7 @@ async def test_a_segment_stuck_with_no_build_is_requeued_and_finishes(
         " WHERE id = $1",
         segment["id"],
     )
-    settings = worker_settings(database_url, amqp_url, stuck_after_s=1)
+    settings = worker_settings(dsn, amqp_url, stuck_after_s=1)
     async with running_worker(settings):
         row = await wait_status(conn, segment["id"], "DONE", timeout=60)
     assert row["total_count"] == 2
