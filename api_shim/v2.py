@@ -92,7 +92,7 @@ async def create(ctx: Ctx, who: Writer, body: SegmentCreate) -> Segment:
             display_fields=[],
             time_relative=tree.depends_on_clock,
         )
-        row = await segments.create(conn, who.account_id, values)
+        row = await segments.create(conn, who.account_id, values, tree.segment_ids())
     return segment_full(row)
 
 
@@ -114,7 +114,18 @@ async def patch(
     return segment_full(row)
 
 
-@router.delete("/{segment_id}/", status_code=204, responses=_404, summary="Delete a segment")
+_409: dict[int | str, dict[str, Any]] = {
+    409: ERROR_RESPONSES[400]
+    | {"description": "Other segments are built from it: one error per referring segment"}
+}
+
+
+@router.delete(
+    "/{segment_id}/",
+    status_code=204,
+    responses={**_404, **_409},
+    summary="Delete a segment (409 while other segments reference it)",
+)
 async def delete(ctx: Ctx, who: Writer, segment_id: UUID) -> Response:
     async with ctx.pool.acquire() as conn:
         await segments.delete(conn, who.account_id, segment_id)

@@ -22,6 +22,7 @@ import structlog
 from worker.compiler import SegmentQuery, compile_matching_among_each
 from worker.db import Conn
 from worker.locks import segment_lock_key
+from worker.propagation import PROPAGATE_CTE
 from worker.rules import FieldRegistry, RulesInvalid
 from worker.store import SegmentRules, load_registry
 
@@ -34,7 +35,8 @@ MAX_PARAMS_PER_STATEMENT = 30_000
 # {matched} is a UNION ALL of (segment id, contact id) over every segment's "which of these
 # match"; {segments} and {candidates} are the placeholders of the segment and contact ids.
 # `current` is the candidates' membership now, read once through the contact index; the
-# differences both ways are then written, and nothing else is touched.
+# differences both ways are then written, and nothing else is touched but the queue of the
+# segments that reference these ({propagated}: worker.propagation).
 _APPLY = """
 WITH {with_clause},
 matched (segment_id, contact_id) AS MATERIALIZED (
@@ -47,15 +49,15 @@ matched (segment_id, contact_id) AS MATERIALIZED (
     USING (SELECT segment_id, contact_id FROM current
            EXCEPT SELECT segment_id, contact_id FROM matched) gone
     WHERE sm.segment_id = gone.segment_id AND sm.contact_id = gone.contact_id
-    RETURNING sm.segment_id
+    RETURNING sm.segment_id, sm.contact_id
 ), added AS (
     INSERT INTO segment_members (segment_id, contact_id, account_id)
     SELECT segment_id, contact_id, $1::uuid
     FROM (SELECT segment_id, contact_id FROM matched
           EXCEPT SELECT segment_id, contact_id FROM current) new
     ON CONFLICT DO NOTHING
-    RETURNING segment_id
-), delta AS (
+    RETURNING segment_id, contact_id
+), {propagated}, delta AS (
     SELECT segment_id, count(*) FILTER (WHERE is_added) AS added,
            count(*) FILTER (WHERE NOT is_added) AS removed
     FROM (SELECT segment_id, true AS is_added FROM added
@@ -261,5 +263,6 @@ def _statements(
         matched=matched,
         segments=segments,
         candidates=compiled.candidates,
+        propagated=PROPAGATE_CTE,
     )
     return [(sql, (*compiled.params, [segment_id for segment_id, _ in queries]))]

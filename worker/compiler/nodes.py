@@ -14,7 +14,13 @@ from uuid import UUID
 
 from worker.compiler.operators import PG_TYPES
 from worker.rules.fields import FieldType
-from worker.rules.tree import FieldCondition, FieldValue, IspCondition, MembershipCondition
+from worker.rules.tree import (
+    FieldCondition,
+    FieldValue,
+    IspCondition,
+    MembershipCondition,
+    SegmentCondition,
+)
 
 
 class Now(Enum):
@@ -103,8 +109,16 @@ class AllOf:
 
 
 # Field conditions here are on the contact row (columns and custom fields); derived fields
-# are rewritten to event tests.
-Node = FieldCondition | IspCondition | MembershipCondition | EventTest | Truth | AllOf
+# are rewritten to event tests. Segment conditions read the referenced segments' members.
+Node = (
+    FieldCondition
+    | IspCondition
+    | MembershipCondition
+    | SegmentCondition
+    | EventTest
+    | Truth
+    | AllOf
+)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,12 @@ from worker.compiler.operators import AGGREGATE_OPS, COLUMNS, CUSTOM_READERS, RO
 from worker.compiler.query import SegmentQuery
 from worker.compiler.sources import Source
 from worker.rules.fields import FieldSource, FieldSpec
-from worker.rules.tree import FieldCondition, IspCondition, MembershipCondition
+from worker.rules.tree import (
+    FieldCondition,
+    IspCondition,
+    MembershipCondition,
+    SegmentCondition,
+)
 
 
 class Translator:
@@ -95,6 +100,8 @@ class Translator:
                 return self.isp(node)
             case MembershipCondition():
                 return self.membership(node)
+            case SegmentCondition():
+                return self.segment(node)
             case EventTest():
                 return self.events(node)
             case Truth():
@@ -136,6 +143,13 @@ class Translator:
         if c.operator == "in":
             return self.source.in_lists(c.list_ids)
         return self.source.not_in_lists(c.list_ids)
+
+    def segment(self, c: SegmentCondition) -> str:
+        """Membership of other segments, as materialised (DESIGN.md 10.1, "Meaning of
+        segment at rest": changes of theirs flow on to this one, worker/propagation.py)."""
+        if c.operator == "in":
+            return self.source.in_segments(c.segment_ids)
+        return self.source.not_in_segments(c.segment_ids)
 
     def events(self, test: EventTest) -> str:
         # The filters' and the aggregate's values are bound before the event type's.

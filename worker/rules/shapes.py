@@ -12,7 +12,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from worker.rules.limits import MAX_ARRAY_ITEMS, MAX_DAYS, MAX_FIELD_NAME_LENGTH
+from worker.rules.limits import (
+    MAX_ARRAY_ITEMS,
+    MAX_DAYS,
+    MAX_FIELD_NAME_LENGTH,
+    MAX_SEGMENT_IDS,
+)
 
 Days = Annotated[StrictInt, Field(ge=1, le=MAX_DAYS)]
 CampaignIds = Annotated[list[UUID], Field(max_length=MAX_ARRAY_ITEMS)]
@@ -69,7 +74,18 @@ class IspShape(_Shape):
     values: Annotated[list[IspId], Field(min_length=1, max_length=MAX_ARRAY_ITEMS)]
 
 
-AnyShape = FieldShape | ActivityShape | DeliverabilityShape | MembershipShape | IspShape
+class SegmentShape(_Shape):
+    """Membership of other segments of the account (DESIGN.md 10.1): `in` = a member of at
+    least one of them, `not_in` = of none."""
+
+    kind: Literal["segment"]
+    operator: Literal["in", "not_in"]
+    segment_ids: Annotated[list[UUID], Field(min_length=1, max_length=MAX_SEGMENT_IDS)]
+
+
+AnyShape = (
+    FieldShape | ActivityShape | DeliverabilityShape | MembershipShape | IspShape | SegmentShape
+)
 ConditionShape = Annotated[AnyShape, Field(discriminator="kind")]
 
 
