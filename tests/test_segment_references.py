@@ -35,6 +35,7 @@ from tests.worker_support import (
     wait_status,
     worker_settings,
 )
+from worker.changes import apply_pending
 from worker.references import save_references
 
 Rules = dict[str, Any]
@@ -321,4 +322,45 @@ async def test_worker_killed_mid_propagation_another_run_settles_it(
             process.send_signal(signal.SIGKILL)
             await process.wait()
     await run_until_idle(settings)
+    await account.assert_at_rest()
+
+
+async def test_one_sweep_applies_queued_changes_in_reference_order(
+    conn: asyncpg.Connection, account_id: uuid.UUID
+) -> None:
+    """Contacts queued for every segment of a chain: one sweep updates the referenced segment
+    before those reading it (ids chosen so that id order is the reverse), so it settles all."""
+    ids = await _people(conn, account_id)
+    account = Account(conn, account_id)
+    a_rules = all_of(eq("country", "de"))
+    a = {"id": uuid.UUID(int=(account_id.int & ~0xFF) | 3)}
+    b = {"id": uuid.UUID(int=(account_id.int & ~0xFF) | 2)}
+    c = {"id": uuid.UUID(int=(account_id.int & ~0xFF) | 1)}
+    chain = [
+        (a, a_rules),
+        (b, all_of(in_segments(a), eq("status", "subscribed"))),
+        (c, all_of(in_segments(b, negate=True))),
+    ]
+    for segment, rules in chain:
+        async with conn.transaction():
+            await conn.execute(
+                """INSERT INTO segments (id, account_id, name, dialect, rules, status,
+                       total_count, built_generation)
+                   VALUES ($1, $2, 'chain', 'v2', $3, 'DONE', 0, 1)""",
+                segment["id"],
+                account_id,
+                rules,
+            )
+            await save_references(conn, account_id, segment["id"], referenced_ids(rules))
+        segment.update(rules=rules, list_ids=[])
+        account.segments.append(segment)
+        await conn.execute(
+            """INSERT INTO segment_pending_changes (segment_id, contact_id, account_id)
+               SELECT $1, unnest($2::uuid[]), $3""",
+            segment["id"],
+            ids,
+            account_id,
+        )
+    result = await apply_pending(conn, statement_timeout_ms=60_000)
+    assert result.segments == 3
     await account.assert_at_rest()

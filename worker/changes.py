@@ -72,6 +72,29 @@ RETURNING d.added, d.removed
 """
 
 
+# The segments with queued contacts, in reference order: a segment after every segment with
+# queued contacts that it references, directly or through others (`depth`: the longest chain
+# of references from a queued segment to it, at most 5 by validation). Then a sweep updates a
+# referenced segment before the segments reading it, which pick up what it moved in the same
+# sweep (worker/propagation.py).
+_PENDING_IN_REFERENCE_ORDER = """
+WITH RECURSIVE queued AS (
+    SELECT DISTINCT segment_id, account_id FROM segment_pending_changes
+), chain (segment_id, depth) AS (
+    SELECT segment_id, 0 FROM queued
+    UNION ALL
+    SELECT r.segment_id, chain.depth + 1
+    FROM chain JOIN segment_references r ON r.referenced_segment_id = chain.segment_id
+    WHERE chain.depth < 5
+)
+SELECT q.segment_id, q.account_id
+FROM queued q
+JOIN (SELECT segment_id, max(depth) AS depth FROM chain GROUP BY segment_id) c USING (segment_id)
+ORDER BY c.depth, q.segment_id
+LIMIT $1
+"""
+
+
 @dataclass(frozen=True)
 class ChangeResult:
     segments: int  # segments re-evaluated
@@ -152,11 +175,7 @@ async def apply_pending(
 ) -> ChangeResult:
     """Apply the queued changes of segments no build holds any more, one transaction each;
     `deferred` counts the segments still held (their turn comes at a later sweep)."""
-    rows = await conn.fetch(
-        """SELECT DISTINCT ON (segment_id) segment_id, account_id
-           FROM segment_pending_changes ORDER BY segment_id LIMIT $1""",
-        limit,
-    )
+    rows = await conn.fetch(_PENDING_IN_REFERENCE_ORDER, limit)
     total = NOTHING
     registries: dict[UUID, FieldRegistry] = {}
     for row in rows:

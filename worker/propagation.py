@@ -7,9 +7,10 @@ for every segment that references it, in segment_pending_changes: the queue that
 the changes a build made wait. The worker's sweep (worker.changes.apply_pending) re-evaluates
 them in the referring segment only (the which-of-these-ids form, never a full rebuild), under
 that segment's lock, on the data as it is then; what that moves is queued in turn for the
-segments referencing it, and so on down the chain (no cycles: api_shim validation). So a chain
-settles in reference order, one sweep per step, and builds, incremental updates and
-propagation of one segment stay serialised by its advisory lock.
+segments referencing it, and so on down the chain (no cycles: api_shim validation). A sweep
+takes the queued segments in reference order (worker.changes, _PENDING_IN_REFERENCE_ORDER), so
+what a referenced segment moves reaches the segments reading it in the same sweep; builds,
+incremental updates and propagation of one segment stay serialised by its advisory lock.
 
 A referring segment that is being built is queued like any other: its build may have read the
 referenced membership before the change, and the sweep waits for its lock. One not built for
