@@ -5,10 +5,7 @@ segment equals the reference evaluator run over all segments in reference order.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +30,7 @@ from tests.worker_support import (
     save_segment,
     seed_contacts,
     wait_status,
+    worker_process,
     worker_settings,
 )
 from worker.changes import apply_pending
@@ -164,6 +162,20 @@ async def _move(conn: Any, exchange: Any, account_id: uuid.UUID, ids: list[uuid.
     await publish_changes(exchange, account_id, ids)
 
 
+async def _build_then_move(
+    account: Account, exchange: Any, settings: Any, moved: list[uuid.UUID], *, reverse: bool
+) -> None:
+    """Build every segment and check the state at rest; then move `moved`, settle, check."""
+    await _build_all(exchange, account, settings, reverse=reverse)
+    await account.assert_at_rest()
+    # The data makes every link non-trivial: each segment has members before the move.
+    for s in account.segments:
+        assert await members(account.conn, s["id"]), s["rules"]
+    await _move(account.conn, exchange, account.account_id, moved)
+    await run_until_idle(settings)
+    await account.assert_at_rest()
+
+
 async def test_chain_of_three_settles_equal_to_the_reference(
     conn: asyncpg.Connection, account_id: uuid.UUID, exchange: Any, settings: Any
 ) -> None:
@@ -172,14 +184,7 @@ async def test_chain_of_three_settles_equal_to_the_reference(
     a = await account.add(all_of(eq("country", "de")))
     b = await account.add(all_of(in_segments(a), eq("status", "subscribed")))
     await account.add(any_of(in_segments(b), eq("city", "berlin")))
-    await _build_all(exchange, account, settings, reverse=True)
-    await account.assert_at_rest()
-    assert await members(conn, a["id"])  # the data makes every link non-trivial
-    assert await members(conn, b["id"])
-
-    await _move(conn, exchange, account_id, ids[:6])
-    await run_until_idle(settings)
-    await account.assert_at_rest()
+    await _build_then_move(account, exchange, settings, ids[:6], reverse=True)
 
 
 async def test_diamond_settles_equal_to_the_reference(
@@ -191,13 +196,7 @@ async def test_diamond_settles_equal_to_the_reference(
     b = await account.add(all_of(in_segments(a), eq("status", "subscribed")))
     c = await account.add(all_of(in_segments(a), eq("city", "berlin")))
     await account.add(all_of(in_segments(b), in_segments(c)))
-    await _build_all(exchange, account, settings, reverse=False)
-    await account.assert_at_rest()
-    assert await members(conn, account.segments[3]["id"])
-
-    await _move(conn, exchange, account_id, ids[::2])
-    await run_until_idle(settings)
-    await account.assert_at_rest()
+    await _build_then_move(account, exchange, settings, ids[::2], reverse=False)
 
 
 async def test_not_in_a_segment_settles_equal_to_the_reference(
@@ -209,12 +208,7 @@ async def test_not_in_a_segment_settles_equal_to_the_reference(
     b = await account.add(all_of(eq("status", "subscribed")))
     # Neither in A nor in B: contacts leave it as they join A, and come back as they leave.
     await account.add(all_of(in_segments(a, b, negate=True)))
-    await _build_all(exchange, account, settings, reverse=True)
-    await account.assert_at_rest()
-
-    await _move(conn, exchange, account_id, ids[:5])
-    await run_until_idle(settings)
-    await account.assert_at_rest()
+    await _build_then_move(account, exchange, settings, ids[:5], reverse=True)
 
 
 async def test_rules_change_of_a_referenced_segment_flows_on(
@@ -271,24 +265,6 @@ async def test_contact_changes_while_builds_run_settle_equal_to_the_reference(
     await account.assert_at_rest()
 
 
-async def _worker_process(database_url: str, amqp_url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "segments.cli",
-        "worker",
-        env={
-            **os.environ,
-            "SEGMENTS_DATABASE_URL": database_url,
-            "SEGMENTS_AMQP_URL": amqp_url,
-            "SEGMENTS_WORKER_METRICS_PORT": "0",
-            "SEGMENTS_LOG_FORMAT": "json",
-        },
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-
-
 async def test_worker_killed_mid_propagation_another_run_settles_it(
     conn: asyncpg.Connection,
     pool: asyncpg.Pool,
@@ -307,7 +283,7 @@ async def test_worker_killed_mid_propagation_another_run_settles_it(
 
     # C's lock held: propagation gets through A and B and stops in front of C.
     async with SegmentLock(pool, c["id"]):
-        process = await _worker_process(database_url, amqp_url)
+        process = await worker_process(database_url, amqp_url)
         try:
             await _move(conn, exchange, account_id, ids)
 
