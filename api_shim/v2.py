@@ -72,7 +72,9 @@ async def list_(
 
 @router.post("/", response_model=Segment, summary="Create a segment (build starts at once)")
 async def create(ctx: Ctx, who: Writer, body: SegmentCreate) -> Segment:
-    async with ctx.pool.acquire() as conn:
+    # One transaction: the segments its rules reference are checked and saved under one lock
+    # (api_shim.validation), so none of them can be deleted in between.
+    async with ctx.pool.acquire() as conn, conn.transaction():
         registry = await load_registry(conn, who.account_id)
         tree = await check_v2_input(
             conn,

@@ -6,10 +6,10 @@
 CREATE TABLE segment_references (
     account_id            uuid NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     segment_id            uuid NOT NULL REFERENCES segments (id) ON DELETE CASCADE,
-    -- No cascade: a referenced segment cannot be deleted (the API answers 409 first; this
-    -- catches a delete racing a save). Checked at the end of the statement, so deleting
-    -- a whole account's segments at once is fine.
-    referenced_segment_id uuid NOT NULL REFERENCES segments (id),
+    -- No cascade: a referenced segment cannot be deleted (the API answers 409 first, under
+    -- the account's references lock; this is the last line). Checked at commit, so deleting
+    -- a whole account's segments at once is fine: by then their references are gone too.
+    referenced_segment_id uuid NOT NULL REFERENCES segments (id) DEFERRABLE INITIALLY DEFERRED,
     -- Serves: what a segment references (WHERE segment_id = $1), and its replacement.
     PRIMARY KEY (segment_id, referenced_segment_id)
 );

@@ -13,6 +13,7 @@ import httpx
 
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import Tenant, segment_body
+from worker.account_delete import delete_account
 
 STATUS = {"kind": "field", "field": "status", "operator": "equals", "value": "subscribed"}
 
@@ -158,3 +159,16 @@ async def test_segment_ids_shape_is_checked(client: httpx.AsyncClient, tenant: T
     assert errors(await create(client, tenant, referencing())) == [(AT, "too_short")]
     bad = referencing("nope")
     assert errors(await create(client, tenant, bad)) == [(f"{AT}[0]", "uuid_parsing")]
+
+
+async def test_an_account_with_references_can_be_deleted(
+    client: httpx.AsyncClient, tenant: Tenant, conn: asyncpg.Connection
+) -> None:
+    a = await created(client, tenant)
+    await created(client, tenant, referencing(a))
+    counts = await delete_account(conn, tenant.account_id)
+    assert counts["segments"] == 2
+    left = await conn.fetchval(
+        "SELECT count(*) FROM segment_references WHERE account_id = $1", tenant.account_id
+    )
+    assert left == 0
