@@ -33,6 +33,7 @@ from tests.worker_support import (
     worker_process,
     worker_settings,
 )
+from worker import changes
 from worker.changes import apply_pending
 from worker.references import save_references
 
@@ -301,11 +302,14 @@ async def test_worker_killed_mid_propagation_another_run_settles_it(
     await account.assert_at_rest()
 
 
+@pytest.mark.parametrize("chunk", [changes.PENDING_CHUNK, 5])
 async def test_one_sweep_applies_queued_changes_in_reference_order(
-    conn: asyncpg.Connection, account_id: uuid.UUID
+    conn: asyncpg.Connection, account_id: uuid.UUID, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Contacts queued for every segment of a chain: one sweep updates the referenced segment
-    before those reading it (ids chosen so that id order is the reverse), so it settles all."""
+    before those reading it (ids chosen so that id order is the reverse), so it settles all;
+    also when a segment's queued contacts take several chunks (transactions)."""
+    monkeypatch.setattr(changes, "PENDING_CHUNK", chunk)
     ids = await _people(conn, account_id)
     account = Account(conn, account_id)
     a_rules = all_of(eq("country", "de"))

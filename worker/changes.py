@@ -95,6 +95,17 @@ LIMIT $1
 """
 
 
+# Queued contacts re-evaluated per transaction by the sweep (apply_pending).
+PENDING_CHUNK = 10_000
+_TAKE_QUEUED = """
+DELETE FROM segment_pending_changes
+WHERE segment_id = $1 AND contact_id IN (
+    SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1
+    ORDER BY contact_id LIMIT $2)
+RETURNING contact_id
+"""
+
+
 @dataclass(frozen=True)
 class ChangeResult:
     segments: int  # segments re-evaluated
@@ -182,22 +193,43 @@ async def apply_pending(
         segment_id, account_id = row["segment_id"], row["account_id"]
         if account_id not in registries:
             registries[account_id] = await load_registry(conn, account_id)
-        registry = registries[account_id]
+        total += await _apply_queued(
+            conn, segment_id, account_id, registries[account_id], statement_timeout_ms, now
+        )
+    return total
+
+
+async def _apply_queued(
+    conn: Conn,
+    segment_id: UUID,
+    account_id: UUID,
+    registry: FieldRegistry,
+    statement_timeout_ms: int,
+    now: datetime | None,
+) -> ChangeResult:
+    """One segment's queued contacts, PENDING_CHUNK per transaction: a referenced segment's
+    first build can queue all of its members for the segments referencing it, and one
+    statement over millions of candidates would not fit the statement timeout."""
+    total = NOTHING
+    while True:
         async with conn.transaction():
             await _limit_statement(conn, statement_timeout_ms)
             locked, _ = await _try_lock(conn, [segment_id])
             if not locked:
-                total += ChangeResult(0, 0, 0, deferred=1)
-                continue
+                return total + ChangeResult(0, 0, 0, deferred=1)
             # Under the lock, and on the data as it is now: what the build read is behind us.
-            queued = await conn.fetch(
-                "DELETE FROM segment_pending_changes WHERE segment_id = $1 RETURNING contact_id",
-                segment_id,
-            )
+            queued = await conn.fetch(_TAKE_QUEUED, segment_id, PENDING_CHUNK)
             contact_ids = sorted(r["contact_id"] for r in queued)
             moment = now or datetime.now(UTC)
-            total += await _apply_locked(conn, account_id, locked, contact_ids, registry, moment)
-    return total
+            applied = await _apply_locked(conn, account_id, locked, contact_ids, registry, moment)
+        # A segment counts once however many chunks it took.
+        total = ChangeResult(
+            max(total.segments, applied.segments),
+            total.added + applied.added,
+            total.removed + applied.removed,
+        )
+        if len(queued) < PENDING_CHUNK:
+            return total
 
 
 async def _limit_statement(conn: Conn, statement_timeout_ms: int) -> None:
