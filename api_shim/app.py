@@ -9,7 +9,19 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from api_shim import contact_lookup, contacts, errors, fields, health, keys, lists, simple, v1, v2
+from api_shim import (
+    contact_lookup,
+    contacts,
+    errors,
+    export,
+    fields,
+    health,
+    keys,
+    lists,
+    simple,
+    v1,
+    v2,
+)
 from api_shim.context import AppContext
 from api_shim.metrics import RequestMetrics
 from api_shim.middleware import BodyLimit, RateLimitHeaders
@@ -42,7 +54,8 @@ def create_app(settings: Settings) -> FastAPI:
                 if settings.outbox_relay_enabled:
                     relay = await stack.enter_async_context(OutboxRelay(pool, settings))
                 limiter = RateLimiter(settings.api_rate_limit_per_minute)
-                app.state.ctx = AppContext(settings, pool, limiter, relay)
+                streams = asyncio.Semaphore(max(1, settings.api_pool_max_size - 2))
+                app.state.ctx = AppContext(settings, pool, limiter, relay, streams)
                 yield
         finally:
             try:
@@ -59,9 +72,18 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,  # routes accept both forms themselves (api_shim.routing)
     )
     errors.install(app)
-    for router in (v2.router, v1.router, simple.router, contacts.router, health.router):
-        app.include_router(router)
-    for router in (lists.router, fields.router, keys.router, contact_lookup.router):
+    for router in (
+        v2.router,
+        export.router,
+        v1.router,
+        simple.router,
+        contacts.router,
+        lists.router,
+        fields.router,
+        keys.router,
+        contact_lookup.router,
+        health.router,
+    ):
         app.include_router(router)
     # Outermost last: metrics see every answer, including a 413 from the body limit.
     app.add_middleware(RateLimitHeaders)

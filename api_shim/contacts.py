@@ -1,4 +1,4 @@
-"""Contact ingestion for producers that speak HTTP and for standalone use (DESIGN.md 5).
+"""Contact ingestion for producers that speak HTTP and for standalone use (README: HTTP API).
 
 Each call writes its data and its `contact.changed` outbox rows in one transaction, so the
 message is published if and only if the data committed. Batch sizes are bounded (README:

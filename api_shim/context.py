@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import asyncpg
@@ -18,6 +19,9 @@ class AppContext:
     pool: asyncpg.Pool
     limiter: RateLimiter
     relay: OutboxRelay | None  # None when this process runs no relay
+    # Streamed answers (api_shim/streaming.py) hold a connection for as long as the client
+    # reads; they take turns for all but two of the pool, so other requests always find one.
+    streams: asyncio.Semaphore
 
 
 def app_context(request: Request) -> AppContext:

@@ -1,4 +1,5 @@
-"""Reading a segment's materialised members (`segment_members`) with their contact data.
+"""Reading a segment's materialised members (`segment_members`) with their contact data: one
+page with its total (v2), or all of them streamed as a JSON array (the simple API).
 
 Members are joined to `contacts` on id and account: a contact deleted since the last build
 is not shown (it leaves the segment at the next incremental update or build). Pages follow
@@ -8,11 +9,20 @@ index scans.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from uuid import UUID
 
 import asyncpg
+from pydantic import TypeAdapter
 
+from api_shim.models import Contact
 from worker.db import Conn, fetch_count
+from worker.exports.query import member_batches
+
+# The contact columns of api_shim.models.Contact (a constant: no input reaches it).
+CONTACT_SELECT = """c.id, c.email, c.name, c.first_name, c.last_name, c.company, c.status,
+    c.country, c.city, c.language, c.tags, c.attributes, c.created_at, c.updated_at"""
+_CONTACTS = TypeAdapter(list[Contact])
 
 _FROM = """FROM segment_members m
     JOIN contacts c ON c.id = m.contact_id AND c.account_id = m.account_id
@@ -40,9 +50,7 @@ async def segment_members(
         search,
     )
     rows = await conn.fetch(
-        f"""SELECT c.id, c.email, c.name, c.first_name, c.last_name, c.company, c.status,
-                   c.country, c.city, c.language, c.tags, c.attributes, c.created_at,
-                   c.updated_at, m.added_at
+        f"""SELECT {CONTACT_SELECT}, m.added_at
             {_FROM}
             ORDER BY m.contact_id LIMIT $4 OFFSET $5""",
         segment_id,
@@ -52,3 +60,16 @@ async def segment_members(
         offset,
     )
     return total, rows
+
+
+async def contacts_json(
+    conn: Conn, account_id: UUID, segment_id: UUID, *, limit: int | None, offset: int
+) -> AsyncIterator[bytes]:
+    """The members as Contact objects in JSON, comma-separated, one chunk per batch (for
+    api_shim.streaming.json_array); the caller holds a transaction."""
+    async for rows in member_batches(
+        conn, account_id, segment_id, CONTACT_SELECT, limit=limit, offset=offset
+    ):
+        # One validation and one serialisation per batch, in pydantic's compiled core;
+        # the list's brackets are dropped so batches join into one array.
+        yield _CONTACTS.dump_json(_CONTACTS.validate_python([dict(r) for r in rows]))[1:-1]

@@ -1,4 +1,4 @@
-"""Request and response bodies of the v2 segments API (seeds 000, 001; DESIGN.md 5)."""
+"""Request and response bodies of the v2 segments API (README: HTTP API)."""
 
 from __future__ import annotations
 

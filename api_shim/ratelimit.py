@@ -2,8 +2,8 @@
 
 Each key may burst up to `per_minute` requests and refills at `per_minute / 60` per second.
 The buckets live in one process: with N API processes behind a balancer a key can make up to
-N times the limit (README: HTTP API, Limits). Good enough to stop a runaway client; a shared
-limit would need the database or a cache on every request.
+N times the limit (README: HTTP API, Authentication and limits). Good enough to stop a runaway
+client; a shared limit would need the database or a cache on every request.
 """
 
 from __future__ import annotations

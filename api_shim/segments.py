@@ -22,7 +22,7 @@ from worker.store import load_registry
 
 
 def shown_count(row: asyncpg.Record) -> int | None:
-    """total_count is meaningful only when DONE (seed 000); otherwise it is null, never a
+    """total_count is meaningful only when DONE; otherwise it is null, never a
     stale or partial number."""
     count: int | None = row["total_count"]
     return count if row["status"] == "DONE" else None

@@ -1,5 +1,10 @@
-"""The simple segments API (seed 003): integer ids (`segments.number`), AND-ed rules,
-`contacts_count`. Segments made here draw from all the account's contacts (no list ids).
+"""The simple segments API (README: HTTP API): integer ids (`segments.number`, numbered per
+account from 1, sql/007), AND-ed rules, `contacts_count`, plus `status` and `error`.
+Segments made here draw from all the account's contacts (no list ids); a segment made in v2
+shows its lists in the read-only `contact_list_ids` (README: HTTP API).
+
+Lists are complete: `GET /api/segments` and `GET /api/segments/contacts` stream every row
+from a server-side cursor (memory stays flat); `limit`/`offset` are optional.
 
 POST waits a bounded time (SEGMENTS_API_SIMPLE_WAIT_S) for the first build so that
 `contacts_count` is usually filled; if the build takes longer the answer has it null and
@@ -9,23 +14,32 @@ the segment builds on.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Depends, Path, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from api_shim import segments
 from api_shim.auth import READ, WRITE, Principal, require
 from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, not_found
-from api_shim.members import segment_members
-from api_shim.models import Contact
+from api_shim.members import contacts_json
+from api_shim.models import Contact, Status
 from api_shim.routing import SlashOptionalRouter
-from api_shim.store import SegmentValues, get_segment_by_number, list_by_number
+from api_shim.store import (
+    SegmentValues,
+    get_segment,
+    get_segment_by_number,
+    segments_in_number_order,
+)
+from api_shim.streaming import from_pool, json_array
 from api_shim.types import DocumentedAs, Name
 from api_shim.validation import check_simple_rules
+from worker.db import Conn
 from worker.rules import shown_item, simple_rules
 from worker.rules.limits import MAX_SIMPLE_RULES
 from worker.rules.simple import SimpleRuleIn
@@ -55,25 +69,50 @@ class SimpleSegmentCreate(BaseModel):
 
 
 class SimpleSegment(BaseModel):
-    id: int
+    id: int = Field(description="The segment's number in this account (the first is 1).")
     name: str
     rules: list[SimpleRule]
-    contacts_count: int | None
+    contact_list_ids: list[UUID] = Field(
+        description="Read-only. Empty: the segment draws from all the account's contacts. "
+        "Otherwise (set in the v2 API) only contacts in at least one of these lists can "
+        "match `rules`."
+    )
+    contacts_count: int | None = Field(description="Matching contacts; null unless DONE.")
+    status: Status
+    error: str | None = Field(description="Why the last build failed; null unless FAILED.")
 
 
 Ctx = Annotated[AppContext, Depends(app_context)]
+Limit = Annotated[int | None, Query(ge=1, le=_MAX_NUMBER, description="At most this many.")]
+Offset = Annotated[int, Query(ge=0, le=_MAX_NUMBER, description="Skip this many.")]
+Number = Annotated[int, Path(ge=1, le=_MAX_NUMBER, description="The segment's id.")]
+_404: dict[int | str, dict[str, Any]] = {
+    404: ERROR_RESPONSES[400] | {"description": "No such segment in this account"}
+}
 
 
-@router.get("", response_model=list[SimpleSegment], summary="List segments")
+@router.get(
+    "",
+    response_model=None,
+    responses={200: {"model": list[SimpleSegment], "description": "Every segment, by id"}},
+    summary="List segments (all of them, streamed)",
+)
 async def list_(
     ctx: Ctx,
     who: Annotated[Principal, Depends(require(READ))],
-    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 1000,
-    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Skip this many.")] = 0,
-) -> list[SimpleSegment]:
-    async with ctx.pool.acquire() as conn:
-        _, rows = await list_by_number(conn, who.account_id, limit=limit, offset=offset)
-    return [simple_segment(r, segments.shown_count(r)) for r in rows]
+    limit: Limit = None,
+    offset: Offset = 0,
+) -> StreamingResponse:
+    async def produce(conn: Conn) -> AsyncIterator[bytes]:
+        async for rows in segments_in_number_order(
+            conn, who.account_id, limit=limit, offset=offset
+        ):
+            yield _SEGMENTS.dump_json([simple_segment(r) for r in rows])[1:-1]
+
+    return StreamingResponse(
+        from_pool(ctx, lambda conn: json_array(produce(conn)), event="simple.list"),
+        media_type="application/json",
+    )
 
 
 @router.post("", response_model=SimpleSegment, summary="Create a segment")
@@ -94,61 +133,99 @@ async def create(
             time_relative=tree.depends_on_clock,
         )
         row = await segments.create(conn, who.account_id, values)
-    count = await _wait_for_count(ctx, who.account_id, row["id"])
-    return simple_segment(row, count)
+    return simple_segment(await _wait_for_build(ctx, row))
 
 
 @router.get(
     "/contacts",
-    response_model=list[Contact],
-    responses={404: ERROR_RESPONSES[400] | {"description": "No such segment"}},
-    summary="Contacts in a segment (empty until its build is DONE)",
+    response_model=None,
+    responses={
+        200: {
+            "model": list[Contact],
+            "description": "Every member (streamed), or `limit` of them from `offset`, in "
+            "contact id order; `[]` until the segment's build is DONE (header "
+            "`X-Segment-Status` says its status).",
+        },
+        404: ERROR_RESPONSES[400] | {"description": "No such segment"},
+    },
+    summary="Contacts in a segment (all of them, streamed)",
 )
 async def contacts(
     ctx: Ctx,
     who: Annotated[Principal, Depends(require(READ))],
     segment_id: Annotated[int, Query(ge=1, le=_MAX_NUMBER, description="The segment's id.")],
-    limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 1000,
-    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Skip this many.")] = 0,
-) -> list[Contact]:
+    limit: Limit = None,
+    offset: Offset = 0,
+) -> Response:
     async with ctx.pool.acquire() as conn:
         segment = await get_segment_by_number(conn, who.account_id, segment_id)
-        if segment is None:
-            raise not_found("segment", "segment_id")
-        if segment["status"] != "DONE":
-            return []
-        _, rows = await segment_members(
-            conn, who.account_id, segment["id"], limit=limit, offset=offset
-        )
-    return [Contact.model_validate(dict(r)) for r in rows]
+    if segment is None:
+        raise not_found("segment", "segment_id")
+    headers = {"X-Segment-Status": segment["status"]}
+    if segment["status"] != "DONE":
+        return Response(b"[]", media_type="application/json", headers=headers)
+
+    def produce(conn: Conn) -> AsyncIterator[bytes]:
+        members = contacts_json(conn, who.account_id, segment["id"], limit=limit, offset=offset)
+        return json_array(members)
+
+    stream = from_pool(ctx, produce, event="simple.contacts", segment_id=str(segment["id"]))
+    return StreamingResponse(stream, media_type="application/json", headers=headers)
 
 
-async def _wait_for_count(ctx: AppContext, account_id: UUID, segment_id: UUID) -> int | None:
-    """The segment's count once DONE, or None when it fails or the wait runs out."""
+@router.get("/{number}", response_model=SimpleSegment, responses=_404, summary="Get a segment")
+async def get(
+    ctx: Ctx, who: Annotated[Principal, Depends(require(READ))], number: Number
+) -> SimpleSegment:
+    async with ctx.pool.acquire() as conn:
+        return simple_segment(await _by_number(conn, who.account_id, number))
+
+
+@router.delete("/{number}", status_code=204, responses=_404, summary="Delete a segment")
+async def delete(
+    ctx: Ctx, who: Annotated[Principal, Depends(require(WRITE))], number: Number
+) -> Response:
+    async with ctx.pool.acquire() as conn:
+        row = await _by_number(conn, who.account_id, number)
+        await segments.delete(conn, who.account_id, row["id"])
+    return Response(status_code=204)
+
+
+async def _by_number(conn: Conn, account_id: UUID, number: int) -> asyncpg.Record:
+    row = await get_segment_by_number(conn, account_id, number)
+    if row is None:
+        raise not_found("segment", "number")
+    return row
+
+
+async def _wait_for_build(ctx: AppContext, row: asyncpg.Record) -> asyncpg.Record:
+    """The segment once its build is DONE or FAILED, or as it is when the wait runs out."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + ctx.settings.api_simple_wait_s
     while True:
-        row = await ctx.pool.fetchrow(
-            "SELECT status, total_count FROM segments WHERE id = $1 AND account_id = $2",
-            segment_id,
-            account_id,
-        )
-        if row is None or row["status"] == "FAILED":
-            return None
-        if row["status"] == "DONE":
-            count: int | None = row["total_count"]
-            return count
+        async with ctx.pool.acquire() as conn:
+            latest = await get_segment(conn, row["account_id"], row["id"])
+        if latest is None:  # deleted meanwhile: answer what was created
+            return row
+        if latest["status"] in ("DONE", "FAILED"):
+            return latest
         remaining = deadline - loop.time()
         if remaining <= 0:
-            return None
+            return latest
         await asyncio.sleep(min(_POLL_S, remaining))
 
 
-def simple_segment(row: asyncpg.Record, count: int | None) -> SimpleSegment:
+def simple_segment(row: asyncpg.Record) -> SimpleSegment:
     rules = simple_rules(row["dialect"], row["rules"])
     return SimpleSegment(
         id=row["number"],
         name=row["name"],
         rules=[SimpleRule(**shown_item(r)) for r in rules if isinstance(r, dict)],
-        contacts_count=count,
+        contact_list_ids=list(row["contact_list_ids"]),
+        contacts_count=segments.shown_count(row),
+        status=row["status"],
+        error=row["error_reason"] if row["status"] == "FAILED" else None,
     )
+
+
+_SEGMENTS = TypeAdapter(list[SimpleSegment])

@@ -3,13 +3,14 @@ another account finds nothing, exactly like an id that does not exist (404)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
 
-from worker.db import Conn
+from worker.db import Conn, cursor_batches
 
 COLUMNS = """id, number, account_id, name, color, description, dialect, rules, contact_list_ids,
     display_fields, status, total_count, generation, time_relative, error_reason, created_at,
@@ -137,6 +138,17 @@ async def list_by_number(
     return total, rows
 
 
+async def segments_in_number_order(
+    conn: Conn, account_id: UUID, *, limit: int | None, offset: int, batch_size: int = 500
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """All the account's segments (or `limit` of them) in creation order, through a cursor
+    (the caller holds a transaction)."""
+    sql = f"""SELECT {COLUMNS} FROM segments WHERE account_id = $1
+              ORDER BY number LIMIT $2 OFFSET $3"""  # noqa: S608 (a constant column list)
+    async for rows in cursor_batches(conn, sql, account_id, limit, offset, batch_size=batch_size):
+        yield rows
+
+
 async def save_segment(
     conn: Conn, account_id: UUID, segment_id: UUID, v: SegmentValues, *, rebuild: bool
 ) -> asyncpg.Record | None:
@@ -162,7 +174,7 @@ async def save_segment(
 
 async def mark_rebuild(conn: Conn, account_id: UUID, segment_id: UUID) -> asyncpg.Record | None:
     """A FAILED segment goes back to PENDING (its reason cleared); any other keeps its status
-    (a DONE segment stays DONE while it is rebuilt in place, DESIGN.md 6)."""
+    (a DONE segment stays DONE while it is rebuilt in place)."""
     return await conn.fetchrow(
         f"""UPDATE segments SET
                 status = CASE WHEN status = 'FAILED' THEN 'PENDING' ELSE status END,

@@ -1,7 +1,8 @@
-"""The read-only v1 segments API (seed 002): `matchType` + `filters`, `cachedCount`.
+"""The read-only v1 segments API (README: HTTP API): `matchType` + `filters`, `cachedCount`.
 
 Segments written in another dialect are shown in v1 terms by worker.rules (worker.rules.v1
-says what is shown when v1 cannot express a rule). `cachedCount` is the count of the last finished
+says what is shown when v1 cannot express a rule); a v2 segment's lists are shown beside its
+filters, in the read-only `contactListIds`. `cachedCount` is the count of the last finished
 build (null unless DONE); `lastCountedAt` is when that build finished.
 """
 
@@ -14,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api_shim.auth import READ, Principal, require_v1
 from api_shim.context import AppContext, app_context
@@ -41,6 +42,11 @@ class V1Segment(BaseModel):
     description: str | None
     matchType: Literal["all", "any"]  # the v1 API's own (camelCase) names
     filters: list[V1Filter]
+    contactListIds: list[UUID] = Field(
+        description="Read-only. Empty: the segment draws from all the account's contacts. "
+        "Otherwise (set in the v2 API) only contacts in at least one of these lists can "
+        "match `filters`."
+    )
     cachedCount: int | None
     lastCountedAt: datetime | None
     createdAt: datetime
@@ -109,6 +115,7 @@ def v1_segment(row: asyncpg.Record) -> V1Segment:
         description=row["description"],
         matchType="any" if match_type == "any" else "all",
         filters=[V1Filter(**shown_item(f)) for f in filters if isinstance(f, dict)],
+        contactListIds=list(row["contact_list_ids"]),
         cachedCount=shown_count(row),
         lastCountedAt=row["last_built_at"] if row["status"] == "DONE" else None,
         createdAt=row["created_at"],

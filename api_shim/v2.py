@@ -1,4 +1,4 @@
-"""The v2 segments API (seeds 000 and 001; DESIGN.md 5): full CRUD over `rules_json`."""
+"""The v2 segments API (README: HTTP API): full CRUD over `rules_json`."""
 
 from __future__ import annotations
 

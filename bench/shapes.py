@@ -1,7 +1,7 @@
 """The benchmarked segment shapes: v2 rules_json and hand-written SQL of the same meaning.
 
 Every hand-written query is a SELECT of contact ids (its count form wraps it in count(*)),
-honours DESIGN.md 4.3 exactly (case-insensitive text, '' and empty lists as null, universe =
+honours docs/rules.md exactly (case-insensitive text, '' and empty lists as null, universe =
 members of the segment's lists) and is scoped to the account on every table, as the compiler's
 SQL is. Variants marked `exact=False` rely on an extra invariant of the data; they are shown
 for information and never used as the reference of a ratio.

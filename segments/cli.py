@@ -12,7 +12,7 @@ import sys
 
 import structlog
 
-from segments.commands import Command, admin, data, manage, service
+from segments.commands import Command, admin, data, export, manage, service
 from worker.logs import configure_logging
 from worker.settings import load_settings
 
@@ -21,8 +21,9 @@ log = structlog.get_logger(__name__)
 COMMANDS: tuple[Command, ...] = (
     *admin.COMMANDS,
     *data.COMMANDS,
-    *service.COMMANDS,
+    *export.COMMANDS,
     *manage.COMMANDS,
+    *service.COMMANDS,
 )
 
 

@@ -142,7 +142,7 @@ async def make_contact(
 
 
 def segment_body(list_id: uuid.UUID, **overrides: Any) -> dict[str, Any]:
-    """The product brief's own example (seed 001), on the given list."""
+    """The product brief's own example of creating a v2 segment, on the given list."""
     body: dict[str, Any] = {
         "name": "Active Gmail Subscribers",
         "color": "#7cb7de",

@@ -1,5 +1,5 @@
 """A TCP proxy the tests can cut: the way to make PostgreSQL or RabbitMQ 'go away' for one
-client without stopping the shared server (DESIGN.md 7 suggests it)."""
+client without stopping the shared server."""
 
 from __future__ import annotations
 

@@ -304,7 +304,7 @@ def _number_op(op: str, x: Decimal | None, v: Any) -> bool:
     return _ordered(op, x, Decimal(str(v)))
 
 
-# -- the dialects (DESIGN.md 4.4) -----------------------------------------------------------
+# -- the dialects (docs/rules.md, The three dialects) -----------------------------------------
 _V1 = {
     "eq": "equals",
     "neq": "not_equals",

@@ -1,4 +1,4 @@
-"""The read-only v1 API (seed 002) and the simple API (seed 003) over HTTP."""
+"""The read-only v1 API and the simple API over HTTP."""
 
 from __future__ import annotations
 
@@ -60,10 +60,12 @@ async def test_v1_lists_segments_in_the_seed_shape(
         "description",
         "matchType",
         "filters",
+        "contactListIds",
         "cachedCount",
         "lastCountedAt",
         "createdAt",
     }
+    assert segment["contactListIds"] == []
     # The v1 segment shows in v2 too, rules in canonical form.
     v2 = (await client.get(f"/api/v2/segments/{sid}/", headers=tenant.headers)).json()
     assert v2["rules_json"] == {
@@ -102,6 +104,8 @@ async def test_v1_shows_v2_segments_in_v1_terms(client: httpx.AsyncClient, tenan
         {"field": "city", "operator": "not_exists", "value": None},
     ]
     assert segment["cachedCount"] is None
+    # The v2 segment's universe is its list: shown beside the filters, not as one of them.
+    assert segment["contactListIds"] == [str(tenant.list_id)]
 
 
 async def test_v1_pagination_and_id(
@@ -135,13 +139,18 @@ async def test_simple_post_stores_an_all_contacts_segment(
     created = response.json()
     assert isinstance(created["id"], int)
     assert created == {
-        "id": created["id"],
+        "id": 1,  # the account's first segment
         "name": "Active Enterprise",
         "rules": SEED_RULES,
+        "contact_list_ids": [],
         "contacts_count": None,  # no worker in this test: the wait ran out
+        "status": "PENDING",
+        "error": None,
     }
     row = await conn.fetchrow(
-        "SELECT dialect, rules, contact_list_ids, generation FROM segments WHERE number = $1",
+        """SELECT dialect, rules, contact_list_ids, generation FROM segments
+           WHERE account_id = $1 AND number = $2""",
+        tenant.account_id,
         created["id"],
     )
     assert (row["dialect"], row["rules"], row["contact_list_ids"]) == ("simple", SEED_RULES, [])
@@ -176,6 +185,7 @@ async def test_simple_post_waits_for_the_build_and_returns_its_count(
     await builder
     assert response.status_code == 200
     assert response.json()["contacts_count"] == 142
+    assert response.json()["status"] == "DONE"
 
 
 async def test_simple_rule_errors_are_located(client: httpx.AsyncClient, tenant: Tenant) -> None:
@@ -211,6 +221,9 @@ async def test_simple_shows_v2_segments_and_their_contacts(
     (listed,) = (await client.get("/api/segments", headers=tenant.headers)).json()
     assert listed["rules"][0] == {"field": "status", "operator": "equals", "value": "subscribed"}
     assert listed["rules"][1]["field"] == "_activity"
+    # Its list is its universe: shown beside the rules, so no one reads the rules alone as
+    # the membership.
+    assert listed["contact_list_ids"] == [str(tenant.list_id)]
     number = listed["id"]
     contact_id = await make_contact(
         conn, tenant.account_id, "alice@acme-inc.com", name="Alice Chen", company="Acme Inc"
@@ -222,7 +235,9 @@ async def test_simple_shows_v2_segments_and_their_contacts(
         tenant.account_id,
     )
     path = f"/api/segments/contacts?segment_id={number}"
-    assert (await client.get(path, headers=tenant.headers)).json() == []  # not DONE yet
+    building = await client.get(path, headers=tenant.headers)
+    assert building.json() == []  # not DONE yet, and the header says so
+    assert building.headers["X-Segment-Status"] == "PENDING"
     await conn.execute("UPDATE segments SET status = 'DONE', total_count = 1 WHERE id = $1", sid)
     (contact,) = (await client.get(path, headers=tenant.headers)).json()
     assert contact["id"] == str(contact_id)

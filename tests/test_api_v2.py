@@ -1,4 +1,4 @@
-"""The v2 segments API over HTTP (seeds 000, 001; DESIGN.md 5), against the real database."""
+"""The v2 segments API over HTTP (README: HTTP API), against the real database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The compiler against real PostgreSQL: for every operator and null/edge case of DESIGN.md 4.3,
+"""The compiler against real PostgreSQL: for every operator and null/edge case of docs/rules.md,
 exactly which contacts match.
 
 Each test builds a small data set in a fresh account and asks which of its contacts (by label)

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -34,6 +35,15 @@ from tests.worker_support import (
     worker_settings,
 )
 from worker.messages import BadMessage, ContactChanged, SegmentMessage, _Message, decode
+from worker.rules import (
+    RulesInvalid,
+    RuleTree,
+    limits,
+    parse_simple_rules,
+    parse_v1_rules,
+    parse_v2_rules,
+)
+from worker.rules.fields import BUILTIN_FIELDS, OPERATORS_BY_TYPE, FieldRegistry
 from worker.schemas import MESSAGES, render, schemas
 from worker.settings import OTHER_VARIABLES, Settings, markdown_table
 
@@ -309,3 +319,249 @@ async def test_producer_example_fails_clearly_without_a_broker(tmp_path: Path) -
 async def test_producer_example_refuses_ids_that_are_not_uuids(tmp_path: Path) -> None:
     code, _, err = await _run_example("--account", str(uuid.uuid4()), "42", cwd=tmp_path)
     assert code == 2 and "invalid UUID value" in err
+
+
+# --- Links ---------------------------------------------------------------------------------
+
+# Not the repository's own files: virtualenvs, git, caches and build output, and the benchmark
+# scripts' git-ignored reports.
+_NOT_OURS = {
+    ".venv", ".git", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis",
+    "__pycache__", "build", "node_modules",
+}  # fmt: skip
+_NOT_OURS_UNDER = (ROOT / "bench" / "out",)
+# Spelt in parts so that this file does not trip its own check.
+OUTSIDE_REFERENCES = ("../" + "shared", "DESIGN" + ".md")
+# The product brief's numbered source documents (seed + number), outside the repository too.
+_SEED = re.compile(r"\bseeds?[ /]+0[0-9]{2}\b", re.IGNORECASE)
+# Applied migrations are never edited (every database that ran one keeps its checksum, and
+# `segments migrate` warns when it changes), so these keep the reference they were written with.
+FROZEN = {
+    ROOT / "sql" / name
+    for name in ("001_core.sql", "002_value_functions.sql", "007_segment_numbers_per_account.sql")
+}
+_TEXT_SUFFIXES = {".md", ".py", ".toml", ".sql", ".yml", ".yaml", ".json", ".sh", ".cfg", ".ini"}
+
+_FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1[^\n]*$", re.MULTILINE | re.DOTALL)
+_CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
+_INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+[\"'(][^)]*)?\)")
+_REFERENCE_LINK = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s.*)?$", re.MULTILINE)
+_HTML_LINK = re.compile(r"""<(?:a|img)\b[^>]*?\b(?:href|src)\s*=\s*["']([^"']*)["']""", re.I)
+_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
+_URL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.I)
+
+
+def _repo_files(root: Path, wanted: Callable[[Path], bool]) -> list[Path]:
+    def ours(path: Path) -> bool:
+        folders = path.relative_to(root).parts[:-1]
+        return not (
+            _NOT_OURS & set(folders)
+            or any(f.endswith(".egg-info") for f in folders)
+            or any(path.is_relative_to(d) for d in _NOT_OURS_UNDER)
+        )
+
+    return sorted(p for p in root.rglob("*") if p.is_file() and wanted(p) and ours(p))
+
+
+def _prose(markdown: str) -> str:
+    """The text with fenced code blocks and code spans blanked: links there are not links."""
+    return _CODE_SPAN.sub(" ", _FENCE.sub("", markdown))
+
+
+def links(markdown: str) -> list[str]:
+    """Link and image targets in document order (inline, reference definitions, HTML)."""
+    text = _prose(markdown)
+    found = [
+        (m.start(), m.group(1))
+        for pattern in (_INLINE_LINK, _REFERENCE_LINK, _HTML_LINK)
+        for m in pattern.finditer(text)
+    ]
+    return [target for _, target in sorted(found) if target]
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: its text, lower-cased, without punctuation, spaces as -."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link's text stays
+    text = re.sub(r"<[^>]+>", "", text).strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(markdown: str) -> set[str]:
+    """Every heading anchor of a document; a repeated heading gets -1, -2, ... as on GitHub."""
+    seen: dict[str, int] = {}
+    out = set()
+    for heading in _HEADING.findall(_FENCE.sub("", markdown)):
+        base = slug(heading)
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        out.add(base if count == 0 else f"{base}-{count}")
+    return out
+
+
+def broken_links(document: Path, root: Path = ROOT) -> list[str]:
+    problems = []
+    for target in links(document.read_text()):
+        if _URL.match(target):
+            continue  # an absolute URL (https:, mailto:), not a file
+        path_part, _, fragment = target.partition("#")
+        resolved = (document.parent / path_part).resolve() if path_part else document
+        if not resolved.is_relative_to(root.resolve()):
+            problems.append(f"{target}: outside the repository")
+        elif not resolved.exists():
+            problems.append(f"{target}: no such file")
+        elif (
+            fragment and resolved.suffix == ".md" and fragment not in anchors(resolved.read_text())
+        ):
+            problems.append(f"{target}: no heading with the anchor #{fragment}")
+    return problems
+
+
+MARKDOWN = _repo_files(ROOT, lambda p: p.suffix == ".md")
+
+
+def test_the_documents_are_found() -> None:
+    names = {p.relative_to(ROOT).as_posix() for p in MARKDOWN}
+    assert {"README.md", "docs/rules.md", "docs/benchmarks.md"} <= names
+    assert not any(name.startswith((".venv/", ".git/")) for name in names)
+
+
+@pytest.mark.parametrize("document", MARKDOWN, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_resolve_inside_the_repository(document: Path) -> None:
+    assert broken_links(document) == []
+
+
+def test_the_link_check_finds_broken_links(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "pic.png").write_bytes(b"")
+    other = "# Other\n## Part `two`: the (end)\n## Part two\n## Part two\n"
+    (root / "docs" / "other.md").write_text(other)
+    (tmp_path / "outside.md").write_text("# Outside\n")
+    document = root / "docs" / "doc.md"
+    document.write_text(
+        "## B\n[ok](#b) [gone](#nowhere) [file](missing.md) [up](../../outside.md)\n"
+        "[part](other.md#part-two-the-end) [again](other.md#part-two-1) [no](other.md#three)\n"
+        '[web](https://example.com/x) `[code](in-code.md)` ![img](pic.png "a title")\n'
+        "```\n[fenced](in-fence.md)\n```\n[ref]: ../../outside.md\n"
+    )
+    assert broken_links(document, root) == [
+        "#nowhere: no heading with the anchor #nowhere",
+        "missing.md: no such file",
+        "../../outside.md: outside the repository",
+        "other.md#three: no heading with the anchor #three",
+        "../../outside.md: outside the repository",
+    ]
+
+
+def references_outside(path: Path) -> list[str]:
+    """Lines of a file that send the reader outside the repository."""
+    return [
+        f"{number}: {line.strip()}"
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if any(reference in line for reference in OUTSIDE_REFERENCES) or _SEED.search(line)
+    ]
+
+
+def test_the_reference_check_finds_references_outside(tmp_path: Path) -> None:
+    text = "ok\nsee ../" + "shared/x\nDESIGN" + ".md 4.3\n(seed" + " 003)\n"
+    text += "seeds/" + "001\nseeded 2\n"
+    (tmp_path / "x.py").write_text(text)
+    assert [line.split(":")[0] for line in references_outside(tmp_path / "x.py")] == [
+        "2", "3", "4", "5",
+    ]  # fmt: skip
+
+
+def test_nothing_refers_outside_the_repository() -> None:
+    files = _repo_files(
+        ROOT,
+        lambda p: p.suffix in _TEXT_SUFFIXES or p.name == "Dockerfile" or p.parent.name == ".ci",
+    )
+    assert {ROOT / "README.md", ROOT / ".ci" / "run", Path(__file__).resolve()} <= set(files)
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in files
+        if path not in FROZEN
+        for line in references_outside(path)
+    ]
+    assert offenders == [], "describe it here, or point to docs/, instead"
+
+
+# --- The rule reference --------------------------------------------------------------------
+
+RULES_DOC = ROOT / "docs" / "rules.md"
+# The custom fields the reference's examples use.
+_EXAMPLE_FIELDS = FieldRegistry.from_declarations({"plan": "text", "score": "number"})
+_JSON_BLOCK = re.compile(r"^```json\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_ERROR_EXAMPLE = re.compile(
+    r"^- (Simple API, )?`(\{[^`]*\})`[^\n]*?: 400 at\s+`([^`]+)`, `(\w+)`", re.MULTILINE
+)
+
+
+def _parse_example(example: Any) -> RuleTree:
+    if "any" in example:
+        return parse_v2_rules(example, _EXAMPLE_FIELDS)
+    if "kind" in example:
+        return parse_v2_rules({"any": [{"all": [example]}]}, _EXAMPLE_FIELDS)
+    if "matchType" in example:
+        return parse_v1_rules(example, _EXAMPLE_FIELDS)
+    return parse_simple_rules(example["rules"], _EXAMPLE_FIELDS)
+
+
+def test_every_rule_example_of_the_reference_is_accepted() -> None:
+    examples = [json.loads(block) for block in _JSON_BLOCK.findall(RULES_DOC.read_text())]
+    rules = [e for e in examples if "errors" not in e]
+    assert len(rules) >= 10
+    kinds = {c["kind"] for e in rules for c in _conditions(e)}
+    assert kinds == {"field", "activity", "deliverability", "membership", "isp"}
+    for example in rules:
+        assert _parse_example(example).groups
+
+
+def _conditions(example: dict[str, Any]) -> list[dict[str, Any]]:
+    if "any" in example:
+        return [c for group in example["any"] for c in group["all"]]
+    return [example] if "kind" in example else []
+
+
+def test_the_error_examples_of_the_reference_are_what_the_parsers_say() -> None:
+    cases = _ERROR_EXAMPLE.findall(RULES_DOC.read_text())
+    assert len(cases) == 4
+    for simple, body, loc, type_ in cases:
+        condition = json.loads(body)
+        with pytest.raises(RulesInvalid) as raised:
+            if simple:
+                parse_simple_rules([condition], _EXAMPLE_FIELDS, loc="")
+            else:
+                parse_v2_rules({"any": [{"all": [condition]}]}, _EXAMPLE_FIELDS)
+        (error,) = raised.value.errors
+        assert (error.loc.replace("rules_json.any[0].all[0]", "...all[0]"), error.type) == (
+            loc,
+            type_,
+        )
+
+
+def test_the_reference_states_the_limits_of_the_code() -> None:
+    text = RULES_DOC.read_text()
+    rows = {
+        "groups (`any`)": str(limits.MAX_GROUPS),
+        "conditions in one group (`all`)": str(limits.MAX_CONDITIONS_PER_GROUP),
+        "conditions in the whole rule": str(limits.MAX_CONDITIONS),
+        "v1 filters": str(limits.MAX_V1_FILTERS),
+        "simple rules": str(limits.MAX_SIMPLE_RULES),
+        "`within_days`, `days_window.days`": f"1 to {limits.MAX_DAYS}",
+        "characters of a field name (and of an operator name)": str(limits.MAX_FIELD_NAME_LENGTH),
+        "characters of a text value or of a text array element": str(limits.MAX_STRING_LENGTH),
+    }
+    for what, limit in rows.items():
+        assert f"| {what} | {limit} |" in text
+    assert f"| {limits.MAX_ARRAY_ITEMS} |" in text
+    assert f"({limits.MAX_RULES_BYTES:,} bytes)" in text
+
+
+def test_the_reference_lists_every_field_and_the_operators_of_each_type() -> None:
+    text = RULES_DOC.read_text()
+    for field_type, operators in OPERATORS_BY_TYPE.items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {field_type} | `"))
+        assert set(re.findall(r"`(\w+)`", row)) == set(operators)
+    for name in BUILTIN_FIELDS:
+        assert f"`{name}`" in text

@@ -92,7 +92,7 @@ def field(name: str, operator: str, value: Any) -> dict[str, Any]:
     return {"kind": "field", "field": name, "operator": operator, "value": value}
 
 
-# -- a plain-Python reference of the text operators (DESIGN.md 4.3) ---------------------------
+# -- a plain-Python reference of the text operators (docs/rules.md) --------------------------
 def text_reference(operator: str, value: str, stored: str | None) -> bool:
     have, want = (stored or "").lower(), value.lower()
     present = have != ""

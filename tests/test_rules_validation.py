@@ -1,4 +1,4 @@
-"""The rule language at the boundary (DESIGN.md 4.1-4.4): what each dialect accepts, the typed
+"""The rule language at the boundary (docs/rules.md): what each dialect accepts, the typed
 tree it becomes, and for every invalid input the exact dotted location and error type.
 
 No database: these are the pure parsers of worker.rules.
@@ -878,7 +878,7 @@ def test_clock_dependence_is_detected() -> None:
     assert not depends(activity("ever"))
 
 
-# -- the product brief's own examples (seeds/001) ---------------------------------------------
+# -- the product brief's own examples ----------------------------------------------------------
 def test_brief_create_segment_example() -> None:
     rules_json = {
         "any": [

@@ -13,7 +13,7 @@ them with a hand-moved clock).
   part is settled with that part's outcome, so each delivery is settled exactly once.
 
 Why bounded: one batch is one statement per account, and a statement's size must stay bounded
-(a backlog of 50,000 contacts in one statement ran for minutes).
+(a large backlog in one statement ran for minutes: docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """One build of one segment: claim it for its generation, run the compiled query, write the
-difference to its membership, finish (DESIGN.md 6).
+difference to its membership, finish (README: Worker behaviour).
 
 Builds and incremental updates of one segment are serialised by a transaction-level advisory
 lock on the segment, taken before any query reads data: whichever runs second sees what the
@@ -53,25 +53,25 @@ class _GenerationMoved(Exception):
 
 # Step 1: the difference between the matches and the members, computed by one read-only
 # statement. A statement that also writes (DELETE/INSERT in CTEs) cannot use parallel workers;
-# CREATE TABLE AS can, so the query runs as fast as it does alone (measured: 0.38 s against
-# 0.75 s for shape (c) at 1M contacts). Both sides come sorted by contact id (the matches by
-# the workers, in parallel; the members from the primary key), so one merge full join pairs
-# them: `id` null is a member to remove, `member` null a match to add, neither null is kept.
-# Probing the members once per match instead cost 0.3 s for 335,000 matches, and the
-# temporary table then needed an index and statistics to be planned well.
+# CREATE TABLE AS can, so the query runs as fast as it does alone. Both sides come sorted by
+# contact id (the matches by the workers, in parallel; the members from the primary key), so
+# one merge full join pairs them: `id` null is a member to remove, `member` null a match to
+# add, neither null is kept. Probing the members once per match instead was slower, and the
+# temporary table then needed an index and statistics to be planned well. Figures:
+# docs/benchmarks.md, "Figures behind the code's choices".
 _DIFF = """CREATE TEMP TABLE build_diff ON COMMIT DROP AS
 SELECT matched.id, members.contact_id AS member
 FROM (SELECT id FROM ({members}) q ORDER BY id) matched
 FULL JOIN (SELECT contact_id FROM segment_members WHERE segment_id = {segment}
            ORDER BY contact_id) members ON members.contact_id = matched.id"""
 # A segment without members (a first build): the matches alone, unsorted and unjoined, as
-# fast as the query alone (0.2 s less at 335,000 matches than the sorted merge), then all
+# fast as the query alone (quicker than the sorted merge; docs/benchmarks.md), then all
 # inserted by _INSERT_ALL.
 _FIRST_MATCHES = """CREATE TEMP TABLE build_diff ON COMMIT DROP AS
 SELECT matched.id FROM ({members}) matched"""
 # In key order, new rows fill both indexes' pages in turn instead of landing all over them
-# (unsorted, twice as slow at 335,000 rows). No RETURNING: the count comes from the command
-# status (0.13 s less than counting returned rows at 335,000).
+# (unsorted is much slower). No RETURNING: the count comes from the command status, cheaper
+# than counting returned rows (both measured in docs/benchmarks.md).
 _INSERT_ALL = """INSERT INTO segment_members (segment_id, contact_id, account_id)
 SELECT $1::uuid, d.id, $2::uuid FROM build_diff d ORDER BY d.id"""
 # Step 2: the difference, written ($1 the segment, $2 the account).
@@ -127,7 +127,7 @@ async def build_segment(
             # An int we format ourselves; SET cannot take a bind parameter.
             await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
             # Room to hash a large account's events instead of probing them contact by
-            # contact (3x on "never opened" at 1M contacts, docs/benchmarks.md).
+            # contact ("never opened" at 1M contacts: docs/benchmarks.md, work-mem).
             await conn.execute(f"SET LOCAL work_mem = '{BUILD_WORK_MEM}'")
             written = await write_difference(conn, compiled, segment.segment_id, message.account_id)
             finished = await conn.fetchval(
@@ -163,8 +163,9 @@ async def write_difference(
         await conn.execute(diff, *compiled.params, segment_id)
         queried = time.perf_counter()
         # The planner takes a segment to have about one member (statistics lag behind
-        # builds) and would then scan the whole difference once per member: 40 s for a
-        # rebuild of 33,571 members. Hash and merge joins are linear whatever the sizes.
+        # builds) and would then scan the whole difference once per member (a rebuild of
+        # tens of thousands of members took tens of seconds; docs/benchmarks.md). Hash and
+        # merge joins are linear whatever the sizes.
         # For this statement only: the caller's setting is back for what follows.
         previous = await conn.fetchval("SELECT current_setting('enable_nestloop')")
         await conn.execute("SET LOCAL enable_nestloop = off")
@@ -207,7 +208,7 @@ async def _claim(conn: Conn, message: SegmentMessage, trigger: str) -> SegmentRu
         and row["built_generation"] == message.generation
     ):
         return BuildResult("duplicate")  # at-least-once delivery: already built
-    # A DONE segment stays DONE while it is refreshed or rebuilt (DESIGN.md 6).
+    # A DONE segment stays DONE while it is refreshed or rebuilt.
     claimed = await conn.fetchval(
         """UPDATE segments
            SET status = CASE WHEN status = 'DONE' THEN 'DONE' ELSE 'RUNNING' END,

@@ -236,8 +236,8 @@ async def _limit_statement(conn: Conn, statement_timeout_ms: int) -> None:
     # An int we format ourselves; SET cannot take a bind parameter.
     await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
     # The statement sums the cost estimates of many small lookups, which crosses
-    # jit_above_cost: JIT then spends most of a second compiling what runs in
-    # milliseconds (measured: 745 ms of 825 ms with 100 segments).
+    # jit_above_cost: JIT then spends most of the statement's time compiling what runs
+    # in milliseconds (measured with 100 segments: docs/benchmarks.md, "Worker").
     await conn.execute("SET LOCAL jit = off")
 
 

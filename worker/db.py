@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -18,7 +19,8 @@ _SERVER_SETTINGS = {
     "idle_in_transaction_session_timeout": "5min",
     # asyncpg prepares every statement; after five runs PostgreSQL may switch a statement to
     # a generic plan, which cannot see the values (list ids, lowered arrays, candidate ids)
-    # and measured up to 15x slower here (docs/benchmarks.md). Planning costs 1-2 ms.
+    # and was measured many times slower here; planning each run costs far less
+    # (docs/benchmarks.md, recommendation 5).
     "plan_cache_mode": "force_custom_plan",
 }
 
@@ -59,7 +61,17 @@ async def create_pool(
 async def fetch_count(conn: Conn, sql: str, *args: object) -> int:
     """The single value of a heavy `SELECT count(*)`. Not fetchval(): asyncpg fetches its row
     with a row limit, and PostgreSQL runs a statement with a row limit without parallel
-    workers (a segment query at 1M contacts: 1.45 s instead of 0.9 s)."""
+    workers, and a segment query at 1M contacts is then much slower (docs/benchmarks.md)."""
     rows = await conn.fetch(sql, *args)
     value: int = rows[0][0]
     return value
+
+
+async def cursor_batches(
+    conn: Conn, sql: str, *args: object, batch_size: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """The rows of `sql`, `batch_size` at a time, through a server-side cursor: memory holds
+    one batch whatever the result's size. A cursor lives in a transaction the caller holds."""
+    cursor = await conn.cursor(sql, *args)
+    while rows := await cursor.fetch(batch_size):
+        yield rows

@@ -2,7 +2,7 @@
 (api_shim.fields) and the `segments field` command.
 
 Stored values are never rewritten. A value reads as its field's declared type or as null
-(DESIGN.md 4.3: a number field reads JSON numbers, so "42" stored as text reads as null once
+(docs/rules.md: a number field reads JSON numbers, so "42" stored as text reads as null once
 the field is a number). So a type change is a change of the rules' meaning: every segment
 that uses the field gets a new generation and is built again, ending DONE if its rules still
 fit the new type, or FAILED ("the rules no longer fit this account's fields: ...") if an

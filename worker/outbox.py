@@ -1,5 +1,5 @@
 """The transactional outbox: messages are rows written in the same transaction as the data
-they describe, so a message exists if and only if its data committed (DESIGN.md 7).
+they describe, so a message exists if and only if its data committed.
 
 Writing (here, shared by the API shim, `segments import` and the demo): `enqueue_*` insert an
 `outbox` row and NOTIFY the relay; both take effect at the caller's COMMIT. Publishing: the

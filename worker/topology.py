@@ -60,7 +60,7 @@ WORK_QUEUES = (BUILD_QUEUE, CONTACT_CHANGES_QUEUE)
 
 _QUORUM: dict[str, Any] = {
     "x-queue-type": "quorum",
-    # Dead-lettering that keeps messages (DESIGN.md 7: at-most-once is the default).
+    # Dead-lettering that keeps messages (at-most-once is the default).
     "x-dead-letter-strategy": "at-least-once",
     "x-overflow": "reject-publish",
 }

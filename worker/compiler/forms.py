@@ -1,4 +1,4 @@
-"""The three forms of a segment's query (DESIGN.md 4.3 is the meaning of every piece):
+"""The three forms of a segment's query (docs/rules.md is the meaning of every piece):
 `count`, `member_ids` (materialisation) and `matching_among` (incremental updates), the
 first two over all the account's contacts, the third over candidates (worker.compiler.sources).
 """

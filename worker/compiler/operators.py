@@ -43,7 +43,7 @@ DERIVED = {
 # Array values are lower-cased by a plain call, which custom plans (worker.db sets
 # plan_cache_mode) fold to a constant once per query, and the planner can see the values
 # (docs/benchmarks.md, "Why the compiler writes SQL this way").
-# Text and list values compare lower-cased; '' and the empty list are null (DESIGN.md 4.3),
+# Text and list values compare lower-cased; '' and the empty list are null (docs/rules.md),
 # and the negative operators match null, which coalesce() gives them.
 _TEXT_OPS = {
     "equals": "lower({x}) = lower({v})",

@@ -1,6 +1,6 @@
 """The field registry: which fields a rule may name, their types and the operators allowed.
 
-Three sources (DESIGN.md 4.2): contact columns, fields derived from events, and the account's
+Three sources (docs/rules.md): contact columns, fields derived from events, and the account's
 custom fields declared in `contact_fields` (values in `contacts.attributes`). A custom field
 whose key equals a built-in name is shadowed by the built-in.
 """
@@ -60,7 +60,7 @@ OPERATORS_BY_TYPE: Mapping[FieldType, frozenset[str]] = {
 }
 ALL_FIELD_OPERATORS = frozenset().union(*OPERATORS_BY_TYPE.values())
 
-# The text columns of `contacts` besides `email` (DESIGN.md 3); the importer sets the same.
+# The text columns of `contacts` besides `email`; the importer sets the same.
 CONTACT_TEXT_COLUMNS = (
     "name",
     "first_name",

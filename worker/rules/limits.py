@@ -1,4 +1,4 @@
-"""Size limits of rule input. Every request's work is bounded by these (README: Limits)."""
+"""Size limits of rule input. Every request's work is bounded by these (docs/rules.md: Limits)."""
 
 MAX_GROUPS = 20  # entries of `any`
 MAX_CONDITIONS_PER_GROUP = 50  # entries of one `all`

@@ -1,4 +1,4 @@
-"""The simple API's dialect (DESIGN.md 4.4): a `rules` array of `{"field", "operator",
+"""The simple API's dialect (docs/rules.md): a `rules` array of `{"field", "operator",
 "value"}` items, all AND-ed (one group), field conditions only, with the simple API's
 operator names.
 

@@ -1,4 +1,4 @@
-"""The v1 dialect (DESIGN.md 4.4), read-only over HTTP: `{"matchType": "all"|"any",
+"""The v1 dialect (docs/rules.md), read-only over HTTP: `{"matchType": "all"|"any",
 "filters": [{"field", "operator", "value"}, ...]}`, field conditions only, with v1's operator
 names. `all` is one group; `any` is one group per filter.
 

@@ -1,4 +1,4 @@
-"""The v2 dialect, `rules_json` (DESIGN.md 4.1): `{"any": [{"all": [condition, ...]}, ...]}`,
+"""The v2 dialect, `rules_json` (docs/rules.md): `{"any": [{"all": [condition, ...]}, ...]}`,
 groups OR-ed, conditions AND-ed, every condition kind. It is the canonical form itself, so
 rendering into it only wraps the groups.
 
@@ -34,7 +34,7 @@ class RuleGroup(BaseModel):
 
 
 class RulesJson(BaseModel):
-    """Groups OR-ed (DESIGN.md 4.1). Documentation only: worker.rules validates."""
+    """Groups OR-ed (docs/rules.md). Documentation only: worker.rules validates."""
 
     model_config = ConfigDict(extra="forbid")
     any: Annotated[list[RuleGroup], Field(min_length=1, max_length=MAX_GROUPS)]
