@@ -1,8 +1,8 @@
--- Segments built from other segments (DESIGN.md 10.1): which segment references which, kept
--- in the transaction that saves the rules (api_shim/references.py), so that both directions
--- are one indexed lookup: what a segment reads (validation: cycles, chain depth) and who reads
--- a segment (propagation of its membership changes, worker/propagation.py; the 409 of
--- deleting a referenced segment).
+-- Segments built from other segments (docs/rules.md, "segment"): which segment references
+-- which, kept in the transaction that saves the rules (worker/references.py, called by
+-- api_shim/segments.py), so that both directions are one indexed lookup: what a segment reads
+-- (validation: cycles, chain depth) and who reads a segment (propagation of its membership
+-- changes, worker/propagation.py; the 409 of deleting a referenced segment).
 CREATE TABLE segment_references (
     account_id            uuid NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     segment_id            uuid NOT NULL REFERENCES segments (id) ON DELETE CASCADE,

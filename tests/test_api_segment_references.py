@@ -1,7 +1,7 @@
-"""`segment` conditions through the v2 API (DESIGN.md 10.1): each referenced id is the same
-account's, exists, is not the segment itself, makes no cycle and no chain longer than 5, each
-a 400 at the id's location; the references are stored with the rules; deleting a referenced
-segment is a 409 naming the segments that reference it."""
+"""`segment` conditions through the v2 API (docs/rules.md, "segment"): each referenced id is
+the same account's, exists, is not the segment itself, makes no cycle and no chain longer
+than 5, each a 400 at the id's location; the references are stored with the rules; deleting
+a referenced segment is a 409 naming the segments that reference it."""
 
 from __future__ import annotations
 

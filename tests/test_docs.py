@@ -512,7 +512,7 @@ def test_every_rule_example_of_the_reference_is_accepted() -> None:
     rules = [e for e in examples if "errors" not in e]
     assert len(rules) >= 10
     kinds = {c["kind"] for e in rules for c in _conditions(e)}
-    assert kinds == {"field", "activity", "deliverability", "membership", "isp"}
+    assert kinds == {"field", "activity", "deliverability", "membership", "isp", "segment"}
     for example in rules:
         assert _parse_example(example).groups
 

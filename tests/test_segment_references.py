@@ -1,5 +1,5 @@
 """Segments built from other segments, with the real worker, RabbitMQ and PostgreSQL
-(DESIGN.md 10.1, "Meaning of segment at rest"): whatever moves a referenced segment's members
+(docs/rules.md, "segment"): whatever moves a referenced segment's members
 flows on to the segments referencing it, transitively, and once the worker is idle every
 segment equals the reference evaluator run over all segments in reference order."""
 

@@ -24,5 +24,5 @@ SEGMENT_REFERENCES_CLASS = 0x5E7  # per account: saves of segment references, on
 
 def account_references_key(account_id: UUID) -> tuple[int, int]:
     """The (class, id) of the lock under which an account's segment references are checked
-    and saved, so two concurrent saves cannot together make a cycle (api_shim.references)."""
+    and saved, so two concurrent saves cannot together make a cycle (worker.references)."""
     return SEGMENT_REFERENCES_CLASS, int.from_bytes(account_id.bytes[:4], "big", signed=True)

@@ -1,5 +1,5 @@
 """Segments built from other segments: a change of a segment's membership flows on to the
-segments that reference it (DESIGN.md 10.1, "Meaning of segment at rest").
+segments that reference it (docs/rules.md, "segment").
 
 Whatever changed a segment's membership (a first build, a rebuild or refresh, an incremental
 update, or its own propagation), the same transaction queues exactly the contacts that moved
@@ -7,7 +7,7 @@ for every segment that references it, in segment_pending_changes: the queue that
 the changes a build made wait. The worker's sweep (worker.changes.apply_pending) re-evaluates
 them in the referring segment only (the which-of-these-ids form, never a full rebuild), under
 that segment's lock, on the data as it is then; what that moves is queued in turn for the
-segments referencing it, and so on down the chain (no cycles: api_shim validation). A sweep
+segments referencing it, and so on down the chain (no cycles: worker.rules.references). A sweep
 takes the queued segments in reference order (worker.changes, _PENDING_IN_REFERENCE_ORDER), so
 what a referenced segment moves reaches the segments reading it in the same sweep; builds,
 incremental updates and propagation of one segment stay serialised by its advisory lock.

@@ -1,4 +1,4 @@
-"""Segments built from other segments (DESIGN.md 10.1): the stored references
+"""Segments built from other segments (docs/rules.md, "segment"): the stored references
 (sql/009_segment_references.sql), read both ways with one indexed lookup each."""
 
 from __future__ import annotations

@@ -145,8 +145,8 @@ class Translator:
         return self.source.not_in_lists(c.list_ids)
 
     def segment(self, c: SegmentCondition) -> str:
-        """Membership of other segments, as materialised (DESIGN.md 10.1, "Meaning of
-        segment at rest": changes of theirs flow on to this one, worker/propagation.py)."""
+        """Membership of other segments, as materialised (docs/rules.md, "segment"): changes
+        of theirs flow on to this one (worker/propagation.py)."""
         if c.operator == "in":
             return self.source.in_segments(c.segment_ids)
         return self.source.not_in_segments(c.segment_ids)

@@ -9,6 +9,6 @@ MAX_FIELD_NAME_LENGTH = 128  # characters of a field name
 MAX_V1_FILTERS = 50  # filters of a v1 segment
 MAX_SIMPLE_RULES = 50  # rules of a simple segment
 MAX_SEGMENT_IDS = 20  # segment_ids of one `segment` condition
-MAX_SEGMENT_CHAIN = 5  # references in a row: A in B in C ... (DESIGN.md 10.1)
+MAX_SEGMENT_CHAIN = 5  # segment references in a row: A in B in C ... (docs/rules.md)
 MAX_DAYS = 36500  # within_days and days_window.days: 1 .. 100 years
 MAX_RULES_BYTES = 256 * 1024  # JSON size of the rules; the HTTP body limit is larger

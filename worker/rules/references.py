@@ -1,7 +1,7 @@
-"""Which segments a segment may reference (DESIGN.md 10.1): the same account's, existing, not
-itself, no cycle, chains of references at most MAX_SEGMENT_CHAIN long. Pure: the caller loads
-the account's reference graph (api_shim.references) and the parser asks about each id, so each
-problem is reported at the id's own location."""
+"""Which segments a segment may reference (docs/rules.md, "segment"): the same account's,
+existing, not itself, no cycle, chains of references at most MAX_SEGMENT_CHAIN long. Pure: the
+caller loads the account's reference graph (worker.references.load_graph) and the parser asks
+about each id, so each problem is reported at the id's own location."""
 
 from __future__ import annotations
 

@@ -75,8 +75,8 @@ class IspShape(_Shape):
 
 
 class SegmentShape(_Shape):
-    """Membership of other segments of the account (DESIGN.md 10.1): `in` = a member of at
-    least one of them, `not_in` = of none."""
+    """Membership of other segments of the account (docs/rules.md, "segment"): `in` = a member
+    of at least one of them, `not_in` = of none."""
 
     kind: Literal["segment"]
     operator: Literal["in", "not_in"]

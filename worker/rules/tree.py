@@ -58,7 +58,7 @@ class IspCondition:
 
 @dataclass(frozen=True)
 class SegmentCondition:
-    """Membership of other segments, read from their materialised members (DESIGN.md 10.1)."""
+    """Membership of other segments, read from their materialised members (docs/rules.md)."""
 
     operator: Literal["in", "not_in"]
     segment_ids: tuple[UUID, ...]
