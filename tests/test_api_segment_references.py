@@ -6,10 +6,12 @@ a referenced segment is a 409 naming the segments that reference it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import Tenant, segment_body
@@ -62,6 +64,14 @@ def errors(response: httpx.Response) -> list[tuple[str, str]]:
 AT = "rules_json.any[0].all[1].segment_ids"
 
 
+@pytest.fixture(autouse=True)
+async def _no_segments_left_behind(conn: asyncpg.Connection, tenant: Tenant) -> AsyncIterator[None]:
+    """The segments these tests create are never built here; left PENDING, a later worker
+    test's scheduler would take them for stuck builds and flood its queue with them."""
+    yield
+    await conn.execute("DELETE FROM segments WHERE account_id = $1", tenant.account_id)
+
+
 async def test_references_are_stored_both_ways_and_returned_as_sent(
     client: httpx.AsyncClient, tenant: Tenant, conn: asyncpg.Connection
 ) -> None:
@@ -94,6 +104,7 @@ async def test_unknown_and_other_accounts_segments_are_400_at_the_id(
     response = await create(client, tenant, referencing(mine, theirs, uuid.uuid4()))
     assert errors(response) == [(f"{AT}[1]", "unknown_segment"), (f"{AT}[2]", "unknown_segment")]
     assert "not a segment of this account" in response.json()["errors"][0]["msg"]
+    await client.delete(f"/api/v2/segments/{theirs}/", headers=other.headers)
 
 
 async def test_a_segment_cannot_reference_itself(client: httpx.AsyncClient, tenant: Tenant) -> None:
