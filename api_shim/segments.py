@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 from uuid import UUID
 
@@ -10,11 +11,13 @@ import asyncpg
 
 from api_shim import store
 from api_shim.errors import not_found
+from api_shim.lists import in_use
 from api_shim.models import SegmentPatch
 from api_shim.store import SegmentValues
 from api_shim.validation import check_v2_input, display_fields
 from worker.db import Conn
 from worker.outbox import enqueue_segment
+from worker.references import lock_references, referring_segments, save_references
 from worker.store import load_registry
 
 
@@ -25,9 +28,13 @@ def shown_count(row: asyncpg.Record) -> int | None:
     return count if row["status"] == "DONE" else None
 
 
-async def create(conn: Conn, account_id: UUID, values: SegmentValues) -> asyncpg.Record:
+async def create(
+    conn: Conn, account_id: UUID, values: SegmentValues, referenced: Collection[UUID] = ()
+) -> asyncpg.Record:
+    """`referenced`: the segments the rules reference (checked by check_v2_input)."""
     async with conn.transaction():
         row = await store.insert_segment(conn, account_id, values)
+        await save_references(conn, account_id, row["id"], referenced)
         await enqueue_segment(conn, "segment.created", account_id, row["id"], row["generation"])
     return row
 
@@ -48,7 +55,12 @@ async def patch(
         rules = changes.get("rules_json")
         list_ids = changes.get("contact_list_ids")
         tree = await check_v2_input(
-            conn, account_id, registry, rules_json=rules, contact_list_ids=list_ids
+            conn,
+            account_id,
+            registry,
+            rules_json=rules,
+            contact_list_ids=list_ids,
+            segment_id=segment_id,
         )
         rules_changed = rules is not None and (
             current["dialect"] != "v2" or current["rules"] != rules
@@ -83,6 +95,8 @@ async def patch(
         rebuild = rules_changed or lists_changed or timezone_changed
         row = await store.save_segment(conn, account_id, segment_id, values, rebuild=rebuild)
         assert row is not None  # locked above
+        if rules_changed:
+            await save_references(conn, account_id, segment_id, tree.segment_ids() if tree else ())
         if rebuild:
             await enqueue_segment(
                 conn, "segment.updated", account_id, segment_id, row["generation"]
@@ -100,5 +114,14 @@ async def rebuild(conn: Conn, account_id: UUID, segment_id: UUID) -> asyncpg.Rec
 
 
 async def delete(conn: Conn, account_id: UUID, segment_id: UUID) -> None:
-    if not await store.delete_segment(conn, account_id, segment_id):
-        raise not_found("segment", "segment_id")
+    """Delete, unless other segments are built from it (409 naming each of them)."""
+    async with conn.transaction():
+        # Under the references' lock: no save can start referencing it meanwhile.
+        await lock_references(conn, account_id)
+        referring = await referring_segments(conn, account_id, segment_id)
+        if referring:
+            raise in_use(
+                referring, "segment", "built from this segment (a segment condition names it)"
+            )
+        if not await store.delete_segment(conn, account_id, segment_id):
+            raise not_found("segment", "segment_id")

@@ -72,7 +72,9 @@ async def list_(
 
 @router.post("/", response_model=Segment, summary="Create a segment (build starts at once)")
 async def create(ctx: Ctx, who: Writer, body: SegmentCreate) -> Segment:
-    async with ctx.pool.acquire() as conn:
+    # One transaction: the segments its rules reference are checked and saved under one lock
+    # (api_shim.validation), so none of them can be deleted in between.
+    async with ctx.pool.acquire() as conn, conn.transaction():
         registry = await load_registry(conn, who.account_id)
         tree = await check_v2_input(
             conn,
@@ -94,7 +96,7 @@ async def create(ctx: Ctx, who: Writer, body: SegmentCreate) -> Segment:
             timezone=body.timezone,
             local_calendar=tree.follows_local_calendar,
         )
-        row = await segments.create(conn, who.account_id, values)
+        row = await segments.create(conn, who.account_id, values, tree.segment_ids())
     return segment_full(row)
 
 
@@ -116,7 +118,18 @@ async def patch(
     return segment_full(row)
 
 
-@router.delete("/{segment_id}/", status_code=204, responses=_404, summary="Delete a segment")
+_409: dict[int | str, dict[str, Any]] = {
+    409: ERROR_RESPONSES[400]
+    | {"description": "Other segments are built from it: one error per referring segment"}
+}
+
+
+@router.delete(
+    "/{segment_id}/",
+    status_code=204,
+    responses={**_404, **_409},
+    summary="Delete a segment (409 while other segments reference it)",
+)
 async def delete(ctx: Ctx, who: Writer, segment_id: UUID) -> Response:
     async with ctx.pool.acquire() as conn:
         await segments.delete(conn, who.account_id, segment_id)

@@ -15,6 +15,7 @@ from uuid import UUID
 from api_shim.errors import ApiError, ErrorItem, rules_errors
 from api_shim.types import json_size
 from worker.db import Conn
+from worker.references import load_graph, lock_references
 from worker.rules import (
     FieldRegistry,
     RuleError,
@@ -24,6 +25,7 @@ from worker.rules import (
     parse_v2_rules,
 )
 from worker.rules.limits import MAX_RULES_BYTES
+from worker.rules.references import SegmentGraph
 
 STATUS_CHOICES = ["subscribed", "unsubscribed", "bounced", "complained", "pending"]
 
@@ -47,9 +49,13 @@ async def check_v2_input(
     *,
     rules_json: Mapping[str, Any] | None,
     contact_list_ids: list[UUID] | None,
+    segment_id: UUID | None = None,
 ) -> RuleTree | None:
     """Raise a located 400 unless the lists are the account's and the rules are valid;
-    returns the parsed rules (None if none were given)."""
+    returns the parsed rules (None if none were given). `segment_id` is the segment being
+    changed (None: being created): the segments its rules reference must not lead back to it.
+    In a transaction, the account's references stay locked until it ends, so that the
+    caller saves them (worker.references.save_references) as they were checked."""
     list_ids = contact_list_ids or []
     known = await known_list_ids(conn, account_id, {*list_ids, *_rule_list_ids(rules_json)})
     errors = [
@@ -63,8 +69,10 @@ async def check_v2_input(
     ]
     tree = None
     if rules_json is not None:
+        await lock_references(conn, account_id)
+        graph = await load_graph(conn, account_id, segment_id)
         try:
-            tree = _parse_v2(rules_json, registry, known)
+            tree = _parse_v2(rules_json, registry, known, graph)
         except RulesInvalid as exc:
             errors.extend(rules_errors(exc))
     if errors:
@@ -72,11 +80,13 @@ async def check_v2_input(
     return tree
 
 
-def _parse_v2(raw: Mapping[str, Any], registry: FieldRegistry, known: set[UUID]) -> RuleTree:
+def _parse_v2(
+    raw: Mapping[str, Any], registry: FieldRegistry, known: set[UUID], graph: SegmentGraph
+) -> RuleTree:
     if json_size(raw) > MAX_RULES_BYTES:
         msg = f"must be at most {MAX_RULES_BYTES} bytes of JSON"
         raise RulesInvalid([RuleError("rules_json", msg, "too_large")])
-    return parse_v2_rules(raw, registry, known_list_ids=known)
+    return parse_v2_rules(raw, registry, known_list_ids=known, segments=graph)
 
 
 def check_simple_rules(raw: Any, registry: FieldRegistry) -> RuleTree:

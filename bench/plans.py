@@ -29,7 +29,7 @@ import asyncpg
 
 from bench.common import DEFAULT_DSN, OUT_DIR
 from bench.report import render
-from bench.shapes import SHAPES, Context, HandQuery, Shape, bench_context
+from bench.shapes import REFERENCED, SHAPES, Context, HandQuery, Shape, bench_context
 from worker.compiler import (
     CompiledQuery,
     SegmentQuery,
@@ -318,6 +318,35 @@ async def pick_candidates(conn: asyncpg.Connection, account_id: UUID) -> dict[in
     return {size: rng.sample(ids, size) for size in CANDIDATE_SIZES}
 
 
+async def materialise_referenced(conn: asyncpg.Connection, ctx: Context, registry: Any) -> None:
+    """The segments that shapes reference (bench.shapes.REFERENCED), with their members as a
+    build writes them, on the data as it is (rebuilt every run: the data may have been
+    reloaded)."""
+    for key, rules in REFERENCED.items():
+        segment_id = ctx.segments[key]
+        await conn.execute(
+            """INSERT INTO segments (id, account_id, name, rules, status)
+               VALUES ($1, $2, $3, $4, 'DONE') ON CONFLICT (id) DO NOTHING""",
+            segment_id,
+            ctx.account_id,
+            f"bench {key}",
+            rules,
+        )
+        query = SegmentQuery(ctx.account_id, parse_v2_rules(rules, registry), (), ctx.now)
+        compiled = compile_member_ids(query)
+        async with conn.transaction():
+            await conn.execute("DELETE FROM segment_members WHERE segment_id = $1", segment_id)
+            n = len(compiled.params)
+            await conn.execute(
+                "INSERT INTO segment_members (segment_id, contact_id, account_id)\n"
+                f"SELECT ${n + 1}::uuid, q.id, $1::uuid FROM ({compiled.sql}) q",
+                *compiled.params,
+                segment_id,
+            )
+        await conn.execute("ANALYZE segment_members")
+        log(f"referenced segment {key}: materialised")
+
+
 async def run(args: argparse.Namespace) -> str:
     conn = await connect(args.dsn)
     try:
@@ -328,6 +357,8 @@ async def run(args: argparse.Namespace) -> str:
         ctx = bench_context(now)
         registry = await load_registry(conn, ctx.account_id)
         candidates = await pick_candidates(conn, ctx.account_id)
+        if not args.only or "n" in args.only:  # the segment-of-segment shape
+            await materialise_referenced(conn, ctx, registry)
         settings = Settings(args.runs, not args.no_generic)
         results = []
         for make in SHAPES:

@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from bench.common import ACCOUNT_BIG, CAMPAIGNS, LISTS, campaign_id, list_id
+from bench.common import ACCOUNT_BIG, CAMPAIGNS, LISTS, campaign_id, list_id, stable_uuid
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Context:
     account_id: UUID
     now: datetime
     lists: dict[str, UUID] = field(default_factory=dict)
+    # The segments that segment conditions reference (REFERENCED: their rules).
+    segments: dict[str, UUID] = field(default_factory=dict)
 
     @property
     def universe(self) -> UUID:
@@ -35,7 +37,12 @@ class Context:
 
 
 def bench_context(now: datetime) -> Context:
-    return Context(ACCOUNT_BIG, now, {spec.key: list_id(ACCOUNT_BIG, spec.key) for spec in LISTS})
+    return Context(
+        ACCOUNT_BIG,
+        now,
+        {spec.key: list_id(ACCOUNT_BIG, spec.key) for spec in LISTS},
+        {key: stable_uuid(ACCOUNT_BIG, "segment", key) for key in REFERENCED},
+    )
 
 
 @dataclass(frozen=True)
@@ -482,6 +489,51 @@ def signup_anniversary(ctx: Context) -> Shape:
     )
 
 
+# Segments of the big account that segment-of-segment shapes reference, over all its contacts:
+# bench.plans materialises their members (as a build would) before it measures.
+REFERENCED: dict[str, dict[str, Any]] = {
+    "engaged": _one_group(
+        {"kind": "activity", "metric": "open", "operator": "ever", "days_window": _window(30)}
+    ),
+    "bounced": _one_group({"kind": "deliverability", "metric": "bounce", "operator": "ever"}),
+}
+
+
+def in_segment_not_in_segment(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, ctx.segments["engaged"], ctx.segments["bounced"])
+    bounced = (
+        "NOT EXISTS (SELECT 1 FROM segment_members b\n"
+        "                   WHERE b.account_id = $1 AND b.segment_id = $4 AND b.contact_id = {id})"
+    )
+    return Shape(
+        "n",
+        "in segment Engaged AND not in segment Bounced (segments of segments)",
+        _one_group(
+            {"kind": "segment", "operator": "in", "segment_ids": [str(params[2])]},
+            {"kind": "segment", "operator": "not_in", "segment_ids": [str(params[3])]},
+        ),
+        (
+            HandQuery(
+                "exists",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                "  AND EXISTS (SELECT 1 FROM segment_members s\n"
+                "              WHERE s.account_id = $1 AND s.segment_id = $3"
+                " AND s.contact_id = c.id)\n"
+                f"  AND {bounced.format(id='c.id')}",
+                params,
+            ),
+            HandQuery(
+                "members-first",
+                "SELECT c.id FROM segment_members s\n"
+                "JOIN contacts c ON c.id = s.contact_id AND c.account_id = $1\n"
+                f"WHERE s.account_id = $1 AND s.segment_id = $3 AND {UNIVERSE}\n"
+                f"  AND {bounced.format(id='c.id')}",
+                params,
+            ),
+        ),
+    )
+
+
 SHAPES: tuple[Callable[[Context], Shape], ...] = (
     status_country,
     opened_recently,
@@ -496,5 +548,6 @@ SHAPES: tuple[Callable[[Context], Shape], ...] = (
     created_last_month,
     opened_this_week,
     signup_anniversary,
+    in_segment_not_in_segment,
 )
 assert CAMPAIGNS >= 6  # clicked_campaigns picks the six most recent

@@ -18,6 +18,9 @@ NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 ACCOUNT = uuid.UUID("00000000-0000-4000-8000-00000000000a")
 OTHER_ACCOUNT = uuid.UUID("00000000-0000-4000-8000-00000000000b")
 LISTS = [uuid.UUID(f"00000000-0000-4000-8000-0000000001{i:02d}") for i in range(3)]
+# Segments of ACCOUNT that `segment` conditions reference; tests give them drawn members
+# (segment_memberships).
+REFERENCED = [uuid.UUID(f"00000000-0000-4000-8000-0000000002{i:02d}") for i in range(3)]
 CAMPAIGNS = [uuid.UUID(f"00000000-0000-4000-8000-0000000002{i:02d}") for i in range(3)]
 CUSTOM_FIELDS = {
     "c_text": "text",
@@ -221,8 +224,28 @@ def isp_conditions() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+def segment_conditions() -> st.SearchStrategy[dict[str, Any]]:
+    return st.builds(
+        lambda op, ids: {"kind": "segment", "operator": op, "segment_ids": ids},
+        st.sampled_from(["in", "not_in"]),
+        st.lists(
+            st.sampled_from([str(x) for x in REFERENCED]), min_size=1, max_size=2, unique=True
+        ),
+    )
+
+
+# The members of each REFERENCED segment, as indexes into a data set's contacts (of either
+# account; indexes past the end are contacts since deleted).
+segment_memberships = st.lists(
+    st.sets(st.integers(0, 15), max_size=8), min_size=len(REFERENCED), max_size=len(REFERENCED)
+)
+
 conditions = st.one_of(
-    field_conditions(), event_conditions(), membership_conditions(), isp_conditions()
+    field_conditions(),
+    event_conditions(),
+    membership_conditions(),
+    isp_conditions(),
+    segment_conditions(),
 )
 
 

@@ -57,6 +57,7 @@ UPDATE = os.environ.get("SEGMENTS_UPDATE_GOLDEN") == "1"
 
 ACCOUNT = UUID("00000000-0000-4000-8000-00000000000a")
 CONTACT = UUID("00000000-0000-4000-8000-0000000000d1")  # the candidate of matching_among
+OTHER_CONTACT = UUID("00000000-0000-4000-8000-0000000000d0")  # a member id of no contact here
 NOW = datetime(2026, 5, 21, 12, 0, tzinfo=UTC)
 CUSTOM_FIELDS = {"plan": "text", "score": "number"}
 REGISTRY = FieldRegistry.from_declarations(CUSTOM_FIELDS)
@@ -203,8 +204,9 @@ def _cycle(values: list[Any], i: int) -> Any:
 
 
 async def _seed(conn: asyncpg.Connection, goldens: list[Golden]) -> list[UUID]:
-    """24 contacts with varied fields, events of every type around NOW and memberships of
-    every list the goldens name; contact 0 is CONTACT."""
+    """24 contacts with varied fields, events of every type around NOW, memberships of
+    every list the goldens name and members of every segment they reference; contact 0 is
+    CONTACT."""
     lists = sorted(
         {x for g in goldens for x in (*g.lists, *_ids_named(g.rules, "list_ids"))}, key=str
     )
@@ -261,7 +263,38 @@ async def _seed(conn: asyncpg.Connection, goldens: list[Golden]) -> list[UUID]:
             " VALUES ($1, $2, $3, $4, $5)",
             [(ACCOUNT, contact, *event) for event in _events(i, campaigns)],
         )
+    await _seed_referenced(conn, goldens, contacts)
     return contacts
+
+
+async def _seed_referenced(
+    conn: asyncpg.Connection, goldens: list[Golden], contacts: list[UUID]
+) -> None:
+    """The segments the goldens reference, each with its own members: segment j has contact
+    i when (i + j) % (j + 2) == 0, and one contact of another account (never a match)."""
+    segments = sorted({x for g in goldens for x in _ids_named(g.rules, "segment_ids")}, key=str)
+    for j, segment_id in enumerate(segments):
+        await conn.execute(
+            """INSERT INTO segments (id, account_id, name, rules, status)
+               VALUES ($1, $2, 'golden', '{"any": []}', 'DONE')""",
+            UUID(segment_id),
+            ACCOUNT,
+        )
+        members = [c for i, c in enumerate(contacts) if (i + j) % (j + 2) == 0]
+        await conn.executemany(
+            "INSERT INTO segment_members (segment_id, contact_id, account_id) VALUES ($1, $2, $3)",
+            [(UUID(segment_id), c, ACCOUNT) for c in [*members, OTHER_CONTACT]],
+        )
+
+
+async def _segment_members(conn: asyncpg.Connection) -> dict[UUID, set[UUID]]:
+    rows = await conn.fetch(
+        "SELECT segment_id, contact_id FROM segment_members WHERE account_id = $1", ACCOUNT
+    )
+    members: dict[UUID, set[UUID]] = {}
+    for row in rows:
+        members.setdefault(row["segment_id"], set()).add(row["contact_id"])
+    return members
 
 
 def _events(i: int, campaigns: list[UUID]) -> list[tuple[str, UUID | None, datetime]]:
@@ -293,7 +326,8 @@ async def seeded(pool: asyncpg.Pool) -> AsyncIterator[Seeded]:
         try:
             goldens = [Golden.read(path) for path in GOLDENS.values()]
             contacts = await _seed(conn, goldens)
-            evaluator = Evaluator(await load_data(conn, ACCOUNT), ACCOUNT, NOW)
+            data = await load_data(conn, ACCOUNT)
+            evaluator = Evaluator(data, ACCOUNT, NOW, await _segment_members(conn))
             yield Seeded(conn, evaluator, contacts)
         finally:
             await transaction.rollback()

@@ -45,11 +45,16 @@ from worker.rules.tree import (
     IspCondition,
     MembershipCondition,
     RuleTree,
+    SegmentCondition,
 )
 
 ACCOUNT = UUID("00000000-0000-4000-8000-00000000000a")
 LIST = UUID("00000000-0000-4000-8000-0000000000b1")
 CAMPAIGN = UUID("00000000-0000-4000-8000-0000000000c1")
+SEGMENTS = (
+    UUID("00000000-0000-4000-8000-0000000000e1"),
+    UUID("00000000-0000-4000-8000-0000000000e2"),
+)
 NOW = datetime(2026, 5, 21, 12, 0, tzinfo=UTC)
 NULL_OPERATORS = {"is_null", "is_not_null"}
 
@@ -117,6 +122,11 @@ def every_condition() -> list[Condition]:
         *activity_conditions(),
         *(MembershipCondition(op, (LIST,)) for op in literal(MembershipCondition, "operator")),
         *(IspCondition(op, (1, 2)) for op in literal(IspCondition, "operator")),
+        *(
+            SegmentCondition(op, segments)
+            for op in literal(SegmentCondition, "operator")
+            for segments in (SEGMENTS[:1], SEGMENTS)
+        ),
     ]
 
 

@@ -513,7 +513,7 @@ def test_every_rule_example_of_the_reference_is_accepted() -> None:
     rules = [e for e in examples if "errors" not in e]
     assert len(rules) >= 10
     kinds = {c["kind"] for e in rules for c in _conditions(e)}
-    assert kinds == {"field", "activity", "deliverability", "membership", "isp"}
+    assert kinds == {"field", "activity", "deliverability", "membership", "isp", "segment"}
     for example in rules:
         assert _parse_example(example).groups
 
@@ -566,3 +566,17 @@ def test_the_reference_lists_every_field_and_the_operators_of_each_type() -> Non
         assert set(re.findall(r"`(\w+)`", row)) == set(operators)
     for name in BUILTIN_FIELDS:
         assert f"`{name}`" in text
+
+
+def test_no_file_holds_merge_conflict_markers() -> None:
+    markers = re.compile(r"^(<{7}|>{7}) ", re.MULTILINE)
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    found = [
+        name
+        for name in tracked
+        if name.endswith((".py", ".md", ".sql", ".yaml", ".yml", ".toml", ".json"))
+        and markers.search((ROOT / name).read_text(errors="replace"))
+    ]
+    assert found == []

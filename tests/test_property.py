@@ -21,8 +21,10 @@ from tests.strategies import (
     LISTS,
     NOW,
     OTHER_ACCOUNT,
+    REFERENCED,
     data_sets,
     rules_in_any_dialect,
+    segment_memberships,
     universes,
 )
 from worker.builds import build_segment
@@ -121,6 +123,28 @@ async def _load(conn: asyncpg.Connection, data: Data) -> None:
     )
 
 
+async def _load_referenced(
+    conn: asyncpg.Connection, data: Data, memberships: list[set[int]]
+) -> dict[uuid.UUID, set[uuid.UUID]]:
+    """The REFERENCED segments (PENDING: no change batch or build touches them) with the
+    drawn members; returns their members for the reference evaluator."""
+    members: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for segment_id, indexes in zip(REFERENCED, memberships, strict=True):
+        await conn.execute(
+            """INSERT INTO segments (id, account_id, name, dialect, rules)
+               VALUES ($1, $2, 'referenced', 'v2', '{"any": []}')""",
+            segment_id,
+            ACCOUNT,
+        )
+        ids = {data.contacts[i].id if i < len(data.contacts) else uuid.uuid4() for i in indexes}
+        await conn.executemany(
+            "INSERT INTO segment_members (segment_id, contact_id, account_id) VALUES ($1, $2, $3)",
+            [(segment_id, contact_id, ACCOUNT) for contact_id in ids],
+        )
+        members[segment_id] = ids
+    return members
+
+
 async def _sql_answers(
     conn: asyncpg.Connection, query: SegmentQuery, candidates: list[uuid.UUID]
 ) -> tuple[int, set[uuid.UUID], set[uuid.UUID]]:
@@ -140,12 +164,14 @@ async def _check(
     data: Data,
     cases: list[tuple[str, Any, list[uuid.UUID]]],
     pick: list[bool],
+    memberships: list[set[int]],
 ) -> None:
     transaction = conn.transaction()
     await transaction.start()
     try:
         await _load(conn, data)
-        evaluator = Evaluator(data, ACCOUNT, NOW)
+        referenced = await _load_referenced(conn, data, memberships)
+        evaluator = Evaluator(data, ACCOUNT, NOW, segment_members=referenced)
         ours = [c.id for c in data.contacts if c.account_id == ACCOUNT]
         theirs = [c.id for c in data.contacts if c.account_id != ACCOUNT]
         candidates = [cid for cid, keep in zip(ours, pick, strict=False) if keep] + theirs
@@ -271,9 +297,10 @@ async def _check_builds(
     data=data_sets(),
     cases=st.lists(st.tuples(rules_in_any_dialect, universes), min_size=1, max_size=3),
     pick=st.lists(st.booleans(), min_size=8, max_size=8),
+    memberships=segment_memberships,
 )
 def test_compiled_sql_matches_reference_evaluator(
-    db: Database, data: Data, cases: list[Any], pick: list[bool]
+    db: Database, data: Data, cases: list[Any], pick: list[bool], memberships: list[set[int]]
 ) -> None:
     flat = [(dialect, rules, universe) for (dialect, rules), universe in cases]
-    db.run(_check(db.conn, db.holder, data, flat, pick))
+    db.run(_check(db.conn, db.holder, data, flat, pick, memberships))

@@ -138,7 +138,7 @@ def _case(id_: str, condition: Any, where: str, type_: str) -> Any:
 
 INVALID_CONDITIONS = [
     # -- kinds and shapes
-    _case("kind-unknown", {"kind": "segment"}, ".kind", "unknown_kind"),
+    _case("kind-unknown", {"kind": "cohort"}, ".kind", "unknown_kind"),
     _case("kind-not-a-string", {"kind": 5, "field": "email"}, ".kind", "unknown_kind"),
     _case("kind-missing", {"field": "email", "operator": "is_null"}, ".kind", "missing"),
     _case("condition-is-a-number", 1, "", "condition_type"),
@@ -1489,7 +1489,7 @@ def messages_of(parse: Callable[[], RuleTree]) -> list[tuple[str, str, str]]:
             ".kind",
             "unknown_kind",
             "unknown kind 'activty'; expected one of field, activity, deliverability, "
-            "membership, isp",
+            "membership, isp, segment",
             id="unknown-kind",
         ),
         pytest.param(

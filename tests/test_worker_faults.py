@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,6 +33,7 @@ from tests.worker_support import (
     segment_row,
     take_dead_letter,
     wait_status,
+    worker_process,
     worker_settings,
 )
 from worker.metrics import MESSAGES
@@ -54,28 +54,6 @@ def _through(url: str, proxy: Proxy) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo}127.0.0.1:{proxy.port}"))
 
 
-async def _worker_process(
-    database_url: str, amqp_url: str, **env: str
-) -> asyncio.subprocess.Process:
-    environment = {
-        **os.environ,
-        "SEGMENTS_DATABASE_URL": database_url,
-        "SEGMENTS_AMQP_URL": amqp_url,
-        "SEGMENTS_WORKER_METRICS_PORT": "0",
-        "SEGMENTS_LOG_FORMAT": "json",
-        **env,
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "segments.cli",
-        "worker",
-        env=environment,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-
-
 async def test_worker_killed_mid_build_another_worker_finishes_it(
     conn: asyncpg.Connection,
     pool: asyncpg.Pool,
@@ -87,7 +65,7 @@ async def test_worker_killed_mid_build_another_worker_finishes_it(
     ids = await _people(conn, account_id)
     segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
     async with SegmentLock(pool, segment["id"]) as lock:
-        process = await _worker_process(database_url, amqp_url)
+        process = await worker_process(database_url, amqp_url)
         await publish_segment(exchange, "segment.created", segment)
         await wait_status(conn, segment["id"], "RUNNING")
         process.send_signal(signal.SIGKILL)
@@ -112,7 +90,7 @@ async def test_sigterm_stops_the_worker_cleanly_and_returns_its_work(
     ids = await _people(conn, account_id)
     segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
     async with SegmentLock(pool, segment["id"]):
-        process = await _worker_process(database_url, amqp_url, SEGMENTS_SHUTDOWN_GRACE_S="1")
+        process = await worker_process(database_url, amqp_url, SEGMENTS_SHUTDOWN_GRACE_S="1")
         await publish_segment(exchange, "segment.created", segment)
         await wait_status(conn, segment["id"], "RUNNING")
         process.send_signal(signal.SIGTERM)

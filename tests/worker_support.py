@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +49,29 @@ async def running_worker(settings: Settings, *, metrics: bool = False) -> AsyncI
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=60)
+
+
+async def worker_process(
+    database_url: str, amqp_url: str, **env: str
+) -> asyncio.subprocess.Process:
+    """`segments worker` in a process of its own (to kill it as a crash would)."""
+    environment = {
+        **os.environ,
+        "SEGMENTS_DATABASE_URL": database_url,
+        "SEGMENTS_AMQP_URL": amqp_url,
+        "SEGMENTS_WORKER_METRICS_PORT": "0",
+        "SEGMENTS_LOG_FORMAT": "json",
+        **env,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "segments.cli",
+        "worker",
+        env=environment,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
 
 
 async def run_until_idle(settings: Settings, *, timeout: float = 120) -> None:

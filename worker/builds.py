@@ -22,6 +22,7 @@ from worker.compiler import CompiledQuery, compile_member_ids
 from worker.db import Conn
 from worker.locks import segment_lock_key
 from worker.messages import SegmentMessage
+from worker.propagation import queue_build_difference
 from worker.rules import RulesInvalid
 from worker.store import SegmentRules, load_registry
 
@@ -179,6 +180,7 @@ async def write_difference(
         total = added = int(status.split()[-1])  # "INSERT 0 <rows>"
         removed = 0
     written = time.perf_counter()
+    await queue_build_difference(conn, account_id, segment_id, first_build=not has_members)
     # Dropped now, not at commit, so that a build inside a caller's transaction can be
     # followed by another.
     await conn.execute("DROP TABLE build_diff")

@@ -22,6 +22,7 @@ import structlog
 from worker.compiler import SegmentQuery, compile_matching_among_each
 from worker.db import Conn
 from worker.locks import segment_lock_key
+from worker.propagation import PROPAGATE_CTE
 from worker.rules import FieldRegistry, RulesInvalid
 from worker.store import SegmentRules, load_registry
 
@@ -34,7 +35,8 @@ MAX_PARAMS_PER_STATEMENT = 30_000
 # {matched} is a UNION ALL of (segment id, contact id) over every segment's "which of these
 # match"; {segments} and {candidates} are the placeholders of the segment and contact ids.
 # `current` is the candidates' membership now, read once through the contact index; the
-# differences both ways are then written, and nothing else is touched.
+# differences both ways are then written, and nothing else is touched but the queue of the
+# segments that reference these ({propagated}: worker.propagation).
 _APPLY = """
 WITH {with_clause},
 matched (segment_id, contact_id) AS MATERIALIZED (
@@ -47,15 +49,15 @@ matched (segment_id, contact_id) AS MATERIALIZED (
     USING (SELECT segment_id, contact_id FROM current
            EXCEPT SELECT segment_id, contact_id FROM matched) gone
     WHERE sm.segment_id = gone.segment_id AND sm.contact_id = gone.contact_id
-    RETURNING sm.segment_id
+    RETURNING sm.segment_id, sm.contact_id
 ), added AS (
     INSERT INTO segment_members (segment_id, contact_id, account_id)
     SELECT segment_id, contact_id, $1::uuid
     FROM (SELECT segment_id, contact_id FROM matched
           EXCEPT SELECT segment_id, contact_id FROM current) new
     ON CONFLICT DO NOTHING
-    RETURNING segment_id
-), delta AS (
+    RETURNING segment_id, contact_id
+), {propagated}, delta AS (
     SELECT segment_id, count(*) FILTER (WHERE is_added) AS added,
            count(*) FILTER (WHERE NOT is_added) AS removed
     FROM (SELECT segment_id, true AS is_added FROM added
@@ -67,6 +69,40 @@ SET total_count = s.total_count + d.added - d.removed, updated_at = now()
 FROM delta d
 WHERE s.id = d.segment_id
 RETURNING d.added, d.removed
+"""
+
+
+# The segments with queued contacts, in reference order: a segment after every segment with
+# queued contacts that it references, directly or through others (`depth`: the longest chain
+# of references from a queued segment to it, at most 5 by validation). Then a sweep updates a
+# referenced segment before the segments reading it, which pick up what it moved in the same
+# sweep (worker/propagation.py).
+_PENDING_IN_REFERENCE_ORDER = """
+WITH RECURSIVE queued AS (
+    SELECT DISTINCT segment_id, account_id FROM segment_pending_changes
+), chain (segment_id, depth) AS (
+    SELECT segment_id, 0 FROM queued
+    UNION ALL
+    SELECT r.segment_id, chain.depth + 1
+    FROM chain JOIN segment_references r ON r.referenced_segment_id = chain.segment_id
+    WHERE chain.depth < 5
+)
+SELECT q.segment_id, q.account_id
+FROM queued q
+JOIN (SELECT segment_id, max(depth) AS depth FROM chain GROUP BY segment_id) c USING (segment_id)
+ORDER BY c.depth, q.segment_id
+LIMIT $1
+"""
+
+
+# Queued contacts re-evaluated per transaction by the sweep (apply_pending).
+PENDING_CHUNK = 10_000
+_TAKE_QUEUED = """
+DELETE FROM segment_pending_changes
+WHERE segment_id = $1 AND contact_id IN (
+    SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1
+    ORDER BY contact_id LIMIT $2)
+RETURNING contact_id
 """
 
 
@@ -150,33 +186,50 @@ async def apply_pending(
 ) -> ChangeResult:
     """Apply the queued changes of segments no build holds any more, one transaction each;
     `deferred` counts the segments still held (their turn comes at a later sweep)."""
-    rows = await conn.fetch(
-        """SELECT DISTINCT ON (segment_id) segment_id, account_id
-           FROM segment_pending_changes ORDER BY segment_id LIMIT $1""",
-        limit,
-    )
+    rows = await conn.fetch(_PENDING_IN_REFERENCE_ORDER, limit)
     total = NOTHING
     registries: dict[UUID, FieldRegistry] = {}
     for row in rows:
         segment_id, account_id = row["segment_id"], row["account_id"]
         if account_id not in registries:
             registries[account_id] = await load_registry(conn, account_id)
-        registry = registries[account_id]
+        total += await _apply_queued(
+            conn, segment_id, account_id, registries[account_id], statement_timeout_ms, now
+        )
+    return total
+
+
+async def _apply_queued(
+    conn: Conn,
+    segment_id: UUID,
+    account_id: UUID,
+    registry: FieldRegistry,
+    statement_timeout_ms: int,
+    now: datetime | None,
+) -> ChangeResult:
+    """One segment's queued contacts, PENDING_CHUNK per transaction: a referenced segment's
+    first build can queue all of its members for the segments referencing it, and one
+    statement over millions of candidates would not fit the statement timeout."""
+    total = NOTHING
+    while True:
         async with conn.transaction():
             await _limit_statement(conn, statement_timeout_ms)
             locked, _ = await _try_lock(conn, [segment_id])
             if not locked:
-                total += ChangeResult(0, 0, 0, deferred=1)
-                continue
+                return total + ChangeResult(0, 0, 0, deferred=1)
             # Under the lock, and on the data as it is now: what the build read is behind us.
-            queued = await conn.fetch(
-                "DELETE FROM segment_pending_changes WHERE segment_id = $1 RETURNING contact_id",
-                segment_id,
-            )
+            queued = await conn.fetch(_TAKE_QUEUED, segment_id, PENDING_CHUNK)
             contact_ids = sorted(r["contact_id"] for r in queued)
             moment = now or datetime.now(UTC)
-            total += await _apply_locked(conn, account_id, locked, contact_ids, registry, moment)
-    return total
+            applied = await _apply_locked(conn, account_id, locked, contact_ids, registry, moment)
+        # A segment counts once however many chunks it took.
+        total = ChangeResult(
+            max(total.segments, applied.segments),
+            total.added + applied.added,
+            total.removed + applied.removed,
+        )
+        if len(queued) < PENDING_CHUNK:
+            return total
 
 
 async def _limit_statement(conn: Conn, statement_timeout_ms: int) -> None:
@@ -261,5 +314,6 @@ def _statements(
         matched=matched,
         segments=segments,
         candidates=compiled.candidates,
+        propagated=PROPAGATE_CTE,
     )
     return [(sql, (*compiled.params, [segment_id for segment_id, _ in queries]))]

@@ -17,3 +17,12 @@ OUTBOX_RELAY = 3  # one outbox relay claims rows at a time (keeps outbox order)
 def segment_lock_key(segment_id: UUID) -> int:
     """The advisory lock of one segment's membership (builds and incremental updates)."""
     return int.from_bytes(segment_id.bytes[:8], "big", signed=True)
+
+
+SEGMENT_REFERENCES_CLASS = 0x5E7  # per account: saves of segment references, one at a time
+
+
+def account_references_key(account_id: UUID) -> tuple[int, int]:
+    """The (class, id) of the lock under which an account's segment references are checked
+    and saved, so two concurrent saves cannot together make a cycle (worker.references)."""
+    return SEGMENT_REFERENCES_CLASS, int.from_bytes(account_id.bytes[:4], "big", signed=True)

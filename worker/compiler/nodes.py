@@ -20,6 +20,7 @@ from worker.rules.tree import (
     FieldValue,
     IspCondition,
     MembershipCondition,
+    SegmentCondition,
 )
 
 
@@ -118,8 +119,16 @@ class AllOf:
 
 
 # Field conditions here are on the contact row (columns and custom fields); derived fields
-# are rewritten to event tests.
-Node = FieldCondition | IspCondition | MembershipCondition | EventTest | Truth | AllOf
+# are rewritten to event tests. Segment conditions read the referenced segments' members.
+Node = (
+    FieldCondition
+    | IspCondition
+    | MembershipCondition
+    | SegmentCondition
+    | EventTest
+    | Truth
+    | AllOf
+)
 
 
 @dataclass(frozen=True)

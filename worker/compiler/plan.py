@@ -48,6 +48,7 @@ from worker.rules.tree import (
     IspCondition,
     MembershipCondition,
     RuleTree,
+    SegmentCondition,
 )
 
 
@@ -66,7 +67,7 @@ def node(c: Condition, now: datetime) -> Node:
             return _derived(c, now)
         case ActivityCondition():
             return _activity(c, now)
-        case FieldCondition() | IspCondition() | MembershipCondition():
+        case FieldCondition() | IspCondition() | MembershipCondition() | SegmentCondition():
             return c
     assert_never(c)
 

@@ -50,6 +50,14 @@ class Source(Protocol):
         """Predicates on `e` that keep the events of the source's contacts only."""
         ...
 
+    def in_segments(self, segment_ids: Sequence[UUID]) -> str:
+        """The contact `c` is a member of at least one of the segments."""
+        ...
+
+    def not_in_segments(self, segment_ids: Sequence[UUID]) -> str:
+        """The contact `c` is a member of none of the segments."""
+        ...
+
 
 @dataclass(frozen=True)
 class AllContacts:
@@ -77,6 +85,17 @@ class AllContacts:
 
     def event_filters(self) -> tuple[str, ...]:
         return ()
+
+    def in_segments(self, segment_ids: Sequence[UUID]) -> str:
+        # A semi-join on the members: the planner hashes the (smaller) member side.
+        return (
+            "c.id IN (SELECT sm.contact_id FROM segment_members sm\n"
+            f"    WHERE sm.account_id = {self.account}"
+            f" AND {_segment_id_in(self.params, segment_ids)})"
+        )
+
+    def not_in_segments(self, segment_ids: Sequence[UUID]) -> str:
+        return f"NOT {_member_of(self.params, self.account, segment_ids)}"
 
     def _list_id_in(self, list_ids: Sequence[UUID]) -> str:
         """`m.list_id` is one of the lists. One list is compared with `=`: then the planner
@@ -110,6 +129,13 @@ class Candidates:
     def event_filters(self) -> tuple[str, ...]:
         return (f"e.contact_id = ANY({self.ids})",)
 
+    # A few candidates: each is looked up by the members' primary key, never a whole segment.
+    def in_segments(self, segment_ids: Sequence[UUID]) -> str:
+        return _member_of(self.params, self.account, segment_ids)
+
+    def not_in_segments(self, segment_ids: Sequence[UUID]) -> str:
+        return f"NOT {_member_of(self.params, self.account, segment_ids)}"
+
     def with_clause(self) -> str:
         """The CHANGED_CONTACTS CTE, as text to put after WITH."""
         return (
@@ -123,3 +149,19 @@ class Candidates:
 
     def _lists(self, list_ids: Sequence[UUID]) -> str:
         return self.params.add(list(list_ids), "uuid[]")
+
+
+def _segment_id_in(params: Params, segment_ids: Sequence[UUID]) -> str:
+    """`sm.segment_id` is one of the segments (one compared with `=`, as lists are)."""
+    if len(segment_ids) == 1:
+        return f"sm.segment_id = {params.add(segment_ids[0], 'uuid')}"
+    return f"sm.segment_id = ANY({params.add(list(segment_ids), 'uuid[]')})"
+
+
+def _member_of(params: Params, account: str, segment_ids: Sequence[UUID]) -> str:
+    """EXISTS a membership row of `c` in one of the segments: true or false, never null."""
+    return (
+        "EXISTS (SELECT 1 FROM segment_members sm\n"
+        f"    WHERE sm.account_id = {account} AND sm.contact_id = c.id"
+        f" AND {_segment_id_in(params, segment_ids)})"
+    )

@@ -44,6 +44,7 @@ from worker.rules.tree import (
     FieldCondition,
     IspCondition,
     MembershipCondition,
+    SegmentCondition,
 )
 
 
@@ -103,6 +104,8 @@ class Translator:
                 return self.isp(node)
             case MembershipCondition():
                 return self.membership(node)
+            case SegmentCondition():
+                return self.segment(node)
             case EventTest():
                 return self.events(node)
             case Truth():
@@ -185,6 +188,13 @@ class Translator:
         if c.operator == "in":
             return self.source.in_lists(c.list_ids)
         return self.source.not_in_lists(c.list_ids)
+
+    def segment(self, c: SegmentCondition) -> str:
+        """Membership of other segments, as materialised (docs/rules.md, "segment"): changes
+        of theirs flow on to this one (worker/propagation.py)."""
+        if c.operator == "in":
+            return self.source.in_segments(c.segment_ids)
+        return self.source.not_in_segments(c.segment_ids)
 
     def events(self, test: EventTest) -> str:
         # The filters' and the aggregate's values are bound before the event type's.

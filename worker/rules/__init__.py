@@ -21,6 +21,7 @@ from worker.rules.tree import (
     IspCondition,
     MembershipCondition,
     RuleTree,
+    SegmentCondition,
 )
 from worker.rules.v1 import parse as parse_v1_rules
 from worker.rules.v2 import parse as parse_v2_rules
@@ -38,6 +39,7 @@ __all__ = [
     "RuleError",
     "RuleTree",
     "RulesInvalid",
+    "SegmentCondition",
     "UnknownDialect",
     "canonical_groups",
     "parse_rules",

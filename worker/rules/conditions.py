@@ -19,6 +19,7 @@ from worker.rules.fields import (
     FieldSource,
     FieldType,
 )
+from worker.rules.references import SegmentGraph
 from worker.rules.shapes import (
     SHAPES,
     ActivityShape,
@@ -27,6 +28,7 @@ from worker.rules.shapes import (
     FieldShape,
     IspShape,
     MembershipShape,
+    SegmentShape,
 )
 from worker.rules.tree import (
     ActivityCondition,
@@ -36,6 +38,7 @@ from worker.rules.tree import (
     FieldCondition,
     IspCondition,
     MembershipCondition,
+    SegmentCondition,
 )
 from worker.rules.values_check import ValueProblem, value_reader
 
@@ -70,6 +73,9 @@ class Context:
     registry: FieldRegistry
     # The account's list ids, when the caller has looked them up; None skips the check.
     known_list_ids: Collection[UUID] | None = None
+    # The account's segments and their references, when the caller has looked them up;
+    # None skips the checks of `segment` conditions' ids (stored rules were checked).
+    segments: SegmentGraph | None = None
 
 
 def read_condition(raw: Any, loc: str, ctx: Context, errors: Errors) -> Condition | None:
@@ -105,6 +111,8 @@ def _typed(shape: Any, loc: str, ctx: Context, errors: Errors) -> Condition | No
             return _membership(shape, loc, ctx, errors)
         case IspShape():
             return IspCondition(shape.operator, tuple(shape.values))
+        case SegmentShape():
+            return _segment(shape, loc, ctx, errors)
     raise AssertionError(f"no handler for {type(shape).__name__}")  # pragma: no cover
 
 
@@ -241,6 +249,19 @@ def _membership(
 ) -> MembershipCondition | None:
     foreign = check_list_ids(shape.list_ids, join_loc(loc, "list_ids"), ctx, errors)
     return None if foreign else MembershipCondition(shape.operator, tuple(shape.list_ids))
+
+
+def _segment(
+    shape: SegmentShape, loc: str, ctx: Context, errors: Errors
+) -> SegmentCondition | None:
+    graph = ctx.segments
+    problems = [] if graph is None else [graph.problem(s) for s in shape.segment_ids]
+    for index, problem in enumerate(problems):
+        if problem is not None:
+            errors.add(join_loc(loc, "segment_ids", index), problem.msg, problem.type)
+    if any(problems):
+        return None
+    return SegmentCondition(shape.operator, tuple(shape.segment_ids))
 
 
 def check_list_ids(ids: list[UUID], loc: str, ctx: Context, errors: Errors) -> bool:

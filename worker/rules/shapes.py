@@ -17,6 +17,7 @@ from worker.rules.limits import (
     MAX_DAYS,
     MAX_FIELD_NAME_LENGTH,
     MAX_PERIODS_BACK,
+    MAX_SEGMENT_IDS,
 )
 
 Days = Annotated[StrictInt, Field(ge=1, le=MAX_DAYS)]
@@ -92,7 +93,18 @@ class IspShape(_Shape):
     values: Annotated[list[IspId], Field(min_length=1, max_length=MAX_ARRAY_ITEMS)]
 
 
-AnyShape = FieldShape | ActivityShape | DeliverabilityShape | MembershipShape | IspShape
+class SegmentShape(_Shape):
+    """Membership of other segments of the account (docs/rules.md, "segment"): `in` = a member
+    of at least one of them, `not_in` = of none."""
+
+    kind: Literal["segment"]
+    operator: Literal["in", "not_in"]
+    segment_ids: Annotated[list[UUID], Field(min_length=1, max_length=MAX_SEGMENT_IDS)]
+
+
+AnyShape = (
+    FieldShape | ActivityShape | DeliverabilityShape | MembershipShape | IspShape | SegmentShape
+)
 ConditionShape = Annotated[AnyShape, Field(discriminator="kind")]
 
 

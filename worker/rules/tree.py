@@ -76,7 +76,17 @@ class IspCondition:
     values: tuple[int, ...]
 
 
-Condition = FieldCondition | ActivityCondition | MembershipCondition | IspCondition
+@dataclass(frozen=True)
+class SegmentCondition:
+    """Membership of other segments, read from their materialised members (docs/rules.md)."""
+
+    operator: Literal["in", "not_in"]
+    segment_ids: tuple[UUID, ...]
+
+
+Condition = (
+    FieldCondition | ActivityCondition | MembershipCondition | IspCondition | SegmentCondition
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,15 @@ class RuleTree:
             for c in self.conditions()
             if isinstance(c, MembershipCondition)
             for list_id in c.list_ids
+        }
+
+    def segment_ids(self) -> set[UUID]:
+        """Every segment a `segment` condition names (the segments this one references)."""
+        return {
+            segment_id
+            for c in self.conditions()
+            if isinstance(c, SegmentCondition)
+            for segment_id in c.segment_ids
         }
 
     @property

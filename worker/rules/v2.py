@@ -18,6 +18,7 @@ from worker.rules.conditions import Context, Errors, read_condition
 from worker.rules.errors import join_loc
 from worker.rules.fields import FieldRegistry
 from worker.rules.limits import MAX_CONDITIONS, MAX_CONDITIONS_PER_GROUP, MAX_GROUPS
+from worker.rules.references import SegmentGraph
 from worker.rules.shapes import ConditionShape, Groups
 from worker.rules.structure import check_size, object_list, reject_unknown_keys
 from worker.rules.tree import RuleTree
@@ -44,10 +45,11 @@ def parse(
     registry: FieldRegistry,
     *,
     known_list_ids: Collection[UUID] | None = None,
+    segments: SegmentGraph | None = None,
     loc: str = "rules_json",
 ) -> RuleTree:
     errors = Errors()
-    ctx = Context(registry, known_list_ids)
+    ctx = Context(registry, known_list_ids, segments)
     check_size(raw, loc)
     if isinstance(raw, Mapping):
         reject_unknown_keys(raw, {"any"}, loc, errors)
