@@ -62,7 +62,7 @@ from worker.rules.tree import Node as TreeNode
 
 
 def plan(rules: RuleTree, now: datetime) -> Plan:
-    disjuncts = _disjuncts(_pushed_down(rules.root))
+    disjuncts = _distributed(_disjuncts(_pushed_down(rules.root)))
     rest, merged = _merge_single_event_groups(disjuncts, now)
     groups = [Group((test,), joins=True) for test in merged]
     for conditions in rest:
@@ -121,6 +121,48 @@ def _disjuncts(n: TreeNode) -> list[tuple[TreeNode, ...]]:
     if isinstance(n, AnyNode):
         return [group for child in n.nodes for group in _disjuncts(child)]
     return [tuple(_conjuncts(n))]
+
+
+# The most UNION branches distributing AND over a nested OR may produce (each re-reads the
+# contacts the branch's row conditions select, so past a few the correlated form is cheaper).
+MAX_BRANCHES = 4
+
+
+def _distributed(groups: list[tuple[TreeNode, ...]]) -> list[tuple[TreeNode, ...]]:
+    """A group holding an `any` that joins (reads events or lists), e.g. "(opened OR clicked)
+    AND NOT tagged", becomes one group per alternative ("opened AND NOT tagged" UNION
+    "clicked AND NOT tagged"): each alternative is then a semi-join the planner can hash,
+    where under an OR it would be a lookup per contact. Same contacts (AND distributes over
+    OR); done while the plan stays within MAX_BRANCHES."""
+    done: list[tuple[TreeNode, ...]] = []
+    todo = list(reversed(groups))
+    while todo:
+        group = todo.pop()
+        at = next((i for i, n in enumerate(group) if isinstance(n, AnyNode) and _joins(n)), None)
+        if at is None:
+            done.append(group)
+            continue
+        alternatives = _disjuncts(group[at])
+        if len(done) + len(todo) + len(alternatives) > MAX_BRANCHES:
+            done.append(group)
+            continue
+        todo.extend(
+            group[:at] + alternative + group[at + 1 :] for alternative in reversed(alternatives)
+        )
+    return done
+
+
+def _joins(n: TreeNode) -> bool:
+    match n:
+        case AnyNode() | AllNode():
+            return any(map(_joins, n.nodes))
+        case NotNode():
+            return _joins(n.node)
+        case FieldCondition():
+            return n.field.source is FieldSource.DERIVED
+        case IspCondition():
+            return False
+    return True
 
 
 def _conjuncts(n: TreeNode) -> list[TreeNode]:
