@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel
 
 from worker.rules.conditions import Context, Errors, read_condition
 from worker.rules.errors import RuleError, join_loc
@@ -26,18 +26,84 @@ from worker.rules.tree import AllNode, AnyNode, Node, NotNode, RuleTree
 
 # The documented shape of v2 rules (the HTTP API's OpenAPI document). `parse` validates
 # them, with the account's fields and exact locations. Docstrings here are API descriptions.
-class RuleGroup(BaseModel):
-    """Conditions AND-ed."""
+class AnyGroup(BaseModel):
+    """At least one of the nodes matches (OR)."""
 
     model_config = ConfigDict(extra="forbid")
-    all: Annotated[list[ConditionShape], Field(min_length=1, max_length=MAX_CONDITIONS_PER_GROUP)]
+    any: Annotated[list[RuleNode], Field(min_length=1, max_length=MAX_GROUPS)]
 
 
-class RulesJson(BaseModel):
-    """Groups OR-ed (DESIGN.md 4.1). Documentation only: worker.rules validates."""
+class AllGroup(BaseModel):
+    """Every node matches (AND)."""
 
     model_config = ConfigDict(extra="forbid")
-    any: Annotated[list[RuleGroup], Field(min_length=1, max_length=MAX_GROUPS)]
+    all: Annotated[list[RuleNode], Field(min_length=1, max_length=MAX_CONDITIONS_PER_GROUP)]
+
+
+class NotGroup(BaseModel):
+    """The node does not match: exactly the contacts of the universe it does not match."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    not_: RuleNode = Field(alias="not")
+
+
+RuleNode = ConditionShape | AnyGroup | AllGroup | NotGroup
+
+_EXAMPLES: list[JsonValue] = [
+    # The first release's shape: groups OR-ed, conditions in a group AND-ed.
+    {
+        "any": [
+            {
+                "all": [
+                    {"kind": "field", "field": "country", "operator": "equals", "value": "FR"},
+                    {
+                        "kind": "activity",
+                        "metric": "open",
+                        "operator": "ever",
+                        "days_window": {"mode": "last", "days": 30},
+                    },
+                ]
+            }
+        ]
+    },
+    # (opened in 30 days OR clicked in 90) AND NOT tagged churn-risk
+    {
+        "all": [
+            {
+                "any": [
+                    {
+                        "kind": "activity",
+                        "metric": "open",
+                        "operator": "ever",
+                        "days_window": {"mode": "last", "days": 30},
+                    },
+                    {
+                        "kind": "activity",
+                        "metric": "click",
+                        "operator": "ever",
+                        "days_window": {"mode": "last", "days": 90},
+                    },
+                ]
+            },
+            {
+                "not": {
+                    "kind": "field",
+                    "field": "tags",
+                    "operator": "has_any",
+                    "value": ["churn-risk"],
+                }
+            },
+        ]
+    },
+]
+
+
+class RulesJson(RootModel[AnyGroup | AllGroup]):
+    """`{"any": [node, ...]}` or `{"all": [node, ...]}`; a node is a condition, or an `any`,
+    `all` or `not` of nodes, nested at most 6 deep (DESIGN.md 10.1; docs/rules.md).
+    Documentation only: worker.rules validates."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": _EXAMPLES})
 
 
 def parse(
