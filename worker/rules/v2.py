@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from worker.rules.conditions import Context, Errors, read_condition
 from worker.rules.errors import RuleError, join_loc
@@ -49,61 +49,22 @@ class NotGroup(BaseModel):
 
 RuleNode = ConditionShape | AnyGroup | AllGroup | NotGroup
 
-_EXAMPLES: list[JsonValue] = [
-    # The first release's shape: groups OR-ed, conditions in a group AND-ed.
-    {
-        "any": [
-            {
-                "all": [
-                    {"kind": "field", "field": "country", "operator": "equals", "value": "FR"},
-                    {
-                        "kind": "activity",
-                        "metric": "open",
-                        "operator": "ever",
-                        "days_window": {"mode": "last", "days": 30},
-                    },
-                ]
-            }
-        ]
-    },
-    # (opened in 30 days OR clicked in 90) AND NOT tagged churn-risk
-    {
-        "all": [
-            {
-                "any": [
-                    {
-                        "kind": "activity",
-                        "metric": "open",
-                        "operator": "ever",
-                        "days_window": {"mode": "last", "days": 30},
-                    },
-                    {
-                        "kind": "activity",
-                        "metric": "click",
-                        "operator": "ever",
-                        "days_window": {"mode": "last", "days": 90},
-                    },
-                ]
-            },
-            {
-                "not": {
-                    "kind": "field",
-                    "field": "tags",
-                    "operator": "has_any",
-                    "value": ["churn-risk"],
-                }
-            },
-        ]
-    },
-]
-
 
 class RulesJson(RootModel[AnyGroup | AllGroup]):
     """`{"any": [node, ...]}` or `{"all": [node, ...]}`; a node is a condition, or an `any`,
-    `all` or `not` of nodes, nested at most 6 deep (DESIGN.md 10.1; docs/rules.md).
-    Documentation only: worker.rules validates."""
+    `all` or `not` of nodes, nested at most 6 deep (each `any`/`all`/`not` counts one, the top
+    level is 1). Lists are non-empty. `{"not": node}` matches exactly the contacts of the
+    universe that the node does not match (docs/rules.md, "Nesting and not").
 
-    model_config = ConfigDict(json_schema_extra={"examples": _EXAMPLES})
+    The first release's shape, groups OR-ed and conditions AND-ed:
+    `{"any": [{"all": [{"kind": "field", "field": "country", "operator": "equals",
+    "value": "FR"}, {"kind": "activity", "metric": "open", "operator": "ever"}]}]}`
+
+    Opened in 30 days or clicked in 90, and not tagged churn-risk:
+    `{"all": [{"any": [{"kind": "activity", "metric": "open", "operator": "ever",
+    "days_window": {"mode": "last", "days": 30}}, {"kind": "activity", "metric": "click",
+    "operator": "ever", "days_window": {"mode": "last", "days": 90}}]}, {"not": {"kind":
+    "field", "field": "tags", "operator": "has_any", "value": ["churn-risk"]}}]}`"""
 
 
 def parse(
