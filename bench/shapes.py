@@ -534,6 +534,61 @@ def in_segment_not_in_segment(ctx: Context) -> Shape:
     )
 
 
+def engaged_not_churning(ctx: Context) -> Shape:
+    """A nested tree (docs/rules.md, "Nesting and not"): (opened in 30 days OR clicked in
+    90) AND NOT tagged churn-risk."""
+    params = (ctx.account_id, ctx.universe, ctx.days_ago(30), ctx.days_ago(90), ["churn-risk"])
+    engaged = (
+        "SELECT e.contact_id FROM events e WHERE e.account_id = $1\n"
+        "        AND ((e.type = 'open' AND e.occurred_at >= $3)"
+        " OR (e.type = 'click' AND e.occurred_at >= $4))"
+    )
+    not_churning = "NOT (segments_lower_array(c.tags) && $5::text[])"
+    return Shape(
+        "o",
+        "(opened 30d OR clicked 90d) AND NOT tags has_any [churn-risk]",
+        {
+            "all": [
+                {
+                    "any": [
+                        {
+                            "kind": "activity",
+                            "metric": "open",
+                            "operator": "ever",
+                            "days_window": _window(30),
+                        },
+                        {
+                            "kind": "activity",
+                            "metric": "click",
+                            "operator": "ever",
+                            "days_window": _window(90),
+                        },
+                    ]
+                },
+                {"not": _field("tags", "has_any", ["churn-risk"])},
+            ]
+        },
+        (
+            HandQuery(
+                "semi-join",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                f"  AND {not_churning}\n  AND c.id IN ({engaged})",
+                params,
+            ),
+            HandQuery(
+                "exists-or",
+                f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+                f"  AND {not_churning}\n"
+                "  AND (EXISTS (SELECT 1 FROM events e WHERE e.account_id = $1"
+                " AND e.contact_id = c.id AND e.type = 'open' AND e.occurred_at >= $3)\n"
+                "       OR EXISTS (SELECT 1 FROM events e WHERE e.account_id = $1"
+                " AND e.contact_id = c.id AND e.type = 'click' AND e.occurred_at >= $4))",
+                params,
+            ),
+        ),
+    )
+
+
 SHAPES: tuple[Callable[[Context], Shape], ...] = (
     status_country,
     opened_recently,
@@ -549,5 +604,6 @@ SHAPES: tuple[Callable[[Context], Shape], ...] = (
     opened_this_week,
     signup_anniversary,
     in_segment_not_in_segment,
+    engaged_not_churning,
 )
 assert CAMPAIGNS >= 6  # clicked_campaigns picks the six most recent

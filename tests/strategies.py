@@ -250,8 +250,34 @@ conditions = st.one_of(
 
 
 def v2_rules() -> st.SearchStrategy[dict[str, Any]]:
+    """The first release's shape: an OR of AND-groups."""
     groups = st.lists(conditions, min_size=1, max_size=3).map(lambda cs: {"all": cs})
     return st.lists(groups, min_size=1, max_size=3).map(lambda gs: {"any": gs})
+
+
+def tree_nodes(levels: int) -> st.SearchStrategy[dict[str, Any]]:
+    """A node of a nested tree (docs/rules.md) at most `levels` any/all/not deep: a
+    condition, or an `any`, `all` or `not` of such nodes, with `not` possible at every level."""
+    if levels == 0:
+        return conditions
+    inner = tree_nodes(levels - 1)
+    negated = inner.map(lambda n: {"not": n})
+    return st.one_of(
+        conditions,
+        negated,  # twice: `not` is where two-valued logic matters
+        st.lists(inner, min_size=1, max_size=3).map(lambda ns: {"any": ns}),
+        negated,
+        st.lists(inner, min_size=1, max_size=3).map(lambda ns: {"all": ns}),
+    )
+
+
+def nested_v2_rules(levels: int = 3) -> st.SearchStrategy[dict[str, Any]]:
+    """A top-level `any` or `all` of nodes `levels` deep below it."""
+    return st.builds(
+        lambda key, nodes: {key: nodes},
+        st.sampled_from(["any", "all"]),
+        st.lists(tree_nodes(levels), min_size=1, max_size=3),
+    )
 
 
 _V1_NAMES = {
@@ -301,7 +327,8 @@ def simple_rules() -> st.SearchStrategy[list[dict[str, Any]]]:
 
 rules_in_any_dialect = st.one_of(
     v2_rules().map(lambda r: ("v2", r)),
-    v2_rules().map(lambda r: ("v2", r)),
+    nested_v2_rules().map(lambda r: ("v2", r)),
+    nested_v2_rules().map(lambda r: ("v2", r)),
     v1_rules().map(lambda r: ("v1", r)),
     simple_rules().map(lambda r: ("simple", r)),
 )

@@ -153,9 +153,21 @@ async def test_openapi_documents_every_route_and_the_error_shape(client: httpx.A
     schemas = spec["components"]["schemas"]
     create_body = schemas["SegmentCreate"]["properties"]
     assert "#7cb7de" in create_body["color"]["enum"]
-    assert create_body["rules_json"]["properties"]["any"]["items"] == {
-        "$ref": "#/components/schemas/RuleGroup"
-    }
+
+    # The recursive rule tree (docs/rules.md), with examples of nesting and `not`. (FastAPI
+    # names the models `<Name>-Input` when they also appear in answers.)
+    def named(ref: str) -> str:
+        return ref.rsplit("/", 1)[1].removesuffix("-Input")
+
+    rules = schemas[create_body["rules_json"]["$ref"].rsplit("/", 1)[1]]
+    assert {named(option["$ref"]) for option in rules["anyOf"]} == {"AnyGroup", "AllGroup"}
+    assert '{"not": {"kind"' in rules["description"]  # an example of nesting and `not`
+    any_group = next(v for k, v in schemas.items() if k.startswith("AnyGroup"))
+    node = any_group["properties"]["any"]["items"]
+    refs = {named(option["$ref"]) for option in node["anyOf"] if "$ref" in option}
+    assert refs == {"AnyGroup", "AllGroup", "NotGroup"}
+    not_group = next(v for k, v in schemas.items() if k.startswith("NotGroup"))
+    assert not_group["required"] == ["not"]
     assert set(spec["components"]["securitySchemes"]) == {"APIKeyHeader", "HTTPBearer"}
     list_params = {p["name"]: p for p in spec["paths"]["/api/v2/segments/"]["get"]["parameters"]}
     assert list_params["page_size"]["schema"]["maximum"] == 100

@@ -177,3 +177,45 @@ def test_a_stored_segment_of_an_unknown_dialect_has_no_query() -> None:
     segment = SegmentRules(uuid4(), uuid4(), 1, "Simple", SIMPLE_SHAPED, (), "UTC")
     with pytest.raises(UnknownDialect, match="unknown rules dialect 'Simple'"):
         segment.query(FieldRegistry.builtin_only(), datetime.now(UTC))
+
+
+# == nested trees (docs/rules.md) in the other dialects ======================================
+CITY = {"kind": "field", "field": "city", "operator": "equals", "value": "Paris"}
+OLD = {"kind": "field", "field": "created_at", "operator": "lt", "value": "2026-01-01"}
+OPENED = {"kind": "activity", "metric": "open", "operator": "ever"}
+V1_CITY = {"field": "city", "operator": "eq", "value": "Paris"}
+V1_OLD = {"field": "created_at", "operator": "lt", "value": "2026-01-01"}
+
+
+def test_a_single_all_or_any_of_conditions_is_plain_v1() -> None:
+    assert v1_rules("v2", {"all": [CITY, OLD]}) == ("all", [V1_CITY, V1_OLD])
+    assert v1_rules("v2", {"any": [CITY, OLD]}) == ("any", [V1_CITY, V1_OLD])
+    # The first release's equivalent is shown as it always was.
+    assert v1_rules("v2", {"any": [{"all": [CITY, OLD]}]}) == ("all", [V1_CITY, V1_OLD])
+
+
+def test_a_nested_tree_shows_its_inner_nodes_as_pseudo_filters() -> None:
+    rules = {"all": [CITY, {"not": {"any": [OLD, OPENED]}}]}
+    opened = {"field": "_activity", "operator": "ever", "value": {"metric": "open"}}
+    inner = {"field": "_any", "operator": "any", "value": [V1_OLD, opened]}
+    shown = ("all", [V1_CITY, {"field": "_not", "operator": "not", "value": inner}])
+    assert v1_rules("v2", rules) == shown
+    simple_old = {"field": "created_at", "operator": "before", "value": "2026-01-01"}
+    simple_inner = {**inner, "value": [simple_old, opened]}
+    assert simple_rules("v2", rules) == [
+        {"field": "city", "operator": "equals", "value": "Paris"},
+        {"field": "_not", "operator": "not", "value": simple_inner},
+    ]
+    assert simple_rules("v2", {"any": [CITY, {"not": OLD}]}) == [
+        {
+            "field": "_any",
+            "operator": "any",
+            "value": [
+                {"field": "city", "operator": "equals", "value": "Paris"},
+                {"field": "_not", "operator": "not", "value": simple_old},
+            ],
+        }
+    ]
+    # Shown in v2, any tree is returned exactly as written.
+    assert v2_rules("v2", rules) == rules
+    assert canonical_groups("v2", rules) == []  # no flat reading: never a different meaning

@@ -518,3 +518,43 @@ async def test_rule_and_display_field_errors_name_the_valid_choices(
             "type": "unknown_field",
         }
     ]
+
+
+NESTED = {
+    "all": [
+        {
+            "any": [
+                {"kind": "activity", "metric": "open", "operator": "ever"},
+                {"kind": "activity", "metric": "click", "operator": "count_gte", "value": 2},
+            ]
+        },
+        {"not": {"kind": "field", "field": "tags", "operator": "has_any", "value": ["churn-risk"]}},
+    ]
+}
+
+
+async def test_nested_rules_are_stored_and_returned_as_sent(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await create(client, tenant, rules_json=NESTED)
+    assert created["rules_json"] == NESTED
+    shown = await client.get(f"/api/v2/segments/{created['id']}/", headers=tenant.headers)
+    assert shown.json()["rules_json"] == NESTED
+    patched = await client.patch(
+        f"/api/v2/segments/{created['id']}/",
+        json={"rules_json": {"any": [NESTED, {"not": NESTED}]}},
+        headers=tenant.headers,
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["rules_json"] == {"any": [NESTED, {"not": NESTED}]}
+
+
+async def test_a_bad_nested_node_is_a_400_at_its_location(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    bad = {"all": [{"any": [{"not": {"kind": "field", "field": "email", "operator": "equals"}}]}]}
+    body = segment_body(tenant.list_id, rules_json=bad)
+    response = await client.post("/api/v2/segments/", json=body, headers=tenant.headers)
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["loc"] == "rules_json.all[0].any[0].not.value"

@@ -14,7 +14,7 @@ from typing import Any, get_args, get_type_hints
 from uuid import UUID
 
 from worker.compiler import SegmentQuery, compile_count, compile_matching_among, compile_member_ids
-from worker.compiler.nodes import AllOf, EventFilter, EventTest, Node
+from worker.compiler.nodes import AllOf, AnyOf, EventFilter, EventTest, Node, Not
 from worker.compiler.operators import (
     AGGREGATE_OPS,
     COLUMNS,
@@ -37,6 +37,8 @@ from worker.rules.fields import (
 from worker.rules.tree import (
     CALENDAR_OPERATORS,
     ActivityCondition,
+    AllNode,
+    AnyNode,
     CalendarPeriod,
     Condition,
     DaysWindow,
@@ -44,6 +46,7 @@ from worker.rules.tree import (
     FieldValue,
     IspCondition,
     MembershipCondition,
+    NotNode,
     RuleTree,
     SegmentCondition,
 )
@@ -131,7 +134,7 @@ def every_condition() -> list[Condition]:
 
 
 def query(*groups: tuple[Condition, ...], lists: tuple[UUID, ...] = ()) -> SegmentQuery:
-    return SegmentQuery(ACCOUNT, RuleTree(groups), lists, NOW)
+    return SegmentQuery(ACCOUNT, RuleTree.of_groups(groups), lists, NOW)
 
 
 def test_the_samples_cover_every_condition_kind_and_field_source() -> None:
@@ -151,8 +154,10 @@ def test_every_condition_and_operator_compiles_in_every_form() -> None:
 
 
 def _reached(node: Node) -> set[type]:
-    if isinstance(node, AllOf):
-        return {AllOf}.union(*(_reached(n) for n in node.nodes))
+    if isinstance(node, AllOf | AnyOf):
+        return {type(node)}.union(*(_reached(n) for n in node.nodes))
+    if isinstance(node, Not):
+        return {Not} | _reached(node.node)
     if isinstance(node, EventTest):
         return {EventTest, *(type(f) for f in node.filters)}
     return {type(node)}
@@ -163,10 +168,13 @@ def test_the_planner_reaches_every_node_kind_translation_handles() -> None:
     every kind must also be something the planner produces, or the handler is dead code."""
     reached: set[type] = set()
     for c in every_condition():
-        for group in plan(RuleTree(((c,),)), NOW).groups:
-            reached = reached.union(*(_reached(n) for n in group.nodes))
+        # Alone, negated and inside a nested `any`.
+        nested = AllNode((NotNode(c), AnyNode((c, NotNode(c)))))
+        for tree in (RuleTree.of_groups(((c,),)), RuleTree(nested)):
+            for group in plan(tree, NOW).groups:
+                reached = reached.union(*(_reached(n) for n in group.nodes))
     merged = plan(
-        RuleTree(
+        RuleTree.of_groups(
             tuple(
                 (ActivityCondition("deliverability", metric, "ever", None, None, (), ()),)
                 for metric in ("bounce", "complaint")

@@ -1150,7 +1150,7 @@ def test_every_field_operator_compiles_for_every_field_source() -> None:
     sources = set()
     for condition in _every_field_condition():
         tree = parse_v2_rules(all_of(condition), registry)
-        sources.add(tree.groups[0][0].field.source)  # type: ignore[union-attr]
+        sources.add(tree.flat_groups()[0][0].field.source)  # type: ignore[union-attr]
         compiled = compile_member_ids(SegmentQuery(uuid.uuid4(), tree, (), NOW))
         assert compiled.sql.startswith("SELECT"), condition
     assert sources == set(FieldSource)

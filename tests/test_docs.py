@@ -499,7 +499,7 @@ _ERROR_EXAMPLE = re.compile(
 
 
 def _parse_example(example: Any) -> RuleTree:
-    if "any" in example:
+    if "any" in example or "all" in example:
         return parse_v2_rules(example, _EXAMPLE_FIELDS)
     if "kind" in example:
         return parse_v2_rules({"any": [{"all": [example]}]}, _EXAMPLE_FIELDS)
@@ -515,13 +515,15 @@ def test_every_rule_example_of_the_reference_is_accepted() -> None:
     kinds = {c["kind"] for e in rules for c in _conditions(e)}
     assert kinds == {"field", "activity", "deliverability", "membership", "isp", "segment"}
     for example in rules:
-        assert _parse_example(example).groups
+        assert _parse_example(example).conditions()
 
 
-def _conditions(example: dict[str, Any]) -> list[dict[str, Any]]:
-    if "any" in example:
-        return [c for group in example["any"] for c in group["all"]]
-    return [example] if "kind" in example else []
+def _conditions(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conditions of a rule tree at every depth (or the condition itself)."""
+    if "kind" in node:
+        return [node]
+    children = node.get("any") or node.get("all") or ([node["not"]] if "not" in node else [])
+    return [c for child in children if isinstance(child, dict) for c in _conditions(child)]
 
 
 def test_the_error_examples_of_the_reference_are_what_the_parsers_say() -> None:
@@ -544,9 +546,12 @@ def test_the_error_examples_of_the_reference_are_what_the_parsers_say() -> None:
 def test_the_reference_states_the_limits_of_the_code() -> None:
     text = RULES_DOC.read_text()
     rows = {
-        "groups (`any`)": str(limits.MAX_GROUPS),
-        "conditions in one group (`all`)": str(limits.MAX_CONDITIONS_PER_GROUP),
-        "conditions in the whole rule": str(limits.MAX_CONDITIONS),
+        "nodes in one `any` list (at any level)": str(limits.MAX_GROUPS),
+        "nodes in one `all` list (at any level)": str(limits.MAX_CONDITIONS_PER_GROUP),
+        "nesting depth (each `any`/`all`/`not` counts one, the top level is 1)": str(
+            limits.MAX_DEPTH
+        ),
+        "conditions in the whole tree, at every depth": str(limits.MAX_CONDITIONS),
         "v1 filters": str(limits.MAX_V1_FILTERS),
         "simple rules": str(limits.MAX_SIMPLE_RULES),
         "`within_days`, `days_window.days`": f"1 to {limits.MAX_DAYS}",

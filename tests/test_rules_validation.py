@@ -122,8 +122,8 @@ def simple_errors(rules: Any) -> list[tuple[str, str]]:
 
 def only(tree: RuleTree) -> Any:
     """The single condition of a one-condition tree."""
-    assert len(tree.groups) == 1 and len(tree.groups[0]) == 1
-    return tree.groups[0][0]
+    assert len(tree.flat_groups()) == 1 and len(tree.flat_groups()[0]) == 1
+    return tree.flat_groups()[0][0]
 
 
 # == v2: every invalid condition ==============================================================
@@ -621,25 +621,119 @@ STRUCTURE = [
     pytest.param([GOOD], "rules_json", "object_type", id="top-is-array"),
     pytest.param("any", "rules_json", "object_type", id="top-is-string"),
     pytest.param(None, "rules_json", "object_type", id="top-is-null"),
-    pytest.param({}, "rules_json.any", "array_type", id="any-missing"),
+    pytest.param({}, "rules_json", "node_shape", id="any-missing"),
     pytest.param({"any": []}, "rules_json.any", "array_type", id="any-empty"),
+    pytest.param({"all": []}, "rules_json.all", "array_type", id="all-empty-at-the-top"),
     pytest.param({"any": {"all": [GOOD]}}, "rules_json.any", "array_type", id="any-object"),
-    pytest.param({"any": [{}]}, "rules_json.any[0].all", "array_type", id="group-missing-all"),
-    pytest.param({"any": [5]}, "rules_json.any[0]", "object_type", id="group-is-number"),
-    pytest.param({"any": [[GOOD]]}, "rules_json.any[0]", "object_type", id="group-is-array"),
+    pytest.param({"any": [{}]}, "rules_json.any[0]", "condition_type", id="node-empty-object"),
+    pytest.param({"any": [5]}, "rules_json.any[0]", "condition_type", id="group-is-number"),
+    pytest.param({"any": [[GOOD]]}, "rules_json.any[0]", "condition_type", id="group-is-array"),
     pytest.param({"any": [{"all": []}]}, "rules_json.any[0].all", "array_type", id="all-empty"),
     pytest.param({"any": [{"all": GOOD}]}, "rules_json.any[0].all", "array_type", id="all-object"),
     pytest.param(
         {"any": [{"all": [GOOD]}], "all": [GOOD]},
-        "rules_json.all",
+        "rules_json",
+        "node_shape",
+        id="top-any-and-all",
+    ),
+    pytest.param(
+        {"any": [{"all": [GOOD]}], "or": [GOOD]},
+        "rules_json.or",
         "extra_forbidden",
         id="top-unknown-key",
     ),
+    pytest.param({"not": GOOD}, "rules_json.not", "extra_forbidden", id="top-is-not"),
     pytest.param(
-        {"any": [{"all": [GOOD]}, {"all": [GOOD], "any": []}]},
-        "rules_json.any[1].any",
+        {"any": [{"all": [GOOD]}, {"all": [GOOD], "any": [GOOD]}]},
+        "rules_json.any[1]",
+        "node_shape",
+        id="node-with-any-and-all",
+    ),
+    # -- nested trees (docs/rules.md)
+    pytest.param(
+        {"all": [GOOD, {"any": [GOOD, {"not": GOOD, "kind": "field"}]}]},
+        "rules_json.all[1].any[1].kind",
         "extra_forbidden",
-        id="group-unknown-key",
+        id="unknown-key-in-a-not",
+    ),
+    pytest.param(
+        {"all": [{"any": [GOOD], "or": []}]},
+        "rules_json.all[0].or",
+        "extra_forbidden",
+        id="unknown-key-in-an-any",
+    ),
+    pytest.param(
+        {"all": [GOOD, {"any": [{"all": [GOOD], "any": [GOOD]}]}]},
+        "rules_json.all[1].any[0]",
+        "node_shape",
+        id="nested-node-with-any-and-all",
+    ),
+    pytest.param(
+        {"all": [{"not": GOOD, "any": [GOOD]}]},
+        "rules_json.all[0]",
+        "node_shape",
+        id="node-with-not-and-any",
+    ),
+    pytest.param(
+        {"any": [{"all": [{"not": [GOOD]}]}]},
+        "rules_json.any[0].all[0].not",
+        "not_type",
+        id="not-holding-a-list",
+    ),
+    pytest.param(
+        {"all": [{"not": 5}]}, "rules_json.all[0].not", "condition_type", id="not-holding-a-number"
+    ),
+    pytest.param(
+        {"all": [{"not": {}}]}, "rules_json.all[0].not", "condition_type", id="not-holding-{}"
+    ),
+    pytest.param(
+        {"all": [GOOD, {"any": [GOOD, {"all": []}]}]},
+        "rules_json.all[1].any[1].all",
+        "array_type",
+        id="empty-nested-all",
+    ),
+    pytest.param(
+        {"all": [{"not": {"any": []}}]},
+        "rules_json.all[0].not.any",
+        "array_type",
+        id="empty-any-under-not",
+    ),
+    pytest.param(
+        # depth: all 1, not 2, any 3, all 4, not 5, any 6, not 7
+        {"all": [{"not": {"any": [{"all": [{"not": {"any": [{"not": GOOD}]}}]}]}}]},
+        "rules_json.all[0].not.any[0].all[0].not.any[0]",
+        "too_deep",
+        id="too-deep",
+    ),
+    pytest.param(
+        {"all": [{"not": {"any": [{"all": [{"not": {"any": [GOOD, {"not": GOOD}]}}]}]}}]},
+        "rules_json.all[0].not.any[0].all[0].not.any[1]",
+        "too_deep",
+        id="too-deep-in-the-second-child",
+    ),
+    pytest.param(
+        {"all": [GOOD, {"any": [GOOD, {"not": field("email", "equals", 5)}]}]},
+        "rules_json.all[1].any[1].not.value",
+        "string_type",
+        id="condition-error-deep-inside",
+    ),
+    pytest.param(
+        {"any": [GOOD, {"all": [GOOD, {"any": [{"not": field("nope", "is_null")}]}]}]},
+        "rules_json.any[1].all[1].any[0].not.field",
+        "unknown_field",
+        id="unknown-field-deep-inside",
+    ),
+    pytest.param(
+        {"all": [{"any": [GOOD] * (MAX_GROUPS + 1)}]},
+        "rules_json.all[0].any",
+        "too_many_items",
+        id="too-many-items-in-a-nested-any",
+    ),
+    pytest.param(
+        {"all": [{"not": {"all": [GOOD] * 40}}] * 5 + [GOOD]},
+        "rules_json.all",
+        "too_many_conditions",
+        id="too-many-conditions-over-the-nested-tree",
     ),
     pytest.param(
         {"any": [{"all": [GOOD]}] * (MAX_GROUPS + 1)},
@@ -712,6 +806,19 @@ def test_multiple_errors_are_all_reported_at_once() -> None:
         ("rules_json.any[2].or", "extra_forbidden"),
         ("rules_json.any[3].all[0].value[1]", "string_empty"),
         ("rules_json.any[3].all[1]", "condition_type"),
+    ]
+    # The same in a nested tree: document order, structure and conditions together.
+    nested = {"all": [{"not": body}, {"any": [{"not": [GOOD]}, field("email", "equals", 5)]}]}
+    assert v2_errors(nested) == [
+        ("rules_json.all[0].not.any[0].all[1].value", "string_type"),
+        ("rules_json.all[0].not.any[0].all[2].field", "unknown_field"),
+        ("rules_json.all[0].not.any[1].all[0].value", "missing"),
+        ("rules_json.all[0].not.any[1].all[1].values", "too_short"),
+        ("rules_json.all[0].not.any[2].or", "extra_forbidden"),
+        ("rules_json.all[0].not.any[3].all[0].value[1]", "string_empty"),
+        ("rules_json.all[0].not.any[3].all[1]", "condition_type"),
+        ("rules_json.all[1].any[0].not", "not_type"),
+        ("rules_json.all[1].any[1].value", "string_type"),
     ]
 
 
@@ -952,7 +1059,7 @@ def test_membership_and_isp_parse_into_typed_nodes() -> None:
         REGISTRY,
         known_list_ids={LIST_A, LIST_B},
     )
-    assert tree.groups == (
+    assert tree.flat_groups() == (
         (
             MembershipCondition("in", (LIST_A, LIST_B)),
             MembershipCondition("not_in", (LIST_B,)),
@@ -978,7 +1085,7 @@ def test_limits_are_inclusive() -> None:
     ]
     for body in at_limits:
         parse_v2_rules(body, REGISTRY)
-    assert sum(map(len, parse_v2_rules(at_limits[2], REGISTRY).groups)) == MAX_CONDITIONS
+    assert sum(map(len, parse_v2_rules(at_limits[2], REGISTRY).flat_groups())) == MAX_CONDITIONS
 
 
 def test_groups_and_conditions_keep_their_order() -> None:
@@ -991,7 +1098,7 @@ def test_groups_and_conditions_keep_their_order() -> None:
         },
         REGISTRY,
     )
-    assert tree.groups == (
+    assert tree.flat_groups() == (
         (
             FieldCondition(BUILTIN_FIELDS["email"], "is_null", None),
             FieldCondition(BUILTIN_FIELDS["city"], "is_null", None),
@@ -1056,7 +1163,7 @@ def test_brief_create_segment_example() -> None:
             }
         ]
     }
-    (group,) = parse_v2_rules(rules_json, REGISTRY).groups
+    (group,) = parse_v2_rules(rules_json, REGISTRY).flat_groups()
     status, opened = group
     assert isinstance(status, FieldCondition) and status.value == "subscribed"
     assert opened == ActivityCondition(
@@ -1100,7 +1207,7 @@ def test_brief_membership_deliverability_and_isp_examples() -> None:
         REGISTRY,
         known_list_ids={LIST_A},
     )
-    assert tree.groups == (
+    assert tree.flat_groups() == (
         (MembershipCondition("in", (LIST_A,)),),
         (
             ActivityCondition(
@@ -1130,7 +1237,7 @@ def test_v1_brief_examples_parse() -> None:
     engaged = parse_v1_rules(
         v1("all", flt("opens_count", "gte", 3), flt("last_open_at", "within_days", 90)), REGISTRY
     )
-    (group,) = engaged.groups
+    (group,) = engaged.flat_groups()
     assert [(c.field.name, c.operator, c.value) for c in group] == [  # type: ignore[union-attr]
         ("opens_count", "gte", Decimal(3)),
         ("last_open_at", "within_days", 90),
@@ -1143,15 +1250,15 @@ def test_v1_match_type_all_is_one_group() -> None:
     tree = parse_v1_rules(
         v1("all", V1_GOOD, flt("country", "neq", "FR"), flt("score", "lt", 2)), REGISTRY
     )
-    assert [len(g) for g in tree.groups] == [3]
+    assert [len(g) for g in tree.flat_groups()] == [3]
 
 
 def test_v1_match_type_any_is_one_group_per_filter() -> None:
     tree = parse_v1_rules(
         v1("any", V1_GOOD, flt("country", "neq", "FR"), flt("score", "lt", 2)), REGISTRY
     )
-    assert [len(g) for g in tree.groups] == [1, 1, 1]
-    assert [g[0].operator for g in tree.groups] == ["equals", "not_equals", "lt"]
+    assert [len(g) for g in tree.flat_groups()] == [1, 1, 1]
+    assert [g[0].operator for g in tree.flat_groups()] == ["equals", "not_equals", "lt"]
 
 
 @pytest.mark.parametrize(
@@ -1250,7 +1357,7 @@ def test_v1_invalid_top_level_is_reported(body: Any, expected: list[tuple[str, s
 
 def test_v1_filters_at_the_limit_are_accepted() -> None:
     tree = parse_v1_rules(v1("any", *[V1_GOOD] * MAX_V1_FILTERS), REGISTRY)
-    assert len(tree.groups) == MAX_V1_FILTERS
+    assert len(tree.flat_groups()) == MAX_V1_FILTERS
 
 
 def test_v1_reports_every_bad_filter_at_once() -> None:
@@ -1278,7 +1385,7 @@ def test_simple_brief_examples_parse() -> None:
         ],
         REGISTRY,
     )
-    (group,) = enterprise.groups
+    (group,) = enterprise.flat_groups()
     assert [(c.field.name, c.operator, c.value) for c in group] == [  # type: ignore[union-attr]
         ("status", "equals", "active"),
         ("company", "contains", "Inc"),
@@ -1320,7 +1427,7 @@ def test_simple_rules_are_one_and_group() -> None:
     errors = simple_errors(rules)
     assert errors == [("rules[2].operator", "operator_not_allowed")]
     tree = parse_simple_rules(rules[:2], REGISTRY)
-    assert [len(g) for g in tree.groups] == [2]
+    assert [len(g) for g in tree.flat_groups()] == [2]
 
 
 SIMPLE_GOOD = flt("status", "equals", "active")
@@ -1379,7 +1486,7 @@ def test_simple_invalid_rules_array_is_reported(
 
 def test_simple_rules_at_the_limit_are_accepted() -> None:
     tree = parse_simple_rules([SIMPLE_GOOD] * MAX_SIMPLE_RULES, REGISTRY)
-    assert [len(g) for g in tree.groups] == [MAX_SIMPLE_RULES]
+    assert [len(g) for g in tree.flat_groups()] == [MAX_SIMPLE_RULES]
 
 
 def test_simple_reports_every_bad_rule_at_once() -> None:

@@ -1,6 +1,7 @@
 """The plan: the intermediate form between the planner pass (worker.compiler.plan) and
 translation (worker.compiler.translate). An OR of groups, each an AND of nodes; a node is a
-condition on the contact row, a list test, an event test, or a constant. It holds values, not
+condition on the contact row, a list test, an event test, a constant, or (from nested rules)
+an AND, OR or NOT of nodes. It holds values, not
 placeholders: translation binds them.
 """
 
@@ -89,6 +90,7 @@ class Having:
     aggregate: str  # from the whitelist (DERIVED): count(*), max(e.occurred_at)
     operator: str
     value: Value
+    negated: bool = False  # NOT of the test (the aggregate of a contact with events is not null)
 
 
 # -- the nodes --------------------------------------------------------------------------------
@@ -118,6 +120,22 @@ class AllOf:
     nodes: tuple[Node, ...]
 
 
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one node holds (an `any` nested inside a group)."""
+
+    nodes: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The node does not hold. The planner pushes `not` down to the conditions and complements
+    those it can (worker.compiler.plan), so this is left only around conditions on the contact
+    row that have no complementing operator (`gt`, `starts_with`, `has_all`, ...)."""
+
+    node: Node
+
+
 # Field conditions here are on the contact row (columns and custom fields); derived fields
 # are rewritten to event tests. Segment conditions read the referenced segments' members.
 Node = (
@@ -128,6 +146,8 @@ Node = (
     | EventTest
     | Truth
     | AllOf
+    | AnyOf
+    | Not
 )
 
 

@@ -10,7 +10,13 @@ figures in docs/benchmarks.md, "Why the compiler writes SQL this way"):
   tests of a count become constants;
 - a latest-event field (`last_open_at`) becomes existence tests the time index answers;
 - OR-ed groups that are each one "has such an event" test with the same filters merge into
-  one test of several event types.
+  one test of several event types;
+- nested rules (docs/rules.md): `not` is pushed down to the conditions (De Morgan) and a
+  condition under it becomes its complement where one exists (`equals` <-> `not_equals`,
+  `ever` <-> `never`, `in` <-> `not_in`, an event test's anti-join <-> semi-join), so a
+  negated event or list test is still a join the planner can hash; then the tree is read as
+  an OR of groups (UNION branches, as for flat rules) of AND-ed nodes, deeper `any`s staying
+  OR nodes inside their group.
 The plan's nodes are in worker.compiler.nodes; translation (worker.compiler.translate) binds
 their values.
 """
@@ -25,6 +31,7 @@ from typing import assert_never
 from worker.compiler.nodes import (
     NOW,
     AllOf,
+    AnyOf,
     CampaignIn,
     CampaignNotIn,
     EventFilter,
@@ -32,6 +39,7 @@ from worker.compiler.nodes import (
     Group,
     Having,
     Node,
+    Not,
     OccurredAt,
     PeriodEdge,
     Plan,
@@ -39,26 +47,162 @@ from worker.compiler.nodes import (
     Value,
 )
 from worker.compiler.operators import COUNT_OPERATORS, COUNT_TESTS, DERIVED, LATEST
-from worker.rules.fields import FieldSource
+from worker.rules.fields import OPERATORS_BY_TYPE, FieldSource
 from worker.rules.tree import (
     ActivityCondition,
+    AllNode,
+    AnyNode,
     CalendarPeriod,
     Condition,
     FieldCondition,
     IspCondition,
     MembershipCondition,
+    NotNode,
     RuleTree,
     SegmentCondition,
 )
+from worker.rules.tree import Node as TreeNode
 
 
 def plan(rules: RuleTree, now: datetime) -> Plan:
-    rest, merged = _merge_single_event_groups(rules.groups, now)
+    disjuncts = _distributed(_disjuncts(_pushed_down(rules.root)))
+    rest, merged = _merge_single_event_groups(disjuncts, now)
     groups = [Group((test,), joins=True) for test in merged]
     for conditions in rest:
-        nodes = tuple(node(c, now) for c in conditions)
+        nodes = tuple(_planned(c, now) for c in conditions)
         groups.append(Group(nodes, joins=not all(map(_on_the_row, nodes))))
     return Plan(tuple(groups))
+
+
+# -- nested rules -----------------------------------------------------------------------------
+# Complementing operators: for every contact exactly one of the pair holds, nulls included
+# (docs/rules.md: the negative operators match a null), so `not` of one is the other.
+_COMPLEMENTS = {
+    "equals": "not_equals",
+    "contains": "not_contains",
+    "in": "not_in",
+    "is_null": "is_not_null",
+    "has_any": "has_none",
+}
+_COMPLEMENTS |= {b: a for a, b in _COMPLEMENTS.items()}
+
+
+def _pushed_down(n: TreeNode, negated: bool = False) -> TreeNode:
+    """The tree with every `not` moved down to the conditions: De Morgan through any/all, a
+    double `not` dropped, a negated condition complemented where it can be (else left under a
+    NotNode, which the planner negates after rewriting the condition)."""
+    match n:
+        case AnyNode() | AllNode():
+            children = tuple(_pushed_down(child, negated) for child in n.nodes)
+            return (AllNode if isinstance(n, AnyNode) == negated else AnyNode)(children)
+        case NotNode():
+            return _pushed_down(n.node, not negated)
+    return _complement(n) if negated else n
+
+
+def _complement(c: Condition) -> TreeNode:
+    match c:
+        case FieldCondition():
+            other = _COMPLEMENTS.get(c.operator)
+            if other in OPERATORS_BY_TYPE[c.field.type]:
+                return dataclasses.replace(c, operator=other)
+        case MembershipCondition() | IspCondition():
+            return dataclasses.replace(c, operator="not_in" if c.operator == "in" else "in")
+        case ActivityCondition():
+            if c.operator in ("ever", "never"):
+                return dataclasses.replace(c, operator="never" if c.operator == "ever" else "ever")
+            if c.operator == "count_gte" and c.value:  # count >= n <=> not count <= n - 1
+                return dataclasses.replace(c, operator="count_lte", value=c.value - 1)
+            if c.operator == "count_lte" and c.value is not None:
+                return dataclasses.replace(c, operator="count_gte", value=c.value + 1)
+    return NotNode(c)
+
+
+def _disjuncts(n: TreeNode) -> list[tuple[TreeNode, ...]]:
+    """The tree as an OR of AND-groups: the top-level `any`s flattened into groups (each a
+    UNION branch), each group's `all`s flattened into its nodes."""
+    if isinstance(n, AnyNode):
+        return [group for child in n.nodes for group in _disjuncts(child)]
+    return [tuple(_conjuncts(n))]
+
+
+# The most UNION branches distributing AND over a nested OR may produce (each re-reads the
+# contacts the branch's row conditions select, so past a few the correlated form is cheaper).
+MAX_BRANCHES = 4
+
+
+def _distributed(groups: list[tuple[TreeNode, ...]]) -> list[tuple[TreeNode, ...]]:
+    """A group holding an `any` that joins (reads events or lists), e.g. "(opened OR clicked)
+    AND NOT tagged", becomes one group per alternative ("opened AND NOT tagged" UNION
+    "clicked AND NOT tagged"): each alternative is then a semi-join the planner can hash,
+    where under an OR it would be a lookup per contact. Same contacts (AND distributes over
+    OR); done while the plan stays within MAX_BRANCHES."""
+    done: list[tuple[TreeNode, ...]] = []
+    todo = list(reversed(groups))
+    while todo:
+        group = todo.pop()
+        at = next((i for i, n in enumerate(group) if isinstance(n, AnyNode) and _joins(n)), None)
+        if at is None:
+            done.append(group)
+            continue
+        alternatives = _disjuncts(group[at])
+        if len(done) + len(todo) + len(alternatives) > MAX_BRANCHES:
+            done.append(group)
+            continue
+        todo.extend(
+            group[:at] + alternative + group[at + 1 :] for alternative in reversed(alternatives)
+        )
+    return done
+
+
+def _joins(n: TreeNode) -> bool:
+    match n:
+        case AnyNode() | AllNode():
+            return any(map(_joins, n.nodes))
+        case NotNode():
+            return _joins(n.node)
+        case FieldCondition():
+            return n.field.source is FieldSource.DERIVED
+        case IspCondition():
+            return False
+    return True
+
+
+def _conjuncts(n: TreeNode) -> list[TreeNode]:
+    if isinstance(n, AllNode) or (isinstance(n, AnyNode) and len(n.nodes) == 1):
+        return [c for child in n.nodes for c in _conjuncts(child)]
+    return [n]
+
+
+def _planned(n: TreeNode, now: datetime) -> Node:
+    match n:
+        case AnyNode() if len(n.nodes) == 1:
+            return _planned(n.nodes[0], now)
+        case AnyNode():
+            return AnyOf(tuple(_planned(child, now) for child in n.nodes))
+        case AllNode():
+            return AllOf(tuple(_planned(child, now) for child in _conjuncts(n)))
+        case NotNode():
+            return _negated(_planned(n.node, now))
+    return node(n, now)
+
+
+def _negated(n: Node) -> Node:
+    """The complement of a planned node: event tests flip between semi-join and anti-join
+    (a contact either has qualifying events and passes the aggregate test, or has none)."""
+    match n:
+        case EventTest():
+            having = n.having and dataclasses.replace(n.having, negated=not n.having.negated)
+            return dataclasses.replace(n, having=having, matches_none=not n.matches_none)
+        case Truth():
+            return Truth(not n.value)
+        case AllOf():
+            return AnyOf(tuple(map(_negated, n.nodes)))
+        case AnyOf():
+            return AllOf(tuple(map(_negated, n.nodes)))
+        case Not():
+            return n.node
+    return Not(n)
 
 
 def node(c: Condition, now: datetime) -> Node:
@@ -74,6 +218,11 @@ def node(c: Condition, now: datetime) -> Node:
 
 def _on_the_row(n: Node) -> bool:
     """True for nodes on the contact row alone (no join to events or lists)."""
+    match n:
+        case AllOf() | AnyOf():
+            return all(map(_on_the_row, n.nodes))
+        case Not():
+            return _on_the_row(n.node)
     return isinstance(n, FieldCondition | IspCondition)
 
 
@@ -166,15 +315,15 @@ def _in_period(period: CalendarPeriod) -> tuple[OccurredAt, OccurredAt]:
 
 # -- merging groups ---------------------------------------------------------------------------
 def _merge_single_event_groups(
-    groups: tuple[tuple[Condition, ...], ...], now: datetime
-) -> tuple[list[tuple[Condition, ...]], list[EventTest]]:
+    groups: list[tuple[TreeNode, ...]], now: datetime
+) -> tuple[list[tuple[TreeNode, ...]], list[EventTest]]:
     """OR-ed groups that are each one "has such an event" test with the same window and
     campaign filters ("bounced OR complained") read the events once, with `type = ANY`,
     instead of once per group: one scan of the events index instead of one per UNION branch
     (docs/benchmarks.md, "Why the compiler writes SQL this way"). Returns the groups left as
     they are, then the merged tests."""
     alike: dict[tuple[object, ...], list[ActivityCondition]] = {}
-    rest: list[tuple[Condition, ...]] = []
+    rest: list[tuple[TreeNode, ...]] = []
     for group in groups:
         (c,) = group if len(group) == 1 else (None,)
         if isinstance(c, ActivityCondition) and (

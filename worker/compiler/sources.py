@@ -38,8 +38,9 @@ class Source(Protocol):
         """What `c` is read from."""
         ...
 
-    def in_lists(self, list_ids: Sequence[UUID]) -> str:
-        """The contact `c` is on at least one of the lists."""
+    def in_lists(self, list_ids: Sequence[UUID], correlated: bool = False) -> str:
+        """The contact `c` is on at least one of the lists; `correlated`: as a lookup per
+        contact (for tests under an OR or NOT, worker.compiler.translate)."""
         ...
 
     def not_in_lists(self, list_ids: Sequence[UUID]) -> str:
@@ -70,7 +71,13 @@ class AllContacts:
         params = Params()
         return cls(params, params.add(account_id, "uuid"))
 
-    def in_lists(self, list_ids: Sequence[UUID]) -> str:
+    def in_lists(self, list_ids: Sequence[UUID], correlated: bool = False) -> str:
+        if correlated:
+            return (
+                "EXISTS (SELECT 1 FROM contact_list_members m\n"
+                f"    WHERE m.account_id = {self.account} AND m.contact_id = c.id"
+                f" AND {self._list_id_in(list_ids)})"
+            )
         return (
             "c.id IN (SELECT m.contact_id FROM contact_list_members m\n"
             f"    WHERE m.account_id = {self.account} AND {self._list_id_in(list_ids)})"
@@ -120,7 +127,7 @@ class Candidates:
         account = params.add(account_id, "uuid")
         return cls(params, account, params.add(list(candidates), "uuid[]"))
 
-    def in_lists(self, list_ids: Sequence[UUID]) -> str:
+    def in_lists(self, list_ids: Sequence[UUID], correlated: bool = False) -> str:
         return f"c.list_ids && {self._lists(list_ids)}"
 
     def not_in_lists(self, list_ids: Sequence[UUID]) -> str:

@@ -8,9 +8,14 @@ Shape of the SQL. Each group becomes one `SELECT c.id FROM <source> c WHERE ...`
 OR of groups is their UNION: event and membership tests then stay semi-joins and anti-joins
 the planner can hash, instead of per-row subplans under an OR (docs/benchmarks.md, "Why the
 compiler writes SQL this way"). Groups on the contact row alone share one branch with a plain
-OR. Every branch and subquery is scoped to the account
-(`account_id = $1`), so nothing of another account is read and the query routes to one shard
-on Citus.
+OR. Nodes nested under an OR or a NOT (from nested rules) test each contact with correlated
+subqueries, which are indexed lookups whatever the size of the other side (an `IN (subquery)`
+under an OR is hashed only while the subquery's result fits in work_mem). Under a NOT, a
+condition is made two-valued (`coalesce(..., false)`: a comparison with a null is null in
+SQL, and NOT null is null, not true); elsewhere a null and false both exclude the contact, so
+conditions keep their plain form, which the planner can match to indexes. Every branch and
+subquery is scoped to the account (`account_id = $1`), so nothing of another account is read
+and the query routes to one shard on Citus.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from typing import assert_never
 from worker.compiler.calendar import anniversary_days, period_bounds
 from worker.compiler.nodes import (
     AllOf,
+    AnyOf,
     CampaignIn,
     CampaignNotIn,
     EventFilter,
     EventTest,
     Having,
     Node,
+    Not,
     Now,
     OccurredAt,
     PeriodEdge,
@@ -96,22 +103,37 @@ class Translator:
         return f"SELECT {select}\nFROM {self.source.table} c\nWHERE " + "\n  AND ".join(where)
 
     # -- nodes ----------------------------------------------------------------------------
-    def node(self, node: Node) -> str:
+    def node(self, node: Node, nested: bool = False) -> str:
+        """`nested`: under an OR or a NOT, not directly in a branch's AND."""
         match node:
             case FieldCondition():
                 return self.field(node)
             case IspCondition():
                 return self.isp(node)
             case MembershipCondition():
-                return self.membership(node)
+                return self.membership(node, nested)
             case SegmentCondition():
                 return self.segment(node)
             case EventTest():
-                return self.events(node)
+                return self.events(node, nested)
             case Truth():
                 return "TRUE" if node.value else "FALSE"
+            case AllOf() | AnyOf() | Not():
+                return self.group(node, nested)
+        assert_never(node)
+
+    def group(self, node: AllOf | AnyOf | Not, nested: bool) -> str:
+        """AND, OR and NOT of nodes. What is under an OR or a NOT is `nested`; a NOT is
+        two-valued (a null inside reads as false, so the NOT of it is true)."""
+        match node:
+            case AllOf() if nested:
+                return "(" + " AND ".join(self.node(n, nested) for n in node.nodes) + ")"
             case AllOf():
                 return "\n  AND ".join(self.node(n) for n in node.nodes)
+            case AnyOf():
+                return "(" + "\n    OR ".join(self.node(n, nested=True) for n in node.nodes) + ")"
+            case Not():
+                return f"NOT coalesce({self.node(node.node, nested=True)}, false)"
         assert_never(node)
 
     def field(self, c: FieldCondition) -> str:
@@ -184,9 +206,9 @@ class Translator:
             return f"c.isp_id = ANY({values})"
         return f"(c.isp_id IS NULL OR c.isp_id <> ALL({values}))"
 
-    def membership(self, c: MembershipCondition) -> str:
+    def membership(self, c: MembershipCondition, nested: bool) -> str:
         if c.operator == "in":
-            return self.source.in_lists(c.list_ids)
+            return self.source.in_lists(c.list_ids, correlated=nested)
         return self.source.not_in_lists(c.list_ids)
 
     def segment(self, c: SegmentCondition) -> str:
@@ -196,7 +218,7 @@ class Translator:
             return self.source.in_segments(c.segment_ids)
         return self.source.not_in_segments(c.segment_ids)
 
-    def events(self, test: EventTest) -> str:
+    def events(self, test: EventTest, nested: bool) -> str:
         # The filters' and the aggregate's values are bound before the event type's.
         filters = [self.event_filter(f) for f in test.filters]
         having = None if test.having is None else self.having(test.having)
@@ -211,6 +233,8 @@ class Translator:
         events = "SELECT e.contact_id FROM events e\n    WHERE " + " AND ".join(where)
         if having is not None:
             events += f"\n    GROUP BY e.contact_id HAVING {having}"
+        if nested and not test.matches_none:
+            return f"EXISTS (SELECT 1 FROM ({events}) x WHERE x.contact_id = c.id)"
         if not test.matches_none:
             return f"c.id IN ({events})"
         # Contacts without qualifying events match: an anti-join against those that fail.
@@ -241,7 +265,8 @@ class Translator:
         return self.params.add(at, "timestamptz")
 
     def having(self, h: Having) -> str:
-        return AGGREGATE_OPS[h.operator].format(x=h.aggregate, v=self.bind(h.value))
+        test = AGGREGATE_OPS[h.operator].format(x=h.aggregate, v=self.bind(h.value))
+        return f"NOT ({test})" if h.negated else test
 
     def bind(self, value: Value) -> str:
         return self.params.add(value.value, value.pg_type)

@@ -33,11 +33,14 @@ class DialectRules(Generic[Shown]):
     read_groups: Callable[[Any], Groups]  # stored rules -> canonical groups
     as_written: Callable[[Any], Shown | None]  # stored rules, if of this dialect's shape
     render: Callable[[Groups], Shown]  # canonical groups -> this dialect
+    render_nested: Callable[[Mapping[str, Any]], Shown]  # a nested v2 tree -> this dialect
 
 
-V2 = DialectRules(v2.parse, v2.read_groups, v2.as_written, v2.render)
-V1 = DialectRules(v1.parse, v1.read_groups, v1.as_written, v1.render)
-SIMPLE = DialectRules(simple.parse, simple.read_groups, simple.as_written, simple.render)
+V2 = DialectRules(v2.parse, v2.read_groups, v2.as_written, v2.render, v2.render_nested)
+V1 = DialectRules(v1.parse, v1.read_groups, v1.as_written, v1.render, v1.render_nested)
+SIMPLE = DialectRules(
+    simple.parse, simple.read_groups, simple.as_written, simple.render, simple.render_nested
+)
 DIALECTS: Mapping[str, DialectRules[Any]] = {"v2": V2, "v1": V1, "simple": SIMPLE}
 
 
@@ -73,6 +76,8 @@ def shown_in(target: DialectRules[Shown], written_in: str, rules: Any) -> Shown:
         kept = target.as_written(rules)
         if kept is not None:
             return kept
+    if dialect(written_in) is V2 and v2.is_nested(rules):
+        return target.render_nested(rules)
     return target.render(canonical_groups(written_in, rules))
 
 

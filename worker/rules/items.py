@@ -92,6 +92,19 @@ def item_of(condition: ConditionJson, spelling: Mapping[str, str]) -> dict[str, 
     return {"field": f"_{condition.get('kind')}", "operator": operator, "value": rest}
 
 
+def tree_item(node: Mapping[str, Any], spelling: Mapping[str, str]) -> dict[str, Any]:
+    """A node of a nested v2 tree as an item, in the same way item_of shows a condition the
+    dialect cannot say: `{"field": "_any"|"_all", "operator": "any"|"all", "value": [items]}`
+    and `{"field": "_not", "operator": "not", "value": item}`; conditions as item_of."""
+    for key in ("any", "all"):
+        if isinstance(node.get(key), list):
+            children = [tree_item(c, spelling) for c in node[key] if isinstance(c, Mapping)]
+            return {"field": f"_{key}", "operator": key, "value": children}
+    if isinstance(node.get("not"), Mapping):
+        return {"field": "_not", "operator": "not", "value": tree_item(node["not"], spelling)}
+    return item_of(dict(node), spelling)
+
+
 def shown_item(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A v1 filter or simple rule for output. Rows written directly by another system are
     shown as they are, with `field` and `operator` as strings (or null)."""

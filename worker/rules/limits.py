@@ -1,7 +1,8 @@
 """Size limits of rule input. Every request's work is bounded by these (docs/rules.md: Limits)."""
 
-MAX_GROUPS = 20  # entries of `any`
-MAX_CONDITIONS_PER_GROUP = 50  # entries of one `all`
+MAX_GROUPS = 20  # entries of one `any` list
+MAX_CONDITIONS_PER_GROUP = 50  # entries of one `all` list
+MAX_DEPTH = 6  # nesting of any/all/not; the top level is 1
 MAX_CONDITIONS = 200  # conditions in the whole tree
 MAX_ARRAY_ITEMS = 1000  # values of in/not_in/has_*, list_ids, campaign ids, isp values
 MAX_STRING_LENGTH = 1000  # characters of a text value or array element

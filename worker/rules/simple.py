@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from worker.rules.conditions import Context, Errors
 from worker.rules.errors import join_loc
 from worker.rules.fields import FieldRegistry
-from worker.rules.items import canonical_items, item_of, read_items
+from worker.rules.items import canonical_items, item_of, read_items, tree_item
 from worker.rules.limits import MAX_SIMPLE_RULES
 from worker.rules.shapes import Groups
 from worker.rules.structure import check_size, object_list
@@ -57,7 +57,7 @@ def parse(raw: Any, registry: FieldRegistry, *, loc: str = "") -> RuleTree:
     assert rules is not None
     conditions = read_items(rules, "rules", OPERATORS, Context(registry), errors, loc)
     errors.raise_if_any()
-    return RuleTree((tuple(conditions),))
+    return RuleTree.of_groups((tuple(conditions),))
 
 
 def read_groups(rules: Any) -> Groups:
@@ -80,3 +80,11 @@ def render(groups: Groups) -> list[Any]:
             "value": [[item_of(c, OPERATORS) for c in group] for group in groups],
         }
     ]
+
+
+def render_nested(rules: Mapping[str, Any]) -> list[Any]:
+    """A nested v2 tree: a top-level `all` as its nodes (rules are AND-ed), a top-level `any`
+    as one `_any` rule; inner nodes as worker.rules.items shows them."""
+    if isinstance(rules.get("all"), list):
+        return [tree_item(n, OPERATORS) for n in rules["all"] if isinstance(n, Mapping)]
+    return [tree_item(rules, OPERATORS)]

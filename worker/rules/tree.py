@@ -6,6 +6,7 @@ already checked: text values are non-empty, datetimes are aware UTC, numbers are
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -90,13 +91,49 @@ Condition = (
 
 
 @dataclass(frozen=True)
-class RuleTree:
-    """OR of groups, each an AND of conditions; both non-empty."""
+class AnyNode:
+    """At least one child matches (`{"any": [...]}`); never empty."""
 
-    groups: tuple[tuple[Condition, ...], ...]
+    nodes: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class AllNode:
+    """Every child matches (`{"all": [...]}`); never empty."""
+
+    nodes: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class NotNode:
+    """The child does not match (`{"not": node}`): the exact complement within the universe,
+    since every condition is true or false for a contact, never unknown (docs/rules.md)."""
+
+    node: Node
+
+
+Node = Condition | AnyNode | AllNode | NotNode
+Groups = tuple[tuple[Condition, ...], ...]
+
+
+@dataclass(frozen=True)
+class RuleTree:
+    """The rules: a top-level `any` or `all` of nodes, nested at most MAX_DEPTH deep."""
+
+    root: AnyNode | AllNode
+
+    @classmethod
+    def of_groups(cls, groups: Groups) -> RuleTree:
+        """The first release's shape: an OR of groups, each an AND of conditions."""
+        return cls(AnyNode(tuple(AllNode(group) for group in groups)))
+
+    def flat_groups(self) -> Groups | None:
+        """The tree as an OR of AND-groups of conditions when it is written that way (the
+        first release's shape, a single `all` or `any` of conditions); None when nested."""
+        return flat_groups(self.root)
 
     def conditions(self) -> list[Condition]:
-        return [c for group in self.groups for c in group]
+        return list(_conditions(self.root))
 
     def list_ids(self) -> set[UUID]:
         """Every list a membership condition names (they must be the account's)."""
@@ -136,3 +173,37 @@ class RuleTree:
             if isinstance(c, FieldCondition) and c.operator in CALENDAR_OPERATORS:
                 return True
         return False
+
+
+def flat_groups(node: Node) -> Groups | None:
+    """See RuleTree.flat_groups."""
+    if isinstance(node, AllNode):
+        conditions = tuple(c for c in node.nodes if not isinstance(c, _GROUPING))
+        return (conditions,) if len(conditions) == len(node.nodes) else None
+    if isinstance(node, AnyNode):
+        groups: list[tuple[Condition, ...]] = []
+        for child in node.nodes:
+            if isinstance(child, AllNode):
+                inner = flat_groups(child)
+                if inner is None:
+                    return None
+                groups.extend(inner)
+            elif isinstance(child, _GROUPING):
+                return None
+            else:
+                groups.append((child,))
+        return tuple(groups)
+    return None
+
+
+_GROUPING = (AnyNode, AllNode, NotNode)
+
+
+def _conditions(node: Node) -> Iterator[Condition]:
+    if isinstance(node, AnyNode | AllNode):
+        for child in node.nodes:
+            yield from _conditions(child)
+    elif isinstance(node, NotNode):
+        yield from _conditions(node.node)
+    else:
+        yield node

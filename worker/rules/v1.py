@@ -5,7 +5,8 @@ names. `all` is one group; `any` is one group per filter.
 Shown in v1, rules of another dialect keep their meaning (worker.rules.items for single
 conditions): one group is `matchType: "all"`; several groups are `"any"`, each group of more
 than one condition becoming one filter `{"field": "_all", "operator": "all", "value":
-[filters]}`.
+[filters]}`. A nested v2 tree (docs/rules.md) is shown the same way, its inner `any`, `all`
+and `not` nodes as filters `{"field": "_any"|"_all"|"_not", ...}` (worker.rules.items).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from worker.rules.conditions import Context, Errors
 from worker.rules.errors import join_loc
 from worker.rules.fields import FieldRegistry
-from worker.rules.items import canonical_items, item_of, read_items
+from worker.rules.items import canonical_items, item_of, read_items, tree_item
 from worker.rules.limits import MAX_V1_FILTERS
 from worker.rules.shapes import Groups
 from worker.rules.structure import check_size, object_list, reject_unknown_keys
@@ -55,7 +56,7 @@ def parse(raw: Any, registry: FieldRegistry, *, loc: str = "") -> RuleTree:
     conditions = read_items(filters, "filters", OPERATORS, Context(registry), errors, loc)
     errors.raise_if_any()
     groups = (tuple(conditions),) if match_type == "all" else tuple((c,) for c in conditions)
-    return RuleTree(groups)
+    return RuleTree.of_groups(groups)
 
 
 def read_groups(rules: Any) -> Groups:
@@ -83,3 +84,10 @@ def render(groups: Groups) -> V1Rules:
         else {"field": "_all", "operator": "all", "value": [item_of(c, OPERATORS) for c in group]}
         for group in groups
     ]
+
+
+def render_nested(rules: Mapping[str, Any]) -> V1Rules:
+    """A nested v2 tree: its top-level `any` or `all` as matchType, its nodes as filters."""
+    match_type = "all" if isinstance(rules.get("all"), list) else "any"
+    nodes = rules.get(match_type)
+    return match_type, [tree_item(n, OPERATORS) for n in nodes or () if isinstance(n, Mapping)]
