@@ -23,7 +23,8 @@ from worker.exports.columns import (
     parse_column_list,
 )
 from worker.exports.formats import MEDIA_TYPES, Format
-from worker.exports.plan import SegmentNotFound, SegmentNotReady, export_chunks, plan_export
+from worker.exports.plan import SegmentNotReady, export_chunks, plan_export
+from worker.store import SegmentNotFound
 
 router = SlashOptionalRouter(
     prefix="/api/v2/segments", tags=["v2 segments"], responses={**ERROR_RESPONSES}

@@ -59,3 +59,48 @@ async def load_segment_rules(conn: Conn, segment_id: UUID) -> SegmentRules | Non
         segment_id,
     )
     return None if row is None else SegmentRules.from_row(row)
+
+
+FIND_UUID = (
+    "the segment's uuid: the `id` the v2 API answers with "
+    "(GET /api/v2/segments/?search=NAME lists them)"
+)
+
+
+class SegmentNotFound(LookupError):
+    """What was given names no segment; the message says what to give instead."""
+
+
+async def resolve_segment(conn: Conn, given: str, account_id: UUID | None) -> UUID:
+    """The segment `given` names: its uuid, or its simple-API number within `account_id`."""
+    try:
+        segment_id = UUID(given)
+    except ValueError:
+        pass
+    else:
+        if account_id is not None and not await _belongs(conn, segment_id, account_id):
+            raise SegmentNotFound(f"account {account_id} has no segment {segment_id}")
+        return segment_id
+    if not given.isdecimal():
+        raise SegmentNotFound(f"{given!r} is not a segment: give {FIND_UUID}")
+    if account_id is None:
+        raise SegmentNotFound(
+            f"{given} looks like a simple-API segment number, which is only unique within an "
+            f"account: add --account ACCOUNT_ID, or give {FIND_UUID}"
+        )
+    found: UUID | None = await conn.fetchval(
+        "SELECT id FROM segments WHERE account_id = $1 AND number = $2",
+        account_id,
+        int(given),
+    )
+    if found is None:
+        raise SegmentNotFound(f"account {account_id} has no segment number {given}")
+    return found
+
+
+async def _belongs(conn: Conn, segment_id: UUID, account_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM segments WHERE id = $1 AND account_id = $2", segment_id, account_id
+        )
+    )

@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from worker.settings import Settings
 
@@ -23,3 +24,16 @@ class Command:
     help: str
     run: Run
     add_arguments: Callable[[argparse.ArgumentParser], None] = no_arguments
+
+
+def add_segment_arguments(parser: argparse.ArgumentParser) -> None:
+    """SEGMENT (a uuid, or a simple-API number) and --account, for commands about one segment
+    (resolved by worker.store.resolve_segment)."""
+    parser.add_argument(
+        "segment",
+        metavar="SEGMENT",
+        help="the segment's uuid (the v2 API's `id`), or its simple-API number with --account",
+    )
+    parser.add_argument(
+        "--account", type=UUID, metavar="ACCOUNT_ID", help="the account the segment is in"
+    )

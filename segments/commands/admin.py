@@ -9,13 +9,14 @@ from uuid import UUID
 
 import structlog
 
-from segments.commands import Command
+from segments.commands import Command, add_segment_arguments
 from worker.account_delete import DEFAULT_BATCH_SIZE, delete_account
 from worker.accounts import create_account
 from worker.db import Conn, connect
-from worker.explain import SegmentNotFound, explain_segment, resolve_segment
+from worker.explain import explain_segment
 from worker.migrations import migrate
 from worker.settings import Settings
+from worker.store import SegmentNotFound, resolve_segment
 
 log = structlog.get_logger(__name__)
 
@@ -60,14 +61,7 @@ async def _delete_account(conn: Conn, args: argparse.Namespace) -> int:
 
 
 def explain_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "segment",
-        metavar="SEGMENT",
-        help="the segment's uuid (the v2 API's `id`), or its simple-API number with --account",
-    )
-    parser.add_argument(
-        "--account", type=UUID, metavar="ACCOUNT_ID", help="the account the segment is in"
-    )
+    add_segment_arguments(parser)
     parser.add_argument(
         "--analyze", action="store_true", help="run the query too and show real times"
     )

@@ -11,32 +11,22 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
-from uuid import UUID
 
 import structlog
 
-from segments.commands import Command
-from worker.db import Conn, connect
+from segments.commands import Command, add_segment_arguments
+from worker.db import connect
 from worker.exports.columns import DEFAULT_COLUMNS, UnknownColumn, parse_column_list
 from worker.exports.formats import FORMATS
-from worker.exports.plan import SegmentNotFound, SegmentNotReady, export_chunks, plan_export
+from worker.exports.plan import SegmentNotReady, export_chunks, plan_export
 from worker.settings import Settings
+from worker.store import SegmentNotFound, resolve_segment
 
 log = structlog.get_logger(__name__)
 
 
 def export_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "segment_id",
-        metavar="SEGMENT_ID",
-        help="the segment's id as the v2 API shows it, or its simple-API number with --account",
-    )
-    parser.add_argument(
-        "--account",
-        type=UUID,
-        metavar="ACCOUNT_ID",
-        help="the account whose simple-API number SEGMENT_ID is",
-    )
+    add_segment_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="csv", help="default: csv")
     parser.add_argument(
         "--columns",
@@ -58,7 +48,7 @@ async def run_export(settings: Settings, args: argparse.Namespace) -> int:
     conn = await connect(settings.database_url)
     started = time.monotonic()
     try:
-        segment_id = await _segment_id(conn, args.segment_id, args.account)
+        segment_id = await resolve_segment(conn, args.segment, args.account)
         plan = await plan_export(
             conn,
             segment_id,
@@ -86,24 +76,6 @@ async def run_export(settings: Settings, args: argparse.Namespace) -> int:
     seconds = round(time.monotonic() - started, 3)
     log.info("export.done", segment_id=str(segment_id), bytes=written, seconds=seconds)
     return 0
-
-
-async def _segment_id(conn: Conn, given: str, account_id: UUID | None) -> UUID:
-    """A UUID as given, or the id of the account's segment with that simple-API number."""
-    with contextlib.suppress(ValueError):
-        return UUID(given)
-    if not given.isdigit():
-        raise ValueError(f"{given!r} is neither a segment id (UUID) nor a number")
-    if account_id is None:
-        raise ValueError(
-            f"{given} is a simple-API number, which is per account: add --account ACCOUNT_ID"
-        )
-    found: UUID | None = await conn.fetchval(
-        "SELECT id FROM segments WHERE account_id = $1 AND number = $2", account_id, int(given)
-    )
-    if found is None:
-        raise SegmentNotFound(f"segment {given} not found in account {account_id}")
-    return found
 
 
 @contextlib.contextmanager

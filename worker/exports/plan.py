@@ -11,10 +11,7 @@ from worker.db import Conn
 from worker.exports.columns import Column, resolve_columns, select_list
 from worker.exports.formats import Format, encoder
 from worker.exports.query import BATCH_SIZE, FIRST_SELECT_PARAM, declared_fields, member_batches
-
-
-class SegmentNotFound(LookupError):
-    pass
+from worker.store import SegmentNotFound
 
 
 class SegmentNotReady(Exception):
