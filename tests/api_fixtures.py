@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from fastapi import FastAPI
 
 from api_shim.app import create_app
 from tests.services import unique_name
+from tests.waiting import wait_until
 from worker.accounts import ALL_SCOPES, create_account, create_api_key
 from worker.settings import Settings
 
@@ -240,12 +240,17 @@ _POLL_INTERVAL_S = 0.1
 
 def _wait_until_healthy(server: ApiProcess, timeout: float = 60.0) -> None:
     """Poll /healthz with a deadline (a fixture of sync tests too, so no event loop here)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         if server.process.poll() is not None:
-            raise AssertionError(f"segments api exited early:\n{server.log()}")
+            raise RuntimeError(f"segments api exited early:\n{server.log()}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
-                return
-        time.sleep(_POLL_INTERVAL_S)  # between polls; the deadline bounds the wait
-    raise AssertionError(f"segments api did not answer within {timeout}s:\n{server.log()}")
+            return httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200
+        return False
+
+    try:
+        wait_until(healthy, timeout=timeout, interval=_POLL_INTERVAL_S)
+    except AssertionError:
+        raise AssertionError(
+            f"segments api did not answer within {timeout}s:\n{server.log()}"
+        ) from None

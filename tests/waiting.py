@@ -22,3 +22,15 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {probe.__qualname__}")
         await asyncio.sleep(interval)
+
+
+def wait_until(probe: Callable[[], T | None], *, timeout: float, interval: float = 0.1) -> T:
+    """`wait_for` for code with no event loop (sync fixtures)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {probe.__qualname__}")
+        time.sleep(interval)
