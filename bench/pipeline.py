@@ -36,7 +36,7 @@ from bench.shapes import SHAPES, bench_context
 from bench.worker_bench import (
     ServiceProcess,
     _change_run,
-    _ints,
+    comma_ints,
     live_segments,
     measure_reference,
     vhost,
@@ -238,7 +238,7 @@ if __name__ == "__main__":
     parser.add_argument("--dsn", default=DEFAULT_DSN)
     parser.add_argument("--phases", default="builds,changes", help="builds, changes or both")
     parser.add_argument("--only", nargs="*", help="shape keys to build, e.g. --only a d")
-    parser.add_argument("--rates", type=_ints, default=[250, 500, 1000, 2000, 4000])
+    parser.add_argument("--rates", type=comma_ints, default=[250, 500, 1000, 2000, 4000])
     parser.add_argument("--seconds", type=float, default=30, help="per rate")
     parser.add_argument("--segments", type=int, default=100, help="live segments")
     parser.add_argument("--change-account", choices=("big", "small"), default="big")

@@ -27,22 +27,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import asyncpg
 
 from bench.common import ACCOUNT_SMALL, DEFAULT_DSN, list_id
 from bench.worker_bench import (
-    ServiceProcess,
+    comma_ints,
     live_segments,
     new_segment,
     publish_flips,
     publish_segment,
-    vhost,
     wait_built,
+    worker_on_own_vhost,
 )
 from worker.db import connect
 from worker.messages import ContactChanged, contract_message
-from worker.topology import declare
 
 PROBE_CITY = "probe-city"
 PROBE_RULES = {
@@ -166,14 +164,9 @@ async def main(args: argparse.Namespace) -> None:
         list_id(ACCOUNT_SMALL, "all"),
     )
     old_city = await conn.fetchval("SELECT city FROM contacts WHERE id = $1", contact)
-    async with vhost() as amqp_url:
-        connection = await aio_pika.connect(amqp_url)
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await declare(channel)
-        worker = ServiceProcess(args.dsn, amqp_url, args.code_dir)
-        segments: list[uuid.UUID] = []
-        try:
-            await worker.wait_ready()
+    segments: list[uuid.UUID] = []
+    try:
+        async with worker_on_own_vhost(args.dsn, args.code_dir) as (exchange, _worker):
             segments = await live_segments(conn, exchange, args.segments)
             probe_segment = await new_segment(conn, ACCOUNT_SMALL, PROBE_RULES)
             segments.append(probe_segment)
@@ -196,18 +189,12 @@ async def main(args: argparse.Namespace) -> None:
                 }
                 report["runs"].append(run)
                 print(json.dumps(run), flush=True)
-        finally:
-            worker.stop()
-            await connection.close()
-            await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
-            await conn.execute("UPDATE contacts SET city = $2 WHERE id = $1", contact, old_city)
+    finally:
+        await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
+        await conn.execute("UPDATE contacts SET city = $2 WHERE id = $1", contact, old_city)
     await watcher.close()
     await conn.close()
     print(json.dumps(report, indent=2))
-
-
-def _ints(text: str) -> list[int]:
-    return [int(part) for part in text.split(",")]
 
 
 if __name__ == "__main__":
@@ -216,7 +203,7 @@ if __name__ == "__main__":
     parser.add_argument("--probes", type=int, default=200, help="probes per background rate")
     parser.add_argument(
         "--background",
-        type=_ints,
+        type=comma_ints,
         default=[0, 1000, 2000],
         help="background changed contacts per second, comma-separated (0: none)",
     )

@@ -462,30 +462,41 @@ async def bench_changes(
     return {"segments": args.segments, "runs": runs}
 
 
-async def main(args: argparse.Namespace) -> None:
-    conn = await connect(args.dsn)
-    report: dict[str, Any] = {"code": args.code_dir or "."}
+@asynccontextmanager
+async def worker_on_own_vhost(
+    dsn: str, code_dir: str | None
+) -> AsyncIterator[tuple[Any, ServiceProcess]]:
+    """A `segments worker` process (from `code_dir`, to compare checkouts) on a vhost of its
+    own, started and ready, and an exchange to publish to with confirms; all stopped after."""
     async with vhost() as amqp_url:
         connection = await aio_pika.connect(amqp_url)
         channel = await connection.channel(publisher_confirms=True)
         exchange = await declare(channel)
-        worker = ServiceProcess(args.dsn, amqp_url, args.code_dir)
+        worker = ServiceProcess(dsn, amqp_url, code_dir)
         try:
             await worker.wait_ready()
-            if "builds" in args.phases:
-                report["builds"] = await bench_builds(conn, worker, exchange, args.runs)
-                report["worker_peak_rss_mib_after_builds"] = worker.peak_rss_mib()
-            if "changes" in args.phases:
-                report["changes"] = await bench_changes(conn, worker, exchange, args)
-                report["worker_peak_rss_mib_after_changes"] = worker.peak_rss_mib()
+            yield exchange, worker
         finally:
             worker.stop()
             await connection.close()
+
+
+async def main(args: argparse.Namespace) -> None:
+    conn = await connect(args.dsn)
+    report: dict[str, Any] = {"code": args.code_dir or "."}
+    async with worker_on_own_vhost(args.dsn, args.code_dir) as (exchange, worker):
+        if "builds" in args.phases:
+            report["builds"] = await bench_builds(conn, worker, exchange, args.runs)
+            report["worker_peak_rss_mib_after_builds"] = worker.peak_rss_mib()
+        if "changes" in args.phases:
+            report["changes"] = await bench_changes(conn, worker, exchange, args)
+            report["worker_peak_rss_mib_after_changes"] = worker.peak_rss_mib()
     await conn.close()
     print(json.dumps(report, indent=2))
 
 
-def _ints(text: str) -> list[int]:
+def comma_ints(text: str) -> list[int]:
+    """ "1000,2000" -> [1000, 2000] (an argparse type)."""
     return [int(part) for part in text.split(",")]
 
 
@@ -495,7 +506,10 @@ if __name__ == "__main__":
     parser.add_argument("--phases", default="builds,changes", help="builds, changes or both")
     parser.add_argument("--runs", type=int, default=3, help="builds per data size")
     parser.add_argument(
-        "--rates", type=_ints, default=[1000], help="changed contacts per second, comma-separated"
+        "--rates",
+        type=comma_ints,
+        default=[1000],
+        help="changed contacts per second, comma-separated",
     )
     parser.add_argument("--seconds", type=float, default=30, help="per rate")
     parser.add_argument("--segments", type=int, default=100, help="live segments")
