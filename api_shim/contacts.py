@@ -30,7 +30,9 @@ from api_shim.errors import ERROR_RESPONSES, ApiError, ErrorItem, not_found
 from api_shim.routing import SlashOptionalRouter
 from api_shim.types import Email, JsonObject, ShortText, storable_text, utc
 from worker.contact_lookup import ids_by_email, normal_email
+from worker.hints import fields_changed
 from worker.lists import change_members as change_list_members
+from worker.messages import ChangeHints
 from worker.outbox import enqueue_contacts_changed
 
 MAX_CONTACTS = 1000  # per upsert call (one contact.changed message)
@@ -140,6 +142,14 @@ class MembershipResult(BaseModel):
 class ContactChanges(BaseModel):
     model_config = ConfigDict(extra="forbid")
     contact_ids: Annotated[list[UUID], Field(min_length=1, max_length=MAX_CHANGED_IDS)]
+    changed: ChangeHints | None = Field(
+        None,
+        description=(
+            "What changed (README: Producers, change hints): segments whose rules read none of"
+            " it are not re-evaluated. Leave it out when anything may have changed, and always"
+            " for created or deleted contacts."
+        ),
+    )
 
 
 class ChangesAccepted(BaseModel):
@@ -153,7 +163,13 @@ async def upsert_contacts(ctx: Ctx, who: Writer, body: ContactBatch) -> UpsertRe
     docs = [_document(c) for c in body.contacts]
     async with ctx.pool.acquire() as conn, conn.transaction():
         by_email = await db.upsert_contacts(conn, who.account_id, docs)
-        await enqueue_contacts_changed(conn, who.account_id, [i for i, _ in by_email.values()])
+        # A created contact is new to every segment: no hints. An updated one changed the
+        # fields its document sent.
+        created = [i for i, new in by_email.values() if new]
+        updated = [i for i, new in by_email.values() if not new]
+        await enqueue_contacts_changed(conn, who.account_id, created)
+        updated_docs = [d for d in docs if not by_email[d["email"]][1]]
+        await enqueue_contacts_changed(conn, who.account_id, updated, _fields_sent(updated_docs))
     items = [
         UpsertedContact(id=by_email[c.email][0], email=c.email, created=by_email[c.email][1])
         for c in body.contacts
@@ -169,7 +185,8 @@ async def append_events(ctx: Ctx, who: Writer, body: EventBatch) -> EventsResult
             (i, e.type, e.campaign_id, e.occurred_at) for i, e in zip(ids, body.events, strict=True)
         ]
         inserted = await db.insert_events(conn, who.account_id, rows)
-        await enqueue_contacts_changed(conn, who.account_id, ids)
+        types = sorted({e.type for e in body.events})
+        await enqueue_contacts_changed(conn, who.account_id, ids, ChangeHints(events=types))
     return EventsResult(inserted=inserted)
 
 
@@ -211,7 +228,7 @@ async def contacts_changed(ctx: Ctx, who: Writer, body: ContactChanges) -> Chang
     # signalled exactly this way, and the worker only ever reads this account's rows.
     unique = list(dict.fromkeys(body.contact_ids))
     async with ctx.pool.acquire() as conn, conn.transaction():
-        messages = await enqueue_contacts_changed(conn, who.account_id, unique)
+        messages = await enqueue_contacts_changed(conn, who.account_id, unique, body.changed)
     return ChangesAccepted(contact_ids=len(unique), messages=messages)
 
 
@@ -224,6 +241,13 @@ def _document(contact: ContactIn) -> dict[str, Any]:
     if "tags" in doc and doc["tags"] is None:
         doc["tags"] = []  # an empty list is the null of a list
     return doc
+
+
+def _fields_sent(docs: Sequence[dict[str, Any]]) -> ChangeHints:
+    """The change hints of updating contacts with these documents: the keys they sent."""
+    columns = {key for doc in docs for key in doc if key != "email"}
+    custom = {key for doc in docs for key in doc.get("attributes", {})}
+    return fields_changed(columns, custom)
 
 
 def _reject_duplicates(values: list[str], key: str, field: str) -> None:

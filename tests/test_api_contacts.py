@@ -75,10 +75,21 @@ async def test_upsert_creates_then_updates_only_the_keys_sent(
     assert ann["attributes"] == {"plan": "pro", "seats": 5}
     assert rows["b@example.com"]["status"] == "pending"
     messages = await changed_messages(conn, tenant)
-    assert len(messages) == 2
+    assert len(messages) == 3
     assert messages[0]["schema"] == 1
     assert sorted(messages[0]["contact_ids"]) == sorted(i["id"] for i in items)
     assert messages[0]["changed_at"].endswith("Z")
+    # Created contacts are new to every segment: no hints. Updated ones: the keys sent, the
+    # custom fields by key, and updated_at.
+    assert "changed" not in messages[0]
+    assert messages[1]["contact_ids"] == [second.json()["items"][1]["id"]]
+    assert "changed" not in messages[1]
+    assert messages[2]["contact_ids"] == [items[0]["id"]]
+    assert messages[2]["changed"] == {
+        "fields": ["company", "seats", "updated_at"],
+        "events": [],
+        "lists": False,
+    }
 
 
 async def test_upsert_rejects_bad_contacts_with_locations(
@@ -139,7 +150,9 @@ async def test_events_append_and_unknown_contacts_are_located(
     assert [r["type"] for r in rows] == ["click", "open"]
     assert rows[0]["occurred_at"].isoformat() == "2026-01-02T03:04:05+00:00"  # no offset: UTC
     assert str(rows[1]["campaign_id"]) == campaign
-    assert (await changed_messages(conn, tenant))[0]["contact_ids"] == [str(mine)]
+    (message,) = await changed_messages(conn, tenant)
+    assert message["contact_ids"] == [str(mine)]
+    assert message["changed"] == {"fields": [], "events": ["click", "open"], "lists": False}
     foreign = await client.post(
         "/api/v2/events",
         json={
@@ -184,6 +197,7 @@ async def test_list_members_add_and_remove(
     assert [m["contact_id"] for m in members] == [a]
     messages = await changed_messages(conn, tenant)
     assert [sorted(m["contact_ids"]) for m in messages] == [sorted([str(a), str(b)]), [str(b)]]
+    assert [m["changed"] for m in messages] == [{"fields": [], "events": [], "lists": True}] * 2
     noop = await client.post(path, json={"add": [str(a)]}, headers=tenant.headers)
     assert noop.json() == {"added": 0, "removed": 0}
     assert len(await changed_messages(conn, tenant)) == 2  # nothing changed, nothing sent
@@ -224,3 +238,25 @@ async def test_changes_split_into_messages_of_1000_ids(
         "/api/v2/contacts/changes", json={"contact_ids": ["x"]}, headers=tenant.headers
     )
     assert bad.json()["errors"][0]["loc"] == "contact_ids[0]"
+
+
+async def test_changes_carry_the_hints_given(
+    client: httpx.AsyncClient, tenant: Tenant, conn: asyncpg.Connection
+) -> None:
+    ids = [str(uuid.uuid4())]
+    hinted = await client.post(
+        "/api/v2/contacts/changes",
+        json={"contact_ids": ids, "changed": {"fields": ["status"], "lists": True}},
+        headers=tenant.headers,
+    )
+    assert hinted.status_code == 202, hinted.text
+    (message,) = await changed_messages(conn, tenant)
+    assert message["changed"] == {"fields": ["status"], "events": [], "lists": True}
+    bad = await client.post(
+        "/api/v2/contacts/changes",
+        json={"contact_ids": ids, "changed": {"events": ["opened"]}},
+        headers=tenant.headers,
+    )
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["loc"] == "changed.events[0]"
+    assert len(await changed_messages(conn, tenant)) == 1

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from uuid import UUID
 
+from worker.hints import Hints, merged_hints
 from worker.messages import ContactChanged
 
 Delivery = TypeVar("Delivery")
@@ -39,6 +40,12 @@ class AccountPart(Generic[Delivery]):
     contact_ids: list[UUID]
     deliveries: list[Delivery]
     changes: list[ContactChanged]
+
+    @property
+    def hints(self) -> Hints | None:
+        """What changed, over all its messages: their union, None (anything) if one says
+        nothing."""
+        return merged_hints(self.changes)
 
 
 @dataclass

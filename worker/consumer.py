@@ -25,10 +25,11 @@ from worker.changes import (
     ChangeResult,
     apply_changes,
     apply_pending,
-    live_segment_ids,
     split_evenly,
 )
+from worker.dependencies import SegmentReads
 from worker.errors import failure_reason, is_transient
+from worker.hints import Hints
 from worker.messages import (
     SEGMENT_ROUTING_KEYS,
     BadMessage,
@@ -42,6 +43,7 @@ from worker.metrics import (
     BUILD_START_DELAY,
     BUILD_STEP_DURATION,
     BUILDS_IN_PROGRESS,
+    CHANGE_BATCH_SEGMENTS,
     CHANGE_LAG,
     INCREMENTAL_BATCH_CONTACTS,
     INCREMENTAL_DEFERRED,
@@ -208,6 +210,7 @@ class ChangeConsumer:
             window_s=settings.change_batch_window_ms / 1000,
         )
         self._timer: asyncio.TimerHandle | None = None
+        self.reads = SegmentReads()  # what each live segment reads, for change hints
         self._applying = False
         self._sweep_due = False
 
@@ -283,7 +286,7 @@ class ChangeConsumer:
         INCREMENTAL_BATCH_CONTACTS.observe(len(part.contact_ids))
         started = time.perf_counter()
         try:
-            result = await self._apply_in_parallel(part.account_id, part.contact_ids)
+            result = await self._apply_in_parallel(part.account_id, part.contact_ids, part.hints)
         except Exception as exc:  # classified per message below
             log.warning(
                 "changes.error",
@@ -328,12 +331,18 @@ class ChangeConsumer:
                 still_building=result.deferred,
             )
 
-    async def _apply_in_parallel(self, account_id: UUID, contact_ids: list[UUID]) -> ChangeResult:
-        """The account's live segments split over `change_parallelism` transactions at once
-        (a batch is CPU-bound on the database; one connection uses one core). A part that
-        fails fails the batch, which is retried (re-evaluating is idempotent)."""
+    async def _apply_in_parallel(
+        self, account_id: UUID, contact_ids: list[UUID], hints: Hints | None
+    ) -> ChangeResult:
+        """The account's live segments that the change may move (worker.dependencies) split
+        over `change_parallelism` transactions at once (a batch is CPU-bound on the database;
+        one connection uses one core). A part that fails fails the batch, which is retried
+        (re-evaluating is idempotent)."""
         async with self.pool.acquire() as conn:
-            segment_ids = await live_segment_ids(conn, account_id)
+            selection = await self.reads.select(conn, account_id, hints)
+        CHANGE_BATCH_SEGMENTS.labels("evaluated").observe(len(selection.segment_ids))
+        CHANGE_BATCH_SEGMENTS.labels("skipped").observe(selection.skipped)
+        segment_ids = selection.segment_ids
 
         async def apply_part(part: list[UUID]) -> ChangeResult:
             async with self.pool.acquire() as conn:

@@ -17,7 +17,11 @@ from uuid import UUID
 import asyncpg
 
 from worker.db import Conn
+from worker.messages import ChangeHints
 from worker.outbox import enqueue_contacts_changed
+
+# What a change of list members changes about the contacts (change hints).
+LISTS_CHANGED = ChangeHints(lists=True)
 
 _LIST_COLUMNS = """l.id, l.name, l.created_at,
     (SELECT count(*) FROM contact_list_members m WHERE m.list_id = l.id) AS members_count"""
@@ -93,7 +97,9 @@ async def delete_list(conn: Conn, account_id: UUID, list_id: UUID) -> bool:
         "DELETE FROM contact_list_members WHERE list_id = $1 RETURNING contact_id", list_id
     )
     await conn.execute("DELETE FROM contact_lists WHERE id = $1", list_id)
-    await enqueue_contacts_changed(conn, account_id, [r["contact_id"] for r in members])
+    await enqueue_contacts_changed(
+        conn, account_id, [r["contact_id"] for r in members], LISTS_CHANGED
+    )
     return True
 
 
@@ -140,5 +146,5 @@ async def change_members(
     joined = [r["contact_id"] for r in added]
     left = [r["contact_id"] for r in removed]
     if joined or left:
-        await enqueue_contacts_changed(conn, account_id, [*joined, *left])
+        await enqueue_contacts_changed(conn, account_id, [*joined, *left], LISTS_CHANGED)
     return joined, left

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from uuid import UUID
 
 import aio_pika
@@ -30,6 +30,10 @@ EXCHANGE = "segments"
 SEGMENT_ROUTING_KEYS = ("segment.created", "segment.updated", "segment.rebuild", "segment.refresh")
 CONTACT_CHANGED = "contact.changed"
 MAX_CONTACT_IDS = 1000
+# The values of events.type (docs/database.md): what a hint's `events` may name.
+EventType = Literal["open", "click", "bounce", "complaint", "delivered", "unsubscribe"]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+MAX_HINT_FIELDS = 300  # per list of a hint: the built-ins, and more custom fields than usual
 
 
 class _Message(BaseModel):
@@ -47,7 +51,11 @@ class _Message(BaseModel):
         return value
 
     def to_json(self) -> bytes:
-        return self.model_dump_json(by_alias=True).encode()
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+    def to_body(self) -> dict[str, Any]:
+        """The body as JSON-ready values (what the outbox stores)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class SegmentMessage(_Message):
@@ -57,11 +65,40 @@ class SegmentMessage(_Message):
     generation: Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
+FieldName = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class ChangeHints(BaseModel):
+    """What changed about the contacts (`changed`): a segment whose rules read none of it is
+    not re-evaluated. A key left out means nothing of that kind changed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fields: Annotated[
+        list[FieldName],
+        Field(
+            max_length=MAX_HINT_FIELDS,
+            description=(
+                "Fields whose values changed, by the names rules use (email, status, tags, "
+                "opens_count, ..., and custom field keys), plus `isp_id` for the ISP and "
+                "`attributes` for every custom field at once."
+            ),
+        ),
+    ] = []
+    events: Annotated[
+        list[EventType],
+        Field(max_length=MAX_HINT_FIELDS, description="Types of the events added or removed."),
+    ] = []
+    lists: bool = Field(False, description="Whether the contacts' list memberships changed.")
+
+
 class ContactChanged(_Message):
-    """contact.changed: these contacts (or their events or lists) changed; re-evaluate them."""
+    """contact.changed: these contacts (or their events or lists) changed; re-evaluate them.
+    `changed` absent (or null): anything about them may have changed."""
 
     contact_ids: Annotated[list[UUID], Field(min_length=1, max_length=MAX_CONTACT_IDS)]
     changed_at: AwareDatetime
+    changed: ChangeHints | None = None
 
 
 M = TypeVar("M", bound=_Message)

@@ -48,6 +48,13 @@ INCREMENTAL_DURATION = Histogram(
     "Time to apply one incremental update batch to all affected segments of an account.",
     buckets=_APPLY_BUCKETS,
 )
+CHANGE_BATCH_SEGMENTS = Histogram(
+    "segments_change_batch_segments",
+    "Live segments per change batch (per account) by decision: evaluated, or skipped because"
+    " their rules read nothing the batch's change hints name.",
+    ["decision"],
+    buckets=(0, 1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+)
 INCREMENTAL_DEFERRED = Counter(
     "segments_incremental_deferred_segments",
     "Segment updates a change batch queued (segment_pending_changes) because a build held the"

@@ -14,7 +14,13 @@ from typing import Any
 from uuid import UUID
 
 from worker.db import Conn
-from worker.messages import CONTACT_CHANGED, MAX_CONTACT_IDS, ContactChanged, SegmentMessage
+from worker.messages import (
+    CONTACT_CHANGED,
+    MAX_CONTACT_IDS,
+    ChangeHints,
+    ContactChanged,
+    SegmentMessage,
+)
 
 NOTIFY_CHANNEL = "segments_outbox"
 
@@ -35,14 +41,18 @@ async def enqueue_segment(
     message = SegmentMessage(
         schema_version=1, account_id=account_id, segment_id=segment_id, generation=generation
     )
-    await enqueue(conn, routing_key, message.model_dump(mode="json", by_alias=True))
+    await enqueue(conn, routing_key, message.to_body())
 
 
 async def enqueue_contacts_changed(
-    conn: Conn, account_id: UUID, contact_ids: Sequence[UUID]
+    conn: Conn,
+    account_id: UUID,
+    contact_ids: Sequence[UUID],
+    changed: ChangeHints | None = None,
 ) -> int:
     """contact.changed for these contacts, split into messages of at most 1000 ids (the
-    contract's limit). Returns the number of messages written."""
+    contract's limit), with the hints `changed` (None: anything may have changed). Returns the
+    number of messages written."""
     unique = list(dict.fromkeys(contact_ids))
     changed_at = datetime.now(UTC)
     count = 0
@@ -52,7 +62,8 @@ async def enqueue_contacts_changed(
             account_id=account_id,
             contact_ids=unique[start : start + MAX_CONTACT_IDS],
             changed_at=changed_at,
+            changed=changed,
         )
-        await enqueue(conn, CONTACT_CHANGED, message.model_dump(mode="json", by_alias=True))
+        await enqueue(conn, CONTACT_CHANGED, message.to_body())
         count += 1
     return count

@@ -79,6 +79,13 @@ MESSAGES = (
                 "(segments_change_lag_seconds): the worker always reads the contacts' current "
                 "data."
             ),
+            "changed": (
+                "Optional change hints: what changed about these contacts. A segment whose "
+                "rules and lists read none of it is not re-evaluated for this message. Absent "
+                "or null: anything may have changed (every live segment is re-evaluated); "
+                "always leave it out for created or deleted contacts. In an object, a key left "
+                "out means nothing of that kind changed."
+            ),
         },
         examples=(
             {
@@ -89,6 +96,13 @@ MESSAGES = (
                     "5d6e7f80-9a1b-4c2d-8e3f-4a5b6c7d8e9f",
                 ],
                 "changed_at": "2024-05-01T10:00:00Z",
+            },
+            {
+                "schema": 1,
+                "account_id": _ACCOUNT,
+                "contact_ids": ["0b8e4f6a-1c2d-4e3f-9a5b-6c7d8e9f0a1b"],
+                "changed_at": "2024-05-01T10:00:00Z",
+                "changed": {"fields": ["country", "plan"], "events": ["open"], "lists": True},
             },
         ),
     ),
@@ -148,6 +162,7 @@ def build(doc: MessageDoc) -> dict[str, Any]:
         "required": generated["required"],
         "additionalProperties": generated["additionalProperties"],
         "examples": list(doc.examples),
+        **({"$defs": generated["$defs"]} if "$defs" in generated else {}),
     }
 
 

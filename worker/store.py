@@ -45,11 +45,16 @@ class SegmentRules:
             row["timezone"],
         )
 
-    def query(self, registry: FieldRegistry, now: datetime) -> SegmentQuery:
-        """The segment's query at `now`; raises RulesInvalid if the rules no longer fit the
+    def tree(self, registry: FieldRegistry) -> RuleTree:
+        """The rules as the canonical tree; raises RulesInvalid if they no longer fit the
         account's fields (a custom field undeclared or retyped since the segment was saved)."""
-        tree: RuleTree = parse_rules(self.dialect, self.rules, registry)
-        return SegmentQuery(self.account_id, tree, self.contact_list_ids, now, self.timezone)
+        return parse_rules(self.dialect, self.rules, registry)
+
+    def query(self, registry: FieldRegistry, now: datetime) -> SegmentQuery:
+        """The segment's query at `now` (RulesInvalid as `tree`)."""
+        return SegmentQuery(
+            self.account_id, self.tree(registry), self.contact_list_ids, now, self.timezone
+        )
 
 
 async def load_segment_rules(conn: Conn, segment_id: UUID) -> SegmentRules | None:

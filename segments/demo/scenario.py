@@ -236,7 +236,12 @@ async def make_changes(
     )
     if changed:
         await client.post(
-            "/api/v2/contacts/changes", {"contact_ids": [str(r["id"]) for r in changed]}
+            "/api/v2/contacts/changes",
+            {
+                "contact_ids": [str(r["id"]) for r in changed],
+                # Hints: only segments that read these fields are re-evaluated.
+                "changed": {"fields": ["status", "updated_at"]},
+            },
         )
         display.write(
             f"  UPDATE contacts, then POST /api/v2/contacts/changes (the backing API's way): "

@@ -47,7 +47,7 @@ from segments.importer.readers import (
     open_text,
 )
 from worker.db import Conn
-from worker.messages import MAX_CONTACT_IDS
+from worker.messages import EVENT_TYPES, MAX_CONTACT_IDS, ChangeHints
 from worker.outbox import enqueue_contacts_changed
 
 __all__ = [
@@ -289,9 +289,20 @@ async def _finish(
     async with contextlib.aclosing(load.changed_batches(conn, MAX_CONTACT_IDS)) as batches:
         async for ids in batches:
             summary.contacts_changed += len(ids)
-            summary.messages += await enqueue_contacts_changed(conn, options.account_id, ids)
+            summary.messages += await enqueue_contacts_changed(
+                conn, options.account_id, ids, _HINTS[options.kind]
+            )
     if progress:
         progress.phase("committing", contacts_changed=summary.contacts_changed)
+
+
+# What an import changes about its contacts (change hints): contacts may be created, so a
+# contacts import says nothing (anything may have changed).
+_HINTS: dict[Kind, ChangeHints | None] = {
+    "contacts": None,
+    "events": ChangeHints(events=list(EVENT_TYPES)),
+    "members": ChangeHints(lists=True),
+}
 
 
 async def _report(

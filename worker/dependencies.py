@@ -1,0 +1,190 @@
+"""Which live segments a change can move (change hints, README "Producers").
+
+A segment's **reads** are what its compiled rules and its universe read, taken from the
+canonical tree: contact fields and custom fields by name, event types (activity,
+deliverability and the fields derived from events), lists (membership conditions, and the
+universe whenever the segment has `contact_list_ids`), the ISP, the segments it references and
+the clock. A `contact.changed` may say what changed (`changed`: fields, event types, whether
+list memberships changed); a segment whose reads meet none of it cannot move for that change
+and is not re-evaluated. A change without hints may have changed anything: every live segment.
+
+What hints never carry, and why skipping is still right:
+- referenced segments: their membership changes only through their own evaluation, whose
+  moves are queued for the segments referencing them (worker.propagation);
+- the clock: clock-dependent segments are refreshed on a schedule (worker.scheduler);
+- a contact's existence: a created or deleted contact is signalled without hints (the shim
+  does so), and no universe is defined by anything else than lists (docs/rules.md).
+
+The reads of a segment depend only on its rules and lists, which change only with its
+generation, so they are computed once per (segment, generation) and cached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import structlog
+
+from worker.compiler.operators import DERIVED
+from worker.db import Conn
+from worker.hints import ALL_CUSTOM_FIELDS, ISP_FIELD, Hints
+from worker.locks import segment_lock_key
+from worker.messages import EVENT_TYPES
+from worker.rules import (
+    ActivityCondition,
+    FieldCondition,
+    IspCondition,
+    MembershipCondition,
+    RulesInvalid,
+    RuleTree,
+    SegmentCondition,
+)
+from worker.rules.fields import FieldSource
+from worker.store import SegmentRules, load_registry
+
+log = structlog.get_logger(__name__)
+
+# Fields whose change may change the ISP: a contact's ISP follows its address.
+_ISP_FIELDS = frozenset({ISP_FIELD, "email"})
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What one segment's rules and universe read."""
+
+    fields: frozenset[str]  # field names: columns, derived and custom
+    custom: bool  # at least one custom field (contacts.attributes)
+    events: frozenset[str]  # event types counted, directly or by a derived field
+    lists: bool  # list memberships: a membership condition or a universe of lists
+    isp: bool
+    segments: frozenset[UUID]  # referenced segments (changes reach them by propagation)
+    clock: bool  # membership drifts with time (refreshed on a schedule)
+
+    @classmethod
+    def of(cls, tree: RuleTree, contact_list_ids: Sequence[UUID]) -> Reads:
+        fields: set[str] = set()
+        events: set[str] = set()
+        custom = lists = isp = False
+        for condition in tree.conditions():
+            match condition:
+                case FieldCondition(field=spec):
+                    fields.add(spec.name)
+                    custom |= spec.source is FieldSource.CUSTOM
+                    if spec.source is FieldSource.DERIVED:
+                        events.add(DERIVED[spec.name][0])
+                case ActivityCondition(metric=metric):
+                    events.add(metric)
+                case MembershipCondition():
+                    lists = True
+                case IspCondition():
+                    isp = True
+                case SegmentCondition():
+                    pass  # tree.segment_ids() below
+        return cls(
+            fields=frozenset(fields),
+            custom=custom,
+            events=frozenset(events),
+            lists=lists or bool(contact_list_ids),
+            isp=isp,
+            segments=frozenset(tree.segment_ids()),
+            clock=tree.depends_on_clock,
+        )
+
+    def affected_by(self, hints: Hints | None) -> bool:
+        """Whether a change with these hints (None: anything) may move the segment."""
+        if hints is None:
+            return True
+        return bool(
+            (hints.lists and self.lists)
+            or hints.events & self.events
+            or hints.fields & self.fields
+            or (self.isp and hints.fields & _ISP_FIELDS)
+            or (self.custom and ALL_CUSTOM_FIELDS in hints.fields)
+        )
+
+
+# Rules that no longer parse (a custom field undeclared since): assume they read everything;
+# the apply step leaves such a segment alone and its next build marks it FAILED.
+EVERYTHING = Reads(
+    fields=frozenset(),
+    custom=True,
+    events=frozenset(EVENT_TYPES),
+    lists=True,
+    isp=True,
+    segments=frozenset(),
+    clock=True,
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The live segments a batch re-evaluates (in lock order), and how many it skips."""
+
+    segment_ids: list[UUID]
+    skipped: int
+
+
+class SegmentReads:
+    """The reads of segments by (id, generation), computed at first sight; bounded (least
+    recently used dropped first), one per worker process."""
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self.max_entries = max_entries
+        self._cache: OrderedDict[tuple[UUID, int], Reads] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    async def select(self, conn: Conn, account_id: UUID, hints: Hints | None) -> Selection:
+        """The account's live segments (DONE or RUNNING, as worker.changes.live_segment_ids)
+        that a change with `hints` may move."""
+        rows = await conn.fetch(
+            """SELECT id, generation FROM segments
+               WHERE account_id = $1 AND status IN ('DONE', 'RUNNING')""",
+            account_id,
+        )
+        live = [(r["id"], r["generation"]) for r in rows]
+        if hints is None:
+            chosen = [segment_id for segment_id, _ in live]
+        else:
+            reads = await self.reads_of(conn, account_id, live)
+            chosen = [key[0] for key in live if reads[key].affected_by(hints)]
+        return Selection(sorted(chosen, key=segment_lock_key), len(live) - len(chosen))
+
+    async def reads_of(
+        self, conn: Conn, account_id: UUID, keys: Sequence[tuple[UUID, int]]
+    ) -> dict[tuple[UUID, int], Reads]:
+        """Reads by (segment id, generation); the ones not cached are read and parsed."""
+        missing = [key for key in keys if key not in self._cache]
+        if missing:
+            await self._load(conn, account_id, missing)
+        found = {}
+        for key in keys:
+            # A generation that moved on between the two reads: assume everything (its
+            # segment is not DONE for this generation anyway, and is rebuilt).
+            found[key] = self._cache.get(key, EVERYTHING)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+        return found
+
+    async def _load(self, conn: Conn, account_id: UUID, keys: list[tuple[UUID, int]]) -> None:
+        rows = await conn.fetch(
+            """SELECT id, account_id, generation, dialect, rules, contact_list_ids, timezone
+               FROM segments WHERE account_id = $1 AND id = ANY($2::uuid[])""",
+            account_id,
+            [segment_id for segment_id, _ in keys],
+        )
+        registry = await load_registry(conn, account_id)
+        for row in rows:
+            segment = SegmentRules.from_row(row)
+            try:
+                reads = Reads.of(segment.tree(registry), segment.contact_list_ids)
+            except RulesInvalid as exc:
+                log.info("dependencies.rules_invalid", segment_id=str(row["id"]), error=str(exc))
+                reads = EVERYTHING
+            self._cache[(segment.segment_id, segment.generation)] = reads
+        while len(self._cache) > self.max_entries:
+            self._cache.popitem(last=False)
