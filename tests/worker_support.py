@@ -18,7 +18,13 @@ import asyncpg
 from tests.reference_db import reference_members
 from tests.waiting import wait_for
 from worker.locks import segment_lock_key
-from worker.messages import ContactChanged, SegmentMessage, amqp_message, contract_message
+from worker.messages import (
+    ChangeHints,
+    ContactChanged,
+    SegmentMessage,
+    amqp_message,
+    contract_message,
+)
 from worker.runner import run_worker
 from worker.settings import Settings
 
@@ -115,13 +121,17 @@ async def publish_segment(
 
 
 async def publish_changes(
-    exchange: aio_pika.abc.AbstractExchange, account_id: uuid.UUID, contact_ids: list[uuid.UUID]
+    exchange: aio_pika.abc.AbstractExchange,
+    account_id: uuid.UUID,
+    contact_ids: list[uuid.UUID],
+    changed: ChangeHints | None = None,
 ) -> None:
     body = ContactChanged(
         schema_version=1,
         account_id=account_id,
         contact_ids=contact_ids,
         changed_at=datetime.now(UTC),
+        changed=changed,
     )
     await exchange.publish(contract_message(body), routing_key="contact.changed")
 

@@ -57,8 +57,8 @@ MESSAGES = (
         description=(
             f"Routing key `{CONTACT_CHANGED}` on the durable topic exchange `{EXCHANGE}`. "
             "These contacts, or their events or list memberships, changed: the worker "
-            "re-evaluates them in every DONE segment of the account and changes membership and "
-            "total_count in place. Published by producers and by the service's API (outbox). "
+            "re-evaluates them in every DONE segment of the account that reads what changed "
+            "(`changed`) and changes membership and total_count in place. Published by producers and by the service's API (outbox). "
             f"{_PROPERTIES} Delivery is at least once; a repeated message is harmless. A body "
             "that does not match this schema is dead-lettered at once "
             "(x-segments-reason: bad_message)."

@@ -1,0 +1,247 @@
+"""Change hints (README "Producers", change hints): what each segment reads, which segments a
+batch's hints select, and the worker skipping the others, against the real RabbitMQ and
+PostgreSQL; a malformed `changed` is a poison message."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+
+from tests.waiting import wait_for
+from tests.worker_support import (
+    dumps,
+    members,
+    publish_changes,
+    publish_segment,
+    publisher,
+    running_worker,
+    save_segment,
+    seed_contacts,
+    take_dead_letter,
+    wait_status,
+    worker_settings,
+)
+from worker.batching import ChangeBatcher
+from worker.dependencies import Reads, SegmentReads
+from worker.hints import Hints, fields_changed, merged_hints
+from worker.messages import ChangeHints, ContactChanged, amqp_message
+from worker.rules import FieldRegistry, parse_rules
+from worker.settle import REASON_HEADER
+from worker.topology import CONTACT_CHANGES_QUEUE
+
+REGISTRY = FieldRegistry.from_declarations({"plan": "text"})
+LIST = uuid.UUID("00000000-0000-4000-8000-000000000001")
+
+
+def _field(name: str, operator: str = "is_null") -> dict[str, Any]:
+    return {"kind": "field", "field": name, "operator": operator}
+
+
+def _reads(*conditions: dict[str, Any], lists: tuple[uuid.UUID, ...] = ()) -> Reads:
+    return Reads.of(parse_rules("v2", {"all": list(conditions)}, REGISTRY), lists)
+
+
+OPENED = {"kind": "activity", "metric": "open", "operator": "ever"}
+ISP = {"kind": "isp", "operator": "in", "values": [1]}
+IN_LIST = {"kind": "membership", "operator": "in", "list_ids": [str(LIST)]}
+
+
+def test_reads_name_fields_events_lists_isp_references_and_the_clock() -> None:
+    reads = _reads(
+        _field("country"),
+        _field("plan"),
+        _field("last_click_at"),
+        {**OPENED, "days_window": {"mode": "last", "days": 3}},
+        ISP,
+        {"kind": "segment", "operator": "in", "segment_ids": [str(LIST)]},
+    )
+    assert reads.fields == {"country", "plan", "last_click_at"}
+    assert reads.custom
+    assert reads.events == {"open", "click"}  # last_click_at is read from click events
+    assert reads.isp and reads.clock and not reads.lists
+    assert reads.segments == {LIST}
+
+
+@pytest.mark.parametrize(
+    ("conditions", "lists", "hints", "affected"),
+    [
+        ([_field("country")], (), Hints(fields=frozenset({"country"})), True),
+        ([_field("country")], (), Hints(fields=frozenset({"city", "updated_at"})), False),
+        ([_field("country")], (), None, True),  # no hints: anything may have changed
+        ([_field("country")], (), Hints(), False),  # said: nothing changed
+        ([_field("opens_count")], (), Hints(events=frozenset({"open"})), True),
+        ([_field("opens_count")], (), Hints(events=frozenset({"click"})), False),
+        ([OPENED], (), Hints(fields=frozenset({"opens_count"})), False),
+        ([OPENED], (), Hints(events=frozenset({"open", "bounce"})), True),
+        # The universe reads lists, whatever the rules read.
+        ([_field("country")], (LIST,), Hints(lists=True), True),
+        ([_field("country")], (), Hints(lists=True), False),
+        ([IN_LIST], (), Hints(lists=True), True),
+        # The ISP follows the address.
+        ([ISP], (), Hints(fields=frozenset({"email"})), True),
+        ([ISP], (), Hints(fields=frozenset({"isp_id"})), True),
+        ([_field("country")], (), Hints(fields=frozenset({"isp_id"})), False),
+        # `attributes`: any custom field.
+        ([_field("plan")], (), Hints(fields=frozenset({"attributes"})), True),
+        ([_field("plan")], (), Hints(fields=frozenset({"plan"})), True),
+        ([_field("country")], (), Hints(fields=frozenset({"attributes"})), False),
+        # A referenced segment's moves reach the referring segment by propagation.
+        (
+            [{"kind": "segment", "operator": "in", "segment_ids": [str(LIST)]}],
+            (),
+            Hints(fields=frozenset({"country"}), events=frozenset({"open"}), lists=True),
+            False,
+        ),
+    ],
+)
+def test_a_segment_is_affected_when_its_reads_meet_the_hints(
+    conditions: list[dict[str, Any]],
+    lists: tuple[uuid.UUID, ...],
+    hints: Hints | None,
+    affected: bool,
+) -> None:
+    assert _reads(*conditions, lists=lists).affected_by(hints) is affected
+
+
+def _change(account_id: uuid.UUID, changed: ChangeHints | None) -> ContactChanged:
+    return ContactChanged(
+        schema_version=1,
+        account_id=account_id,
+        contact_ids=[uuid.uuid4()],
+        changed_at=datetime.now(UTC),
+        changed=changed,
+    )
+
+
+def test_a_batch_merges_its_hints_and_one_message_without_hints_means_anything() -> None:
+    account = uuid.uuid4()
+    hinted = [
+        _change(account, ChangeHints(fields=["country"])),
+        _change(account, ChangeHints(events=["open"], lists=True)),
+    ]
+    assert merged_hints(hinted) == Hints(
+        fields=frozenset({"country"}), events=frozenset({"open"}), lists=True
+    )
+    assert merged_hints([*hinted, _change(account, None)]) is None
+    batcher: ChangeBatcher[str] = ChangeBatcher(max_contacts=100, window_s=0)
+    for i, change in enumerate([*hinted, _change(uuid.uuid4(), None)]):
+        batcher.add(f"delivery {i}", change)
+    first, second = batcher.take().accounts()
+    assert first.hints == merged_hints(hinted)
+    assert second.hints is None
+
+
+def test_an_update_hints_the_keys_sent_and_too_many_custom_keys_become_attributes() -> None:
+    hints = fields_changed({"status", "attributes"}, {"plan"})
+    assert hints.fields == ["plan", "status", "updated_at"]
+    many = fields_changed({"attributes"}, {f"k{i}" for i in range(200)})
+    assert many.fields == ["attributes", "updated_at"]
+
+
+async def test_the_selection_keeps_the_live_segments_whose_reads_meet_the_hints(
+    conn: asyncpg.Connection, account_id: uuid.UUID
+) -> None:
+    country = await save_segment(conn, account_id, {"all": [_field("country")]})
+    opened = await save_segment(conn, account_id, {"all": [OPENED]})
+    pending = await save_segment(conn, account_id, {"all": [_field("country")]})
+    await conn.execute(
+        "UPDATE segments SET status = 'DONE' WHERE id = ANY($1::uuid[])",
+        [country["id"], opened["id"]],
+    )
+    reads = SegmentReads()
+    by_country = await reads.select(conn, account_id, Hints(fields=frozenset({"country"})))
+    assert (by_country.segment_ids, by_country.skipped) == ([country["id"]], 1)
+    everything = await reads.select(conn, account_id, None)
+    assert set(everything.segment_ids) == {country["id"], opened["id"]}
+    assert pending["id"] not in everything.segment_ids  # not live: its build reads the data
+    # New rules are a new generation: read again, never from the cache.
+    await conn.execute(
+        """UPDATE segments SET rules = $2, generation = generation + 1 WHERE id = $1""",
+        country["id"],
+        {"all": [OPENED]},
+    )
+    by_open = await reads.select(conn, account_id, Hints(events=frozenset({"open"})))
+    assert set(by_open.segment_ids) == {country["id"], opened["id"]}
+    assert len(reads) == 3
+
+
+@pytest.fixture
+async def exchange(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
+    async with publisher(amqp_url) as exchange:
+        yield exchange
+
+
+@pytest.fixture
+async def worker(database_url: str, amqp_url: str) -> AsyncIterator[None]:
+    async with running_worker(worker_settings(database_url, amqp_url)):
+        yield
+
+
+async def test_the_worker_skips_segments_that_read_nothing_the_hints_name(
+    conn: asyncpg.Connection, account_id: uuid.UUID, exchange: Any, worker: None
+) -> None:
+    ann, bob, cid = await seed_contacts(
+        conn, account_id, [{"country": "DE"}, {"country": "FR"}, {"country": "FR"}]
+    )
+    in_de = {"all": [{**_field("country", "equals"), "value": "de"}]}
+    by_country = await save_segment(conn, account_id, in_de)
+    by_opens = await save_segment(conn, account_id, {"all": [OPENED]})
+    for segment in (by_country, by_opens):
+        await publish_segment(exchange, "segment.created", segment)
+        await wait_status(conn, segment["id"], "DONE")
+    # Bob moves to Germany; Ann also opened, but the message only says "country": the
+    # segment of openers is not re-evaluated, so Ann does not join it (yet).
+    await conn.execute("UPDATE contacts SET country = 'de' WHERE id = $1", bob)
+    await conn.execute(
+        """INSERT INTO events (account_id, contact_id, type, occurred_at)
+           VALUES ($1, $2, 'open', now()), ($1, $3, 'open', now())""",
+        account_id,
+        ann,
+        cid,
+    )
+    await publish_changes(exchange, account_id, [ann, bob], ChangeHints(fields=["country"]))
+
+    async def moved(segment_id: uuid.UUID, contact_id: uuid.UUID) -> bool:
+        return contact_id in await members(conn, segment_id)
+
+    await wait_for(lambda: moved(by_country["id"], bob))
+    # A later batch, without hints: once it shows, the first batch is wholly applied.
+    await publish_changes(exchange, account_id, [cid])
+    await wait_for(lambda: moved(by_opens["id"], cid))
+    assert await members(conn, by_opens["id"]) == {cid}
+    assert await members(conn, by_country["id"]) == {ann, bob}
+
+
+async def test_a_malformed_changed_is_dead_lettered_with_its_reason(
+    conn: asyncpg.Connection,
+    account_id: uuid.UUID,
+    exchange: Any,
+    worker: None,
+    amqp_url: str,
+) -> None:
+    body = {
+        "schema": 1,
+        "account_id": str(account_id),
+        "contact_ids": [str(uuid.uuid4())],
+        "changed_at": "2024-05-01T10:00:00Z",
+        "changed": {"fields": ["country"], "events": ["opened"]},
+    }
+    message = amqp_message(dumps(body))
+    await exchange.publish(message, routing_key="contact.changed")
+    queue = CONTACT_CHANGES_QUEUE.dead_letter_queue
+
+    async def dead() -> Any:
+        try:
+            return await take_dead_letter(amqp_url, queue, str(message.message_id))
+        except AssertionError:
+            return None
+
+    letter = await wait_for(dead)
+    assert letter.headers[REASON_HEADER] == "bad_message"
+    assert "changed.events.0" in letter.headers["x-segments-detail"]
