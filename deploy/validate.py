@@ -430,6 +430,9 @@ DASHBOARD_MUST_SHOW = {
     "queue depth": [r"rabbitmq_queue_messages_ready"],
     "queue age": [r"segments_build_start_delay_seconds_bucket"],
     "change lag p50/p99": _quantiles("segments_change_lag_seconds_bucket", "0.5", "0.99"),
+    "segments evaluated and skipped by change hints": [
+        r"by \(decision\) \(rate\(segments_change_batch_segments_sum"
+    ],
     "dead-lettered messages": [r'segments_messages_total\{outcome="dead_lettered"\}'],
     "DLQ depth": [r"rabbitmq_queue_messages\{[^}]*dlq"],
     "outbox backlog": [r"segments_outbox_backlog"],
