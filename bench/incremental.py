@@ -13,9 +13,10 @@ batch repeats no contact), timed per batch; pairs/s = N * K / median time.
 
 Two moments: **stale**, `segment_members` without statistics, as right after the first
 builds before autovacuum analysed it (the bench deletes its pg_statistic rows, which an
-ANALYZE writes back: only in a database of its own); and **analysed** after ANALYZE. Two plan
-modes each: `custom` (planned at every execution) and `generic` (planned once per connection
-and statement text, then reused), interleaved batch by batch.
+ANALYZE writes back: only in a database of its own); and **analysed** after ANALYZE. Three plan
+modes each: `custom` (planned at every execution), `generic` (planned once per connection and
+statement text, then reused) and `auto` (PostgreSQL's choice after five custom plans, the
+worker's default), interleaved batch by batch.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from worker.builds import build_segment
 from worker.db import connect
 from worker.messages import SegmentMessage
 
-MODES = ("custom", "generic")
+# plan_cache_mode of the change statement (the change_plan_cache_mode setting), by label.
+MODES = {"custom": "force_custom_plan", "auto": "auto", "generic": "force_generic_plan"}
 # The statement's lookup of the candidates' current membership: as the worker writes it now
 # (candidate by candidate), and as it was before (one scan with both id arrays), which the
 # planner ran over the segments' whole ranges without statistics.
@@ -81,6 +83,10 @@ async def fresh_segments(conn: asyncpg.Connection, n: int) -> list[uuid.UUID]:
 async def forget_statistics(conn: asyncpg.Connection) -> None:
     """segment_members as never analysed (what the first builds leave before autovacuum)."""
     await conn.execute("DELETE FROM pg_statistic WHERE starelid = 'segment_members'::regclass")
+    # Never vacuumed or analysed: the planner then sizes the table from its pages alone.
+    await conn.execute(
+        "UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'segment_members'::regclass"
+    )
 
 
 Variant = tuple[str, str]  # (lookup, plan mode)
@@ -98,11 +104,14 @@ async def one_batch(
     transaction = conn.transaction()
     await transaction.start()
     try:
-        if mode == "generic":
-            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         started = time.perf_counter()
         await changes.apply_changes(
-            conn, ACCOUNT_BIG, candidates, statement_timeout_ms=600_000, segment_ids=segments
+            conn,
+            ACCOUNT_BIG,
+            candidates,
+            statement_timeout_ms=600_000,
+            segment_ids=segments,
+            plan_cache_mode=MODES[mode],
         )
         return time.perf_counter() - started
     finally:
@@ -118,7 +127,8 @@ async def measure(
     """Every batch in every variant, interleaved (one connection each, warmed up first)."""
     times: dict[Variant, list[float]] = {variant: [] for variant in VARIANTS}
     for variant in VARIANTS:
-        await one_batch(conns[variant], segments, batches[0], variant)  # warm-up, plan cached
+        for _ in range(6):  # warm-up: past the five custom plans `auto` starts with
+            await one_batch(conns[variant], segments, batches[0], variant)
     for batch in batches[1:]:
         for variant in VARIANTS:
             times[variant].append(await one_batch(conns[variant], segments, batch, variant))

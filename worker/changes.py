@@ -163,16 +163,18 @@ async def apply_changes(
     statement_timeout_ms: int,
     now: datetime | None = None,
     segment_ids: Sequence[UUID] | None = None,
+    plan_cache_mode: str = "auto",
 ) -> ChangeResult:
     """Re-evaluate `contact_ids` in the account's built segments (all of its live segments,
     or those of `segment_ids`), in one transaction. A segment whose lock a build holds is not
     waited for (a build of a large segment takes minutes): its contacts are queued in
-    segment_pending_changes, for apply_pending once the build is done."""
+    segment_pending_changes, for apply_pending once the build is done. `plan_cache_mode`:
+    the statement's (the change_plan_cache_mode setting)."""
     moment = now or datetime.now(UTC)
     registry = await load_registry(conn, account_id)
     candidates = sorted(set(contact_ids))
     async with conn.transaction():
-        await _limit_statement(conn, statement_timeout_ms)
+        await _limit_statement(conn, statement_timeout_ms, plan_cache_mode)
         if segment_ids is None:
             segment_ids = await live_segment_ids(conn, account_id)
         locked, busy = await _try_lock(conn, segment_ids)
@@ -240,9 +242,22 @@ async def _apply_queued(
             return total
 
 
-async def _limit_statement(conn: Conn, statement_timeout_ms: int) -> None:
+_PLAN_CACHE_MODES = ("auto", "force_custom_plan", "force_generic_plan")
+
+
+async def _limit_statement(
+    conn: Conn, statement_timeout_ms: int, plan_cache_mode: str = "force_custom_plan"
+) -> None:
     # An int we format ourselves; SET cannot take a bind parameter.
     await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
+    # The statement's text is the same for every batch of the same segments (the candidates
+    # are one array parameter), and asyncpg keeps it prepared per connection: with `auto`,
+    # PostgreSQL plans it five times, then keeps one plan when that is estimated as good
+    # (docs/benchmarks.md, "Incremental statement"). Connections force custom plans
+    # otherwise (worker.db).
+    if plan_cache_mode not in _PLAN_CACHE_MODES:
+        raise ValueError(f"plan_cache_mode must be one of {_PLAN_CACHE_MODES}")
+    await conn.execute(f"SET LOCAL plan_cache_mode = {plan_cache_mode}")
     # The statement sums the cost estimates of many small lookups, which crosses
     # jit_above_cost: JIT then spends most of the statement's time compiling what runs
     # in milliseconds (measured with 100 segments: docs/benchmarks.md, "Worker").

@@ -352,6 +352,7 @@ class ChangeConsumer:
                     contact_ids,
                     statement_timeout_ms=self.settings.statement_timeout_ms,
                     segment_ids=part,
+                    plan_cache_mode=self.settings.change_plan_cache_mode,
                 )
 
         parts = split_evenly(segment_ids, self.settings.change_parallelism)

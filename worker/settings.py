@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     )
     change_prefetch: int = Field(
         500, ge=1, description="Unacknowledged contact.changed messages per worker."
+    )
+    change_plan_cache_mode: Literal["auto", "force_custom_plan", "force_generic_plan"] = Field(
+        "auto",
+        description=(
+            "PostgreSQL plan_cache_mode of the change statement: auto reuses one plan per"
+            " connection once it is estimated as good as planning each batch."
+        ),
     )
     refresh_interval_s: int = Field(
         300, ge=1, description="Clock-dependent segments are refreshed this often."
