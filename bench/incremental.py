@@ -13,10 +13,13 @@ batch repeats no contact), timed per batch; pairs/s = N * K / median time.
 
 Two moments: **stale**, `segment_members` without statistics, as right after the first
 builds before autovacuum analysed it (the bench deletes its pg_statistic rows, which an
-ANALYZE writes back: only in a database of its own); and **analysed** after ANALYZE. Three plan
-modes each: `custom` (planned at every execution), `generic` (planned once per connection and
-statement text, then reused) and `auto` (PostgreSQL's choice after five custom plans, the
-worker's default), interleaved batch by batch.
+ANALYZE writes back, and marks it never analysed: only in a database of its own); and
+**analysed** after ANALYZE (what worker.member_statistics now does before a change batch when
+much of the table changed). Two lookups of the candidates' current membership (LOOKUPS) and
+three plan modes each: `custom` (planned at every execution), `generic` (planned once per
+connection and statement text, then reused) and `auto` (PostgreSQL's choice after five custom
+plans, the worker's default), interleaved batch by batch. Then change hints: a batch
+re-evaluated in every segment against those the hints select.
 """
 
 from __future__ import annotations
@@ -37,21 +40,31 @@ from bench.worker_bench import change_shape
 from worker import changes
 from worker.builds import build_segment
 from worker.db import connect
+from worker.dependencies import SegmentReads
+from worker.hints import Hints
 from worker.messages import SegmentMessage
 
 # plan_cache_mode of the change statement (the change_plan_cache_mode setting), by label.
 MODES = {"custom": "force_custom_plan", "auto": "auto", "generic": "force_generic_plan"}
-# The statement's lookup of the candidates' current membership: as the worker writes it now
-# (candidate by candidate), and as it was before (one scan with both id arrays), which the
-# planner ran over the segments' whole ranges without statistics.
-BEFORE = """
-    SELECT sm.segment_id, sm.contact_id FROM segment_members sm
-    WHERE sm.contact_id = ANY({candidates}) AND sm.segment_id = ANY({segments})
+# The statement's lookup of the candidates' current membership: as the worker writes it (one
+# scan with both id arrays, through the contact index when segment_members has statistics;
+# worker.member_statistics sees to that), and candidate by candidate (a subquery per
+# candidate behind OFFSET 0: index conditions on the contact id whatever the statistics).
+PER_CANDIDATE = """
+    SELECT sm.segment_id, sm.contact_id
+    FROM unnest({candidates}) AS candidate (id)
+    CROSS JOIN LATERAL (
+        SELECT sm.segment_id, sm.contact_id FROM segment_members sm
+        WHERE sm.contact_id = candidate.id AND sm.segment_id = ANY({segments})
+        OFFSET 0) sm
 )"""
 NOW = changes._APPLY
 _CURRENT_START = NOW.index("current AS MATERIALIZED (") + len("current AS MATERIALIZED (")
 _CURRENT_END = NOW.index("), removed AS (") + 1
-LOOKUPS = {"now": NOW, "before": NOW[:_CURRENT_START] + BEFORE + NOW[_CURRENT_END:]}
+LOOKUPS = {
+    "one scan": NOW,
+    "per candidate": NOW[:_CURRENT_START] + PER_CANDIDATE + NOW[_CURRENT_END:],
+}
 
 
 def log(message: str) -> None:
@@ -135,6 +148,44 @@ async def measure(
     return times
 
 
+# Change hints of the three kinds of change the shim sends, against no hints at all.
+HINTS = {
+    "fields: country": Hints(fields=frozenset({"country", "updated_at"})),
+    "events: open": Hints(events=frozenset({"open"})),
+    "lists": Hints(lists=True),
+}
+
+
+async def measure_hints(
+    conn: asyncpg.Connection, k: int, batches: list[list[uuid.UUID]]
+) -> list[str]:
+    """A batch re-evaluated in every segment (no hints) and in those the hints select, side by
+    side (the worker's lookup, `auto` plans)."""
+    lines = [
+        "",
+        f"Change hints, K={k}: every live segment against those the hints select",
+        "",
+        "| hints | segments evaluated | all: median ms | hinted: median ms | ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    everything = await SegmentReads().select(conn, ACCOUNT_BIG, None)
+    for label, hints in HINTS.items():
+        selection = await SegmentReads().select(conn, ACCOUNT_BIG, hints)
+        times: dict[str, list[float]] = {"all": [], "hinted": []}
+        for batch in batches:
+            for name, chosen in (("all", everything), ("hinted", selection)):
+                times[name].append(
+                    await one_batch(conn, chosen.segment_ids, batch, ("one scan", "auto"))
+                )
+        every, hinted = (statistics.median(times[n]) * 1000 for n in ("all", "hinted"))
+        lines.append(
+            f"| {label} | {len(selection.segment_ids)} of {len(everything.segment_ids)} | "
+            f"{every:,.1f} | {hinted:,.1f} | {hinted / every:.2f} |"
+        )
+        log(lines[-1])
+    return lines
+
+
 def row(moment: str, k: int, n: int, variant: Variant, samples: list[float]) -> str:
     median = statistics.median(samples)
     return (
@@ -174,6 +225,8 @@ async def run(args: argparse.Namespace) -> None:
             for variant in VARIANTS:
                 lines.append(row(moment, k, len(segments), variant, times[variant]))
                 log(lines[-1])
+    for k in sizes:
+        lines += await measure_hints(conn, k, batches[k])
     for c in (conn, *conns.values()):
         await c.close()
     print("\n".join(lines))

@@ -34,24 +34,17 @@ MAX_PARAMS_PER_STATEMENT = 30_000
 
 # {matched} is a UNION ALL of (segment id, contact id) over every segment's "which of these
 # match"; {segments} and {candidates} are the placeholders of the segment and contact ids.
-# `current` is the candidates' membership now, looked up candidate by candidate: OFFSET 0
-# keeps the lookup a subquery run per candidate, so its index conditions always hold the
-# contact id, whatever the statistics of segment_members say. (Right after first builds,
-# before they were analysed, the planner read the segments' whole ranges of the primary key
-# instead: docs/benchmarks.md, "Incremental statement".) The differences both ways are then
-# written, and nothing else is touched but the queue of the segments that reference these
-# ({propagated}: worker.propagation).
+# `current` is the candidates' membership now, read once through the contact index (which
+# needs statistics of segment_members: worker.member_statistics); the differences both ways
+# are then written, and nothing else is touched but the queue of the segments that reference
+# these ({propagated}: worker.propagation).
 _APPLY = """
 WITH {with_clause},
 matched (segment_id, contact_id) AS MATERIALIZED (
 {matched}
 ), current AS MATERIALIZED (
-    SELECT sm.segment_id, sm.contact_id
-    FROM unnest({candidates}) AS candidate (id)
-    CROSS JOIN LATERAL (
-        SELECT sm.segment_id, sm.contact_id FROM segment_members sm
-        WHERE sm.contact_id = candidate.id AND sm.segment_id = ANY({segments})
-        OFFSET 0) sm
+    SELECT sm.segment_id, sm.contact_id FROM segment_members sm
+    WHERE sm.contact_id = ANY({candidates}) AND sm.segment_id = ANY({segments})
 ), removed AS (
     DELETE FROM segment_members sm
     USING (SELECT segment_id, contact_id FROM current

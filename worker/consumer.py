@@ -30,6 +30,7 @@ from worker.changes import (
 from worker.dependencies import SegmentReads
 from worker.errors import failure_reason, is_transient
 from worker.hints import Hints
+from worker.member_statistics import MemberStatistics
 from worker.messages import (
     SEGMENT_ROUTING_KEYS,
     BadMessage,
@@ -211,6 +212,7 @@ class ChangeConsumer:
         )
         self._timer: asyncio.TimerHandle | None = None
         self.reads = SegmentReads()  # what each live segment reads, for change hints
+        self.member_statistics = MemberStatistics()
         self._applying = False
         self._sweep_due = False
 
@@ -339,6 +341,7 @@ class ChangeConsumer:
         one connection uses one core). A part that fails fails the batch, which is retried
         (re-evaluating is idempotent)."""
         async with self.pool.acquire() as conn:
+            await self.member_statistics.keep_fresh(conn)
             selection = await self.reads.select(conn, account_id, hints)
         CHANGE_BATCH_SEGMENTS.labels("evaluated").observe(len(selection.segment_ids))
         CHANGE_BATCH_SEGMENTS.labels("skipped").observe(selection.skipped)

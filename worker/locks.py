@@ -12,6 +12,7 @@ SERVICE_LOCK_CLASS = 0x5E6  # "segments"
 MIGRATIONS = 1  # `segments migrate`: one migrator at a time
 SCHEDULER = 2  # the refresh scheduler's leader (held for as long as it leads)
 OUTBOX_RELAY = 3  # one outbox relay claims rows at a time (keeps outbox order)
+MEMBER_STATISTICS = 17  # one worker analyses segment_members at a time
 
 
 def segment_lock_key(segment_id: UUID) -> int:
