@@ -2,11 +2,12 @@
 
 First builds insert members by the hundred thousand; until the table is analysed, the planner
 guesses at it, and the change statement's lookup of the candidates' current membership
-(worker.changes) was measured scanning whole segments instead of probing the candidates
-(docs/benchmarks.md, "Incremental statement"). Autovacuum analyses it, but only up to a
-minute later. So before a change batch, a worker checks (at most every `interval_s`) whether
-much of the table changed since it was last analysed, and if so analyses it first: one
-worker at a time (advisory lock), taking a sample, a fraction of a second.
+(worker.changes) loses its plan: 1.5x to 2x slower in every run of docs/benchmarks.md
+("Incremental statement"), and far worse on larger tables, where whole segments were scanned
+instead of the candidates probed. Autovacuum analyses it, but up to a minute later. So before
+a change batch, a worker checks (at most every `interval_s`) whether much of the table
+changed since it was last analysed, and if so analyses it first: one worker at a time
+(advisory lock), from a sample, in a fraction of a second.
 """
 
 from __future__ import annotations
