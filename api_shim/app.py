@@ -14,6 +14,7 @@ from api_shim import (
     contacts,
     docs,
     errors,
+    explain,
     export,
     fields,
     health,
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (
         v2.router,
         export.router,
+        explain.router,
         v1.router,
         simple.router,
         contacts.router,

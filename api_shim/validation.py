@@ -24,7 +24,7 @@ from worker.rules import (
     parse_simple_rules,
     parse_v2_rules,
 )
-from worker.rules.limits import MAX_RULES_BYTES
+from worker.rules.limits import MAX_DEPTH, MAX_RULES_BYTES
 from worker.rules.references import SegmentGraph
 
 STATUS_CHOICES = ["subscribed", "unsubscribed", "bounced", "complained", "pending"]
@@ -96,16 +96,22 @@ def check_simple_rules(raw: Any, registry: FieldRegistry) -> RuleTree:
         raise ApiError(400, rules_errors(exc)) from None
 
 
-def _rule_list_ids(raw: Any) -> set[UUID]:
-    """Every well-formed list id named in membership conditions of raw v2 rules."""
-    found: set[UUID] = set()
-    groups = raw.get("any") if isinstance(raw, Mapping) else None
-    for group in groups if isinstance(groups, list) else ():
-        conditions = group.get("all") if isinstance(group, Mapping) else None
-        for condition in conditions if isinstance(conditions, list) else ():
-            ids = condition.get("list_ids") if isinstance(condition, Mapping) else None
-            found.update(_uuids(ids if isinstance(ids, list) else ()))
-    return found
+def _rule_list_ids(raw: Any, depth: int = 0) -> set[UUID]:
+    """Every well-formed list id named in membership conditions of raw v2 rules, at any
+    depth of any/all/not up to the limit (deeper rules are rejected by the parser)."""
+    if depth > MAX_DEPTH:
+        return set()
+    if isinstance(raw, list):
+        return {list_id for node in raw for list_id in _rule_list_ids(node, depth)}
+    if not isinstance(raw, Mapping):
+        return set()
+    if any(key in raw for key in _GROUP_KEYS):
+        return {x for key in _GROUP_KEYS for x in _rule_list_ids(raw.get(key), depth + 1)}
+    ids = raw.get("list_ids") if raw.get("kind") == "membership" else None
+    return _uuids(ids if isinstance(ids, list) else ())
+
+
+_GROUP_KEYS = ("any", "all", "not")
 
 
 def _uuids(values: Iterable[Any]) -> set[UUID]:
