@@ -15,7 +15,7 @@ from api_shim.auth import READ, Principal, require
 from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, ApiError, not_found
 from api_shim.routing import SlashOptionalRouter
-from worker.explain_contact import ContactNotFound, explain_contact
+from worker.explain_contact import ContactNotFound, explain_contact, explanation_json
 from worker.rules import RulesInvalid
 from worker.store import SegmentNotFound
 
@@ -125,13 +125,4 @@ async def explain(
             msg = f"the segment's rules no longer fit the account's custom fields ({exc}); "
             msg += "change its rules_json with PATCH"
             raise ApiError.one(409, msg, "rules_invalid", "segment_id") from None
-    return ContactExplanation(
-        segment_id=got.segment_id,
-        contact_id=got.contact_id,
-        member=got.member,
-        matches=got.matches,
-        in_universe=got.in_universe,
-        evaluated_at=got.evaluated_at,
-        fresh_as_of=got.fresh_as_of,
-        tree=got.tree,
-    )
+    return ContactExplanation.model_validate(explanation_json(got))

@@ -20,7 +20,7 @@ from uuid import UUID
 from worker.compiler import SegmentQuery, compile_explain
 from worker.contact_lookup import find_contact
 from worker.db import Conn
-from worker.observed import ContactData, Json, load_contact_data
+from worker.observed import ContactData, Json, jsonable, load_contact_data
 from worker.rules import parse_v2_rules, v2_rules
 from worker.rules.tree import ActivityCondition, AllNode, AnyNode, NotNode
 from worker.rules.tree import Node as TreeNode
@@ -145,3 +145,17 @@ async def segment_fresh_as_of(conn: Conn, account_id: UUID, segment_id: UUID) ->
         account_id,
     )
     return None if value is None else datetime.fromisoformat(value)
+
+
+def explanation_json(e: ContactExplanation) -> Json:
+    """The explanation as the HTTP API answers it."""
+    return {
+        "segment_id": str(e.segment_id),
+        "contact_id": str(e.contact_id),
+        "member": e.member,
+        "matches": e.matches,
+        "in_universe": e.in_universe,
+        "evaluated_at": jsonable(e.evaluated_at),
+        "fresh_as_of": jsonable(e.fresh_as_of),
+        "tree": e.tree,
+    }
