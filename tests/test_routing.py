@@ -26,15 +26,7 @@ from worker.compiler import (
 from worker.rules import ActivityCondition, FieldRegistry, parse_rules
 
 TABLES = distribution(Path(__file__).resolve().parent.parent / "sql")
-REGISTRY = FieldRegistry.from_declarations(
-    {
-        "c_text": "text",
-        "c_num": "number",
-        "c_bool": "boolean",
-        "c_date": "datetime",
-        "c_list": "list",
-    }
-)
+REGISTRY = FieldRegistry.from_declarations(CUSTOM_FIELDS)  # what the rules draw from
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
