@@ -19,13 +19,13 @@ def render(e: ContactExplanation, colour: bool) -> str:
         word = text or ("yes" if value else "no")
         return f"{_GREEN if value else _RED}{word}{_RESET}" if colour else word
 
-    fresh = jsonable(e.fresh_as_of) if e.fresh_as_of else "not yet known"
+    fresh = _instant(jsonable(e.fresh_as_of)) if e.fresh_as_of else "not yet known"
     lines = [
         f'segment {e.segment_id} "{e.segment_name}"',
         f"contact {e.contact_id} <{e.email}>",
         f"  matches: {verdict(e.matches)}   member: {verdict(e.member)}"
         f"   in universe: {verdict(e.in_universe)}",
-        f"  evaluated at {jsonable(e.evaluated_at)}; fresh as of {fresh}",
+        f"  evaluated at {_instant(jsonable(e.evaluated_at))}; fresh as of {fresh}",
         "",
     ]
     lines += _node_lines(e.tree, 0, lambda ok: verdict(ok, "✓" if ok else "✗"))
@@ -68,7 +68,7 @@ def observed(c: dict[str, Any]) -> str:
             return f"value {_show(seen['read'])}"
         return f"stored {_show(seen['stored'])}, read {_show(seen['read'])}"
     if kind in ("activity", "deliverability"):
-        start, end = seen["from"] or "the first", seen["to"] or "now"
+        start, end = _instant(seen["from"] or "the first"), _instant(seen["to"] or "now")
         span = "" if seen["from"] is None and seen["to"] is None else f" from {start} to {end}"
         return f"{seen['count']} {'event' if seen['count'] == 1 else 'events'}{span}"
     if kind == "isp":
@@ -94,6 +94,13 @@ def _campaigns(c: dict[str, Any]) -> str:
     if c.get("exclude_campaign_ids"):
         return f", not campaigns {_show(c['exclude_campaign_ids'])}"
     return ""
+
+
+def _instant(text: str) -> str:
+    """An ISO 8601 instant to the second, as people read it (`2026-11-05 01:09:40Z`)."""
+    if len(text) < 19 or text[10] != "T":
+        return text
+    return text[:10] + " " + text[11:19] + "Z"
 
 
 def _show(value: Any) -> str:
