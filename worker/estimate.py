@@ -1,0 +1,196 @@
+"""How many contacts a rule would match, estimated from a random sample of the account's
+contacts, with a 95% interval, within a deadline (docs/preview.md).
+
+The sample is a simple random sample of the account's contacts (not of the universe: the
+compiled which-of-these-ids query applies the universe, so a contact outside it simply does
+not match). Its matches are found in chunks, each statement bounded by what is left of the
+deadline; when time runs out, the chunks done so far are themselves a simple random sample
+(the sampled ids are shuffled first), so the interval stays honest, only wider.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from worker.compiler import SegmentQuery, compile_matching_among
+from worker.db import Conn
+
+CONFIDENCE = 0.95
+_Z = 1.959964  # the standard normal quantile of 0.975: a two-sided 95% interval
+SAMPLE_SIZE = 5000  # contacts drawn; the interval's width shrinks as 1/sqrt of it
+# The first chunk is small, so that even a slow rule yields some matches before the deadline.
+CHUNK_SIZES = (250, 1000)
+MIN_STATEMENT_MS = 5  # below this, a statement cannot finish: stop instead of starting it
+SAMPLE_LIMIT = 10  # matching contacts shown
+_EMAILS_MS = 15  # kept back from the deadline to read the matching sampled contacts' emails
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate of a count and its interval (bounds included). `value` is None when not
+    one sampled contact could be tested in time: then the interval is all that is known."""
+
+    value: int | None
+    low: int
+    high: int
+    confidence: float = CONFIDENCE
+
+
+@dataclass(frozen=True)
+class SampleContact:
+    id: UUID
+    email: str
+
+
+@dataclass(frozen=True)
+class SampledEstimate:
+    interval: Interval
+    sample: list[SampleContact]  # matching sampled contacts, by id, at most SAMPLE_LIMIT
+    population: int  # the account's contacts the sample was drawn from
+    tested: int  # sampled contacts whose match was decided in time
+
+
+def wilson_interval(matched: int, tested: int, population: int, z: float = _Z) -> Interval:
+    """The count of matching contacts among `population`, from `matched` of `tested` drawn
+    without replacement: Wilson's score interval for the proportion, with the finite
+    population correction (a larger share sampled narrows it; all sampled, it is exact),
+    scaled to the population and clamped to what the sample proves (at least `matched` match,
+    at least `tested - matched` do not)."""
+    if not 0 <= matched <= tested <= population:
+        raise ValueError(f"need 0 <= matched <= tested <= population, got {matched, tested}")
+    if tested == 0:
+        return Interval(None, 0, population)
+    if tested == population:
+        return Interval(matched, matched, matched)
+    share = matched / tested
+    # The effective sample size of sampling without replacement: tested * (N-1) / (N-n).
+    n = tested * (population - 1) / (population - tested)
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    floor_, ceiling = matched, population - (tested - matched)
+    low = max(floor_, math.floor(population * (centre - half)))
+    high = min(ceiling, math.ceil(population * (centre + half)))
+    value = min(high, max(low, round(population * share)))
+    return Interval(value, low, high)
+
+
+# One scan of the account's contacts: how many there are, and a Bernoulli sample of them.
+_DRAW = """SELECT count(*) AS population,
+       coalesce(array_agg(id) FILTER (WHERE random() < $2::float8), '{}') AS drawn
+FROM contacts WHERE account_id = $1"""
+# The planner's guess of the account's size (from statistics, no scan): sets the draw's rate.
+_GUESS = "EXPLAIN (FORMAT JSON) SELECT 1 FROM contacts WHERE account_id = $1"
+_EMAILS = """SELECT id, email FROM contacts WHERE account_id = $1 AND id = ANY($2::uuid[])
+ORDER BY id LIMIT $3"""
+
+
+class Deadline:
+    """What is left of a time budget, as statement timeouts."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at  # time.monotonic() value
+
+    def left_ms(self) -> int:
+        return math.floor((self.at - time.monotonic()) * 1000)
+
+    def passed(self) -> bool:
+        return self.left_ms() < MIN_STATEMENT_MS
+
+
+async def bounded(conn: Conn, deadline: Deadline) -> None:
+    """In a transaction: its statements stop (QueryCanceledError) at the deadline."""
+    await conn.execute(f"SET LOCAL statement_timeout = {max(1, deadline.left_ms())}")
+
+
+async def estimate(
+    conn: Conn,
+    query: SegmentQuery,
+    deadline: Deadline,
+    *,
+    seed: int | None = None,
+    sample_size: int = SAMPLE_SIZE,
+) -> SampledEstimate:
+    """The estimate of `query`'s count, done by `deadline` (QueryCanceledError if not even
+    the sample could be drawn by then). Read only; `seed` makes the draw repeatable."""
+    rng = random.Random(seed)
+    final, deadline = deadline, Deadline(deadline.at - _EMAILS_MS / 1000)
+    population, drawn = await _draw(conn, query.account_id, deadline, rng, sample_size)
+    matched: list[UUID] = []
+    tested = 0
+    for chunk in _chunks(drawn):
+        if deadline.passed():
+            break
+        try:
+            matched += await _matching(conn, query, chunk, deadline)
+        except asyncpg.QueryCanceledError:
+            break  # out of time: the chunks done are the sample
+        tested += len(chunk)
+    sample = await _first_emails(conn, query.account_id, sorted(matched)[:SAMPLE_LIMIT], final)
+    return SampledEstimate(
+        wilson_interval(len(matched), tested, population), sample, population, tested
+    )
+
+
+async def _draw(
+    conn: Conn, account_id: UUID, deadline: Deadline, rng: random.Random, size: int
+) -> tuple[int, list[UUID]]:
+    """The account's size and a random sample of about `size` of its contacts' ids, in
+    random order."""
+    async with conn.transaction(readonly=True):
+        await bounded(conn, deadline)
+        plan = await conn.fetchval(_GUESS, account_id)
+        guess = max(1.0, float(plan[0]["Plan"]["Plan Rows"]))
+        # A guess too low draws too many; a rate a little above the target absorbs a guess
+        # somewhat too high. Either way the surplus is dropped below, at random.
+        await conn.execute("SELECT setseed($1)", rng.uniform(-1, 1))
+        rows = await conn.fetch(_DRAW, account_id, min(1.0, 1.5 * size / guess))
+    row = rows[0]
+    drawn: list[UUID] = list(row["drawn"])
+    rng.shuffle(drawn)  # the scan's order follows the table's: chunks must not
+    return int(row["population"]), drawn[:size]
+
+
+async def _first_emails(
+    conn: Conn, account_id: UUID, ids: Sequence[UUID], deadline: Deadline
+) -> list[SampleContact]:
+    try:
+        async with conn.transaction(readonly=True):
+            return await emails(conn, account_id, ids, deadline)
+    except asyncpg.QueryCanceledError:
+        return []  # the count matters more than the examples
+
+
+def _chunks(ids: Sequence[UUID]) -> list[Sequence[UUID]]:
+    first, rest = CHUNK_SIZES
+    out = [ids[:first]]
+    out += [ids[i : i + rest] for i in range(first, len(ids), rest)]
+    return [chunk for chunk in out if chunk]
+
+
+async def _matching(
+    conn: Conn, query: SegmentQuery, chunk: Sequence[UUID], deadline: Deadline
+) -> list[UUID]:
+    compiled = compile_matching_among(query, chunk)
+    async with conn.transaction(readonly=True):
+        await bounded(conn, deadline)
+        rows = await conn.fetch(compiled.sql, *compiled.params)
+    return [r[0] for r in rows]
+
+
+async def emails(
+    conn: Conn, account_id: UUID, ids: Sequence[UUID], deadline: Deadline
+) -> list[SampleContact]:
+    """The contacts of these ids with their emails, by id (in a transaction, bounded by the
+    deadline)."""
+    if not ids:
+        return []
+    await bounded(conn, deadline)
+    rows = await conn.fetch(_EMAILS, account_id, list(ids), SAMPLE_LIMIT)
+    return [SampleContact(r["id"], r["email"]) for r in rows]
