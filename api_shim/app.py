@@ -19,6 +19,7 @@ from api_shim import (
     health,
     keys,
     lists,
+    preview,
     simple,
     v1,
     v2,
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     for router in (
         v2.router,
+        preview.router,
         export.router,
         v1.router,
         simple.router,
