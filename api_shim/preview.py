@@ -4,6 +4,7 @@ is worker.preview's."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -20,7 +21,15 @@ from api_shim.routing import SlashOptionalRouter
 from api_shim.validation import check_segment_rules
 from worker.compiler import SegmentQuery
 from worker.estimate import CONFIDENCE, SAMPLE_LIMIT, SAMPLE_SIZE
-from worker.preview import GRACE_MS, Preview, PreviewTooSlow, preview
+from worker.preview import (
+    GRACE_MS,
+    TOO_SLOW,
+    Preview,
+    PreviewTooSlow,
+    latest_answer,
+    preview,
+)
+from worker.rules import RuleTree
 
 router = SlashOptionalRouter(
     prefix="/api/v2/segments", tags=["v2 segments"], responses={**ERROR_RESPONSES}
@@ -127,6 +136,12 @@ Example body:
 """
 
 
+def arrival() -> float:
+    """When the request arrived (resolved before the key is checked): the timeout counts
+    from here, so that everything the request does is within it."""
+    return time.monotonic()
+
+
 @router.post(
     "/preview/",
     response_model=ExactPreview | EstimatedPreview,
@@ -135,22 +150,39 @@ Example body:
     description=_DESCRIPTION,
 )
 async def preview_segment(
+    started: Annotated[float, Depends(arrival)],
     ctx: Annotated[AppContext, Depends(app_context)],
     who: Annotated[Principal, Depends(require(READ))],
     body: SegmentPreview,
 ) -> ExactPreview | EstimatedPreview:
-    started = time.monotonic()
-    async with ctx.pool.acquire() as conn, conn.transaction(readonly=True):
-        tree = await check_segment_rules(conn, who.account_id, body)
+    timeout_ms = ctx.settings.preview_timeout_ms
+    try:
+        # Bounded too: the answer never comes later than the preview's own deadline.
+        async with asyncio.timeout_at(_loop_time(latest_answer(timeout_ms, started))):
+            tree = await _checked(ctx, who, body)
+    except TimeoutError:
+        raise _too_slow(TOO_SLOW) from None
     universe = tuple(dict.fromkeys(body.contact_list_ids))
     query = SegmentQuery(who.account_id, tree, universe, datetime.now(UTC), body.timezone)
     try:
-        found = await preview(
-            ctx.pool, query, timeout_ms=ctx.settings.preview_timeout_ms, started=started
-        )
+        found = await preview(ctx.pool, query, timeout_ms=timeout_ms, started=started)
     except PreviewTooSlow as exc:
-        raise ApiError.one(503, str(exc), "unavailable", headers={"Retry-After": "5"}) from None
+        raise _too_slow(str(exc)) from None
     return answer(found)
+
+
+async def _checked(ctx: AppContext, who: Principal, body: SegmentPreview) -> RuleTree:
+    async with ctx.pool.acquire() as conn, conn.transaction(readonly=True):
+        return await check_segment_rules(conn, who.account_id, body)
+
+
+def _loop_time(monotonic: float) -> float:
+    """A time.monotonic() value on the event loop's clock."""
+    return asyncio.get_running_loop().time() + monotonic - time.monotonic()
+
+
+def _too_slow(msg: str) -> ApiError:
+    return ApiError.one(503, msg, "unavailable", headers={"Retry-After": "5"})
 
 
 def answer(found: Preview) -> ExactPreview | EstimatedPreview:

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import asyncpg
@@ -49,12 +49,21 @@ class SampleContact:
     email: str
 
 
-@dataclass(frozen=True)
-class SampledEstimate:
-    interval: Interval
-    sample: list[SampleContact]  # matching sampled contacts, by id, at most SAMPLE_LIMIT
-    population: int  # the account's contacts the sample was drawn from
-    tested: int  # sampled contacts whose match was decided in time
+@dataclass
+class Progress:
+    """What an estimate has found so far: enough for an interval at any moment, so that
+    whoever waits for it can stop it at a deadline and still answer."""
+
+    population: int | None = None  # the account's contacts, once the draw is done
+    tested: int = 0  # sampled contacts whose match is decided
+    matched: list[UUID] = field(default_factory=list)
+    sample: list[SampleContact] = field(default_factory=list)  # read last
+
+    def interval(self) -> Interval | None:
+        """None before the draw is done."""
+        if self.population is None:
+            return None
+        return wilson_interval(len(self.matched), self.tested, self.population)
 
 
 def wilson_interval(matched: int, tested: int, population: int, z: float = _Z) -> Interval:
@@ -105,37 +114,39 @@ class Deadline:
 
 
 async def bounded(conn: Conn, deadline: Deadline) -> None:
-    """In a transaction: its statements stop (QueryCanceledError) at the deadline."""
-    await conn.execute(f"SET LOCAL statement_timeout = {max(1, deadline.left_ms())}")
+    """In a transaction: its statements stop (QueryCanceledError) at the deadline, and run
+    without JIT, which compiles for 50-300 ms per statement here (docs/benchmarks.md): a
+    large part of the budget, and of a chunk's time."""
+    await conn.execute(
+        f"SET LOCAL statement_timeout = {max(1, deadline.left_ms())}; SET LOCAL jit = off"
+    )
 
 
 async def estimate(
     conn: Conn,
     query: SegmentQuery,
     deadline: Deadline,
+    progress: Progress,
     *,
     seed: int | None = None,
     sample_size: int = SAMPLE_SIZE,
-) -> SampledEstimate:
-    """The estimate of `query`'s count, done by `deadline` (QueryCanceledError if not even
-    the sample could be drawn by then). Read only; `seed` makes the draw repeatable."""
+) -> None:
+    """Estimate `query`'s count into `progress`, stopping at `deadline` (QueryCanceledError if
+    not even the sample could be drawn by then). Read only; `seed` makes the draw repeatable."""
     rng = random.Random(seed)
     final, deadline = deadline, Deadline(deadline.at - _EMAILS_MS / 1000)
-    population, drawn = await _draw(conn, query.account_id, deadline, rng, sample_size)
-    matched: list[UUID] = []
-    tested = 0
+    progress.population, drawn = await _draw(conn, query.account_id, deadline, rng, sample_size)
     for chunk in _chunks(drawn):
         if deadline.passed():
             break
         try:
-            matched += await _matching(conn, query, chunk, deadline)
+            matched = await _matching(conn, query, chunk, deadline)
         except asyncpg.QueryCanceledError:
             break  # out of time: the chunks done are the sample
-        tested += len(chunk)
-    sample = await _first_emails(conn, query.account_id, sorted(matched)[:SAMPLE_LIMIT], final)
-    return SampledEstimate(
-        wilson_interval(len(matched), tested, population), sample, population, tested
-    )
+        progress.matched += matched
+        progress.tested += len(chunk)
+    first = sorted(progress.matched)[:SAMPLE_LIMIT]
+    progress.sample = await _first_emails(conn, query.account_id, first, final)
 
 
 async def _draw(

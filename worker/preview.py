@@ -10,8 +10,10 @@ is dropped if the exact count still comes in time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import structlog
@@ -22,6 +24,7 @@ from worker.estimate import (
     SAMPLE_SIZE,
     Deadline,
     Interval,
+    Progress,
     SampleContact,
     bounded,
     emails,
@@ -31,8 +34,12 @@ from worker.estimate import (
 log = structlog.get_logger(__name__)
 
 GRACE_MS = 200  # the most a preview runs past its timeout
+TOO_SLOW = (
+    "the preview could neither count nor sample the account's contacts within its timeout; "
+    "retry, or ask an operator to raise SEGMENTS_PREVIEW_TIMEOUT_MS"
+)
 # Kept back from the grace for what follows the estimate (shaping and sending the answer).
-_ANSWER_MS = 40
+_ANSWER_MS = 80
 # The exact count always has this long, even when the timeout is shorter.
 _MIN_EXACT_MS = 1
 
@@ -67,39 +74,55 @@ async def preview(
     draw repeatable."""
     start = time.monotonic() if started is None else started
     exact_deadline = Deadline(start + timeout_ms / 1000)
-    exact = None
-    if exact_deadline.left_ms() >= _MIN_EXACT_MS:
-        exact = asyncio.create_task(_exact(pool, query, exact_deadline))
-        head_start = start + timeout_ms / 2000
-        done = await _settled(exact, head_start)
-        if done is not None:
-            return _answer(start, done)
-    final = Deadline(start + (timeout_ms + GRACE_MS - _ANSWER_MS) / 1000)
-    estimating = asyncio.create_task(_estimate(pool, query, final, seed, sample_size))
+    final = Deadline(latest_answer(timeout_ms, start))
+    progress = Progress()
+    exact = estimating = None
     try:
-        if exact is not None:
-            done = await _settled(exact, exact_deadline.at + _ANSWER_MS / 1000)
-            if done is not None:
+        if exact_deadline.left_ms() >= _MIN_EXACT_MS:
+            exact = asyncio.create_task(_exact(pool, query, exact_deadline))
+            if done := await _result(exact, start + timeout_ms / 2000):
                 return _answer(start, done)
-        interval, sample = await estimating
+        estimating = asyncio.create_task(_estimate(pool, query, final, progress, seed, sample_size))
+        if exact is not None and (done := await _result(exact, exact_deadline.at)):
+            return _answer(start, done)
+        # The estimate stops itself at `final`; this stops it if the database does not.
+        await asyncio.wait([estimating], timeout=max(0.0, final.at - time.monotonic()))
+        if exact is not None and (done := await _result(exact, 0)):
+            return _answer(start, done)  # late, but exact beats an estimate
     finally:
-        await _stop(estimating, exact)
+        _abandon(exact, estimating)
+    interval = progress.interval()
+    if interval is None:
+        raise PreviewTooSlow(TOO_SLOW)
     log.info(
         "preview.estimated",
         account_id=str(query.account_id),
         timeout_ms=timeout_ms,
+        population=progress.population,
+        tested=progress.tested,
         low=interval.low,
         high=interval.high,
     )
-    return Preview(False, None, interval, sample, _ms_since(start))
+    return Preview(False, None, interval, progress.sample, _ms_since(start))
 
 
-async def _stop(*tasks: asyncio.Task[object] | None) -> None:
-    """Cancel what still runs (its statement is cancelled, its connection returned)."""
-    running = [t for t in tasks if t is not None and not t.done()]
-    for task in running:
-        task.cancel()
-    await asyncio.gather(*running, return_exceptions=True)
+class PreviewTooSlow(Exception):
+    """Neither the count nor the estimate's draw finished in time (the database is slow or
+    the account is very large)."""
+
+
+def _abandon(*tasks: asyncio.Task[None] | asyncio.Task[_Exact | None] | None) -> None:
+    """Cancel what still runs, without waiting: asyncpg cancels its statement and the pool
+    gets its connection back in the background, after the answer has gone."""
+    for task in tasks:
+        if task is not None and not task.done():
+            task.cancel()
+            task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("preview.abandoned_task_failed", error=repr(task.exception()))
 
 
 @dataclass(frozen=True)
@@ -127,32 +150,29 @@ async def _exact(pool: asyncpg.Pool, query: SegmentQuery, deadline: Deadline) ->
     return _Exact(row["total"], sample)
 
 
-async def _settled(task: asyncio.Task[_Exact | None], at: float) -> _Exact | None:
+async def _result(task: asyncio.Task[_Exact | None], at: float) -> _Exact | None:
     """The task's result if it has one by `at` (a time.monotonic() value); else None, and
-    the task is left running (or, past the exact count's deadline, stopped)."""
-    try:
-        return await asyncio.wait_for(asyncio.shield(task), max(0.0, at - time.monotonic()))
-    except TimeoutError:
-        return None
+    the task runs on."""
+    await asyncio.wait([task], timeout=max(0.0, at - time.monotonic()))
+    return task.result() if task.done() else None
 
 
 async def _estimate(
-    pool: asyncpg.Pool, query: SegmentQuery, deadline: Deadline, seed: int | None, size: int
-) -> tuple[Interval, list[SampleContact]]:
-    try:
+    pool: asyncpg.Pool,
+    query: SegmentQuery,
+    deadline: Deadline,
+    progress: Progress,
+    seed: int | None,
+    size: int,
+) -> None:
+    with contextlib.suppress(asyncpg.QueryCanceledError, TimeoutError):  # progress says
         async with pool.acquire(timeout=max(0.001, deadline.left_ms() / 1000)) as conn:
-            found = await estimate(conn, query, deadline, seed=seed, sample_size=size)
-    except (asyncpg.QueryCanceledError, TimeoutError) as exc:
-        raise PreviewTooSlow(
-            "the preview could neither count nor sample the account's contacts within its "
-            "timeout; retry, or ask an operator to raise SEGMENTS_PREVIEW_TIMEOUT_MS"
-        ) from exc
-    return found.interval, found.sample
+            await estimate(conn, query, deadline, progress, seed=seed, sample_size=size)
 
 
-class PreviewTooSlow(Exception):
-    """Neither the count nor the estimate's draw finished in time (the database is slow or
-    the account is very large)."""
+def latest_answer(timeout_ms: int, started: float) -> float:
+    """When a preview that started at `started` answers at the latest (time.monotonic())."""
+    return started + (timeout_ms + GRACE_MS - _ANSWER_MS) / 1000
 
 
 def _answer(start: float, done: _Exact) -> Preview:
