@@ -203,7 +203,7 @@ async def test_estimate_answer_samples_only_the_account(
     body = {"contact_list_ids": [str(tenant.list_id)], "rules_json": _one(SUBSCRIBED)}
     async with client_with(api_settings, preview_timeout_ms=0) as http:
         await warm_up(http, tenant.headers)
-        response = await http.post(PREVIEW, json=body, headers=tenant.headers)
+        response = await estimated(http, body, tenant.headers)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["exact"] is False and answer["total_count"] is None
@@ -285,10 +285,25 @@ async def test_a_preview_over_http_writes_nothing(
         async with client_with(
             api_settings, preview_timeout_ms=timeout_ms, outbox_relay_enabled=False
         ) as http:
-            response = await http.post(PREVIEW, json=body, headers=headers)
+            if timeout_ms:
+                response = await http.post(PREVIEW, json=body, headers=headers)
+            else:
+                response = await estimated(http, body, headers)
         assert response.status_code == 200, response.text
         assert response.json()["exact"] is (timeout_ms > 0)
     assert await table_fingerprints(conn) == before
+
+
+async def estimated(
+    http: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str]
+) -> httpx.Response:
+    """The answer of an app whose timeout is 0. A machine starved of CPU may not draw (503)
+    or test (value null) the sample within the 200 ms: then ask again, a few times."""
+    for _ in range(5):
+        response = await http.post(PREVIEW, json=body, headers=headers)
+        if response.status_code != 503 and response.json()["estimate"]["value"] is not None:
+            break
+    return response
 
 
 async def warm_up(http: httpx.AsyncClient, headers: dict[str, str]) -> None:

@@ -3,9 +3,10 @@ contacts, with a 95% interval, within a deadline (docs/preview.md).
 
 The sample is a simple random sample of the account's contacts (not of the universe: the
 compiled which-of-these-ids query applies the universe, so a contact outside it simply does
-not match). Its matches are found in chunks, each statement bounded by what is left of the
-deadline; when time runs out, the chunks done so far are themselves a simple random sample
-(the sampled ids are shuffled first), so the interval stays honest, only wider.
+not match). Its matches are found in chunks while the next chunk is likely to finish in
+time; whoever waits for the estimate may also stop it at any moment. Either way the chunks
+done are themselves a simple random sample (the drawn ids are shuffled first), so the
+interval stays honest, only wider.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
-
-import asyncpg
 
 from worker.compiler import SegmentQuery, compile_matching_among
 from worker.db import Conn
@@ -113,13 +112,12 @@ class Deadline:
         return self.left_ms() < MIN_STATEMENT_MS
 
 
-async def bounded(conn: Conn, deadline: Deadline) -> None:
+async def bounded(conn: Conn, deadline: Deadline, also: str = "") -> None:
     """In a transaction: its statements stop (QueryCanceledError) at the deadline, and run
     without JIT, which compiles for 50-300 ms per statement here (docs/benchmarks.md): a
-    large part of the budget, and of a chunk's time."""
-    await conn.execute(
-        f"SET LOCAL statement_timeout = {max(1, deadline.left_ms())}; SET LOCAL jit = off"
-    )
+    large part of the budget. `also`: SQL of constants to run in the same round trip."""
+    settings = f"SET LOCAL statement_timeout = {max(1, deadline.left_ms())}; SET LOCAL jit = off"
+    await conn.execute(f"{settings}; {also}" if also else settings)
 
 
 async def estimate(
@@ -131,51 +129,55 @@ async def estimate(
     seed: int | None = None,
     sample_size: int = SAMPLE_SIZE,
 ) -> None:
-    """Estimate `query`'s count into `progress`, stopping at `deadline` (QueryCanceledError if
-    not even the sample could be drawn by then). Read only; `seed` makes the draw repeatable."""
+    """Estimate `query`'s count into `progress` by `deadline` (QueryCanceledError if not even
+    the sample could be drawn by then). One read-only transaction, few round trips: on a
+    loaded machine each costs milliseconds of a budget of a few hundred. `seed` makes the
+    draw repeatable."""
     rng = random.Random(seed)
-    final, deadline = deadline, Deadline(deadline.at - _EMAILS_MS / 1000)
-    progress.population, drawn = await _draw(conn, query.account_id, deadline, rng, sample_size)
-    for chunk in _chunks(drawn):
-        if deadline.passed():
-            break
-        try:
-            matched = await _matching(conn, query, chunk, deadline)
-        except asyncpg.QueryCanceledError:
-            break  # out of time: the chunks done are the sample
-        progress.matched += matched
-        progress.tested += len(chunk)
-    first = sorted(progress.matched)[:SAMPLE_LIMIT]
-    progress.sample = await _first_emails(conn, query.account_id, first, final)
+    async with conn.transaction(readonly=True):
+        await bounded(conn, deadline, f"SELECT setseed({rng.uniform(-1, 1)!r})")
+        population, drawn = await _draw(conn, query.account_id, rng, sample_size)
+        progress.population = population
+        await _test_chunks(conn, query, drawn, Deadline(deadline.at - _EMAILS_MS / 1000), progress)
+        first = sorted(progress.matched)[:SAMPLE_LIMIT]
+        if first and not deadline.passed():
+            progress.sample = await emails(conn, query.account_id, first)
 
 
 async def _draw(
-    conn: Conn, account_id: UUID, deadline: Deadline, rng: random.Random, size: int
+    conn: Conn, account_id: UUID, rng: random.Random, size: int
 ) -> tuple[int, list[UUID]]:
     """The account's size and a random sample of about `size` of its contacts' ids, in
     random order."""
-    async with conn.transaction(readonly=True):
-        await bounded(conn, deadline)
-        plan = await conn.fetchval(_GUESS, account_id)
-        guess = max(1.0, float(plan[0]["Plan"]["Plan Rows"]))
-        # A guess too low draws too many; a rate a little above the target absorbs a guess
-        # somewhat too high. Either way the surplus is dropped below, at random.
-        await conn.execute("SELECT setseed($1)", rng.uniform(-1, 1))
-        rows = await conn.fetch(_DRAW, account_id, min(1.0, 1.5 * size / guess))
-    row = rows[0]
+    plan = await conn.fetchval(_GUESS, account_id)
+    guess = max(1.0, float(plan[0]["Plan"]["Plan Rows"]))
+    # A guess too low draws too many; a rate a little above the target absorbs a guess
+    # somewhat too high. Either way the surplus is dropped below, at random.
+    row = (await conn.fetch(_DRAW, account_id, min(1.0, 1.5 * size / guess)))[0]
     drawn: list[UUID] = list(row["drawn"])
     rng.shuffle(drawn)  # the scan's order follows the table's: chunks must not
     return int(row["population"]), drawn[:size]
 
 
-async def _first_emails(
-    conn: Conn, account_id: UUID, ids: Sequence[UUID], deadline: Deadline
-) -> list[SampleContact]:
-    try:
-        async with conn.transaction(readonly=True):
-            return await emails(conn, account_id, ids, deadline)
-    except asyncpg.QueryCanceledError:
-        return []  # the count matters more than the examples
+async def _test_chunks(
+    conn: Conn,
+    query: SegmentQuery,
+    drawn: Sequence[UUID],
+    deadline: Deadline,
+    progress: Progress,
+) -> None:
+    """Which of the drawn contacts match, a chunk at a time, while the next chunk is likely
+    to finish before the deadline (judged by the last one's pace)."""
+    ms_per_contact = 0.0
+    for chunk in _chunks(drawn):
+        if deadline.left_ms() < max(MIN_STATEMENT_MS, ms_per_contact * len(chunk)):
+            return
+        began = time.monotonic()
+        compiled = compile_matching_among(query, chunk)
+        rows = await conn.fetch(compiled.sql, *compiled.params)
+        progress.matched += [r[0] for r in rows]
+        progress.tested += len(chunk)
+        ms_per_contact = (time.monotonic() - began) * 1000 / len(chunk)
 
 
 def _chunks(ids: Sequence[UUID]) -> list[Sequence[UUID]]:
@@ -185,23 +187,9 @@ def _chunks(ids: Sequence[UUID]) -> list[Sequence[UUID]]:
     return [chunk for chunk in out if chunk]
 
 
-async def _matching(
-    conn: Conn, query: SegmentQuery, chunk: Sequence[UUID], deadline: Deadline
-) -> list[UUID]:
-    compiled = compile_matching_among(query, chunk)
-    async with conn.transaction(readonly=True):
-        await bounded(conn, deadline)
-        rows = await conn.fetch(compiled.sql, *compiled.params)
-    return [r[0] for r in rows]
-
-
-async def emails(
-    conn: Conn, account_id: UUID, ids: Sequence[UUID], deadline: Deadline
-) -> list[SampleContact]:
-    """The contacts of these ids with their emails, by id (in a transaction, bounded by the
-    deadline)."""
+async def emails(conn: Conn, account_id: UUID, ids: Sequence[UUID]) -> list[SampleContact]:
+    """The contacts of these ids with their emails, by id."""
     if not ids:
         return []
-    await bounded(conn, deadline)
     rows = await conn.fetch(_EMAILS, account_id, list(ids), SAMPLE_LIMIT)
     return [SampleContact(r["id"], r["email"]) for r in rows]

@@ -68,13 +68,14 @@ async def preview(
     started: float | None = None,
     seed: int | None = None,
     sample_size: int = SAMPLE_SIZE,
+    grace_ms: int = GRACE_MS,
 ) -> Preview:
     """`query`'s count and first matches, or past `timeout_ms` (counted from `started`, a
-    time.monotonic() value, by default now) an estimate. `seed` makes the estimate's random
-    draw repeatable."""
+    time.monotonic() value, by default now) an estimate, by `grace_ms` later at the latest.
+    `seed` makes the estimate's random draw repeatable."""
     start = time.monotonic() if started is None else started
     exact_deadline = Deadline(start + timeout_ms / 1000)
-    final = Deadline(latest_answer(timeout_ms, start))
+    final = Deadline(latest_answer(timeout_ms, start, grace_ms))
     progress = Progress()
     exact = estimating = None
     try:
@@ -144,7 +145,7 @@ async def _exact(pool: asyncpg.Pool, query: SegmentQuery, deadline: Deadline) ->
             await bounded(conn, deadline)
             # fetch(), not fetchrow(): a row limit would keep PostgreSQL from parallel workers.
             row = (await conn.fetch(sql, *members.params))[0]
-            sample = await emails(conn, query.account_id, row["first"] or [], deadline)
+            sample = await emails(conn, query.account_id, row["first"] or [])
     except (asyncpg.QueryCanceledError, TimeoutError):
         return None
     return _Exact(row["total"], sample)
@@ -170,9 +171,9 @@ async def _estimate(
             await estimate(conn, query, deadline, progress, seed=seed, sample_size=size)
 
 
-def latest_answer(timeout_ms: int, started: float) -> float:
+def latest_answer(timeout_ms: int, started: float, grace_ms: int = GRACE_MS) -> float:
     """When a preview that started at `started` answers at the latest (time.monotonic())."""
-    return started + (timeout_ms + GRACE_MS - _ANSWER_MS) / 1000
+    return started + (timeout_ms + grace_ms - _ANSWER_MS) / 1000
 
 
 def _answer(start: float, done: _Exact) -> Preview:
