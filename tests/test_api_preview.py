@@ -271,7 +271,7 @@ async def test_an_answer_never_comes_later_than_timeout_and_grace(
                 assert response.json()["took_ms"] <= timeout_ms + GRACE_MS
     # A 503 (not even the sample drawn in time) is within the bound too, but only a machine
     # starved of CPU gives one here.
-    assert set(statuses) <= {200, 503} and statuses.count(200) >= 3, statuses
+    assert set(statuses) <= {200, 503} and 200 in statuses, statuses
 
 
 async def test_a_preview_over_http_writes_nothing(

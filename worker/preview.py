@@ -39,7 +39,7 @@ TOO_SLOW = (
     "retry, or ask an operator to raise SEGMENTS_PREVIEW_TIMEOUT_MS"
 )
 # Kept back from the grace for what follows the estimate (shaping and sending the answer).
-_ANSWER_MS = 80
+_ANSWER_MS = 100
 # The exact count always has this long, even when the timeout is shorter.
 _MIN_EXACT_MS = 1
 
