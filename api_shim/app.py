@@ -20,6 +20,7 @@ from api_shim import (
     health,
     keys,
     lists,
+    preview,
     simple,
     v1,
     v2,
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     for router in (
         v2.router,
+        preview.router,
         export.router,
         explain.router,
         v1.router,
