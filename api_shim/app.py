@@ -19,6 +19,7 @@ from api_shim import (
     health,
     keys,
     lists,
+    membership,
     simple,
     v1,
     v2,
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (
         v2.router,
         export.router,
+        membership.router,
         v1.router,
         simple.router,
         contacts.router,
