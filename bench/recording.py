@@ -59,9 +59,13 @@ async def bench_lag(conn: asyncpg.Connection, dsn: str, args: argparse.Namespace
                 for label, value in order if round_ % 2 == 0 else order[::-1]:
                     worker = ServiceProcess(dsn, amqp_url, settings={RECORD: value})
                     await worker.wait_ready()
-                    items = await _feed_items(conn)
+                    items, messages = await _feed_items(conn), await _messages(conn)
                     run = await _change_run(conn, worker, exchange, ids, args.rate, args.seconds)
                     run["feed_items_written"] = await _feed_items(conn) - items
+                    run["messages_written"] = await _messages(conn) - messages
+                    # Whether the relay kept up: membership.changed rows still unsent when the
+                    # last change was applied.
+                    run["messages_unsent_at_end"] = await _messages(conn, unsent=True)
                     worker.stop()
                     runs[label].append(run)
                     print(json.dumps({label: run}), file=sys.stderr, flush=True)
@@ -73,6 +77,16 @@ async def bench_lag(conn: asyncpg.Connection, dsn: str, args: argparse.Namespace
 
 async def _feed_items(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM segment_membership_changes"))
+
+
+async def _messages(conn: asyncpg.Connection, *, unsent: bool = False) -> int:
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM outbox WHERE routing_key = 'membership.changed'
+                 AND (NOT $1 OR sent_at IS NULL)""",
+            unsent,
+        )
+    )
 
 
 def _country_rules(countries: list[str]) -> dict[str, Any]:
@@ -180,14 +194,16 @@ def markdown(report: dict[str, Any]) -> str:
     lines = []
     if "lag" in report:
         lines += [
-            "| worker | round | throughput | lag p50 | lag p99 | feed items written |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| worker | round | throughput | lag p50 | lag p99 | feed items | messages"
+            " | unsent at end |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for label, runs in report["lag"]["runs"].items():
             for i, run in enumerate(runs, start=1):
                 lines.append(
                     f"| {label} | {i} | {run['throughput']:,} | {run['lag_p50_s']:.3f} s"
-                    f" | {run['lag_p99_s']:.3f} s | {run['feed_items_written']:,} |"
+                    f" | {run['lag_p99_s']:.3f} s | {run['feed_items_written']:,}"
+                    f" | {run['messages_written']:,} | {run['messages_unsent_at_end']:,} |"
                 )
         lines.append("")
     if "rules" in report:
