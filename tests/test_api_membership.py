@@ -114,7 +114,7 @@ async def test_a_cursor_past_retention_is_410_naming_the_oldest_seq_kept(
     await apply_changes(conn, tenant.account_id, ids, statement_timeout_ms=60_000)
     await conn.execute(
         """UPDATE segment_membership_changes SET at = at - interval '8 days'
-           WHERE segment_id = $1 AND seq = 1""",
+           WHERE segment_id = $1 AND seq_last = 1""",
         segment_id,
     )
     path = f"/api/v2/segments/{segment_id}/changes/"

@@ -43,13 +43,12 @@ async def build(
     return await build_segment(conn, message, trigger, statement_timeout_ms=60_000, **kw)
 
 
-async def feed(conn: asyncpg.Connection, segment_id: uuid.UUID) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            "SELECT * FROM segment_membership_changes WHERE segment_id = $1 ORDER BY seq",
-            segment_id,
-        )
+async def feed(conn: asyncpg.Connection, segment: dict[str, Any]) -> list[asyncpg.Record]:
+    """Every item of the segment's feed, as the API reads them."""
+    page = await read_changes(
+        conn, segment["account_id"], segment["id"], after=0, limit=1000, retention=RETENTION
     )
+    return page.items
 
 
 async def messages(conn: asyncpg.Connection, segment_id: uuid.UUID) -> list[MembershipChanged]:
@@ -81,7 +80,7 @@ async def test_first_build_records_one_initial_item_and_an_idle_rebuild_nothing(
     ids = await seed_contacts(conn, account_id, [{"country": "nl"}] * 3 + [{"country": "de"}])
     segment = await save_segment(conn, account_id, country("nl"))
     await build(conn, segment)
-    [initial] = await feed(conn, segment["id"])
+    [initial] = await feed(conn, segment)
     assert (initial["seq"], initial["change"], initial["total_count"]) == (1, "initial", 3)
     assert initial["contact_id"] is None and initial["generation"] == 1
     [message] = await messages(conn, segment["id"])
@@ -91,7 +90,7 @@ async def test_first_build_records_one_initial_item_and_an_idle_rebuild_nothing(
 
     assert (await build(conn, segment, "rebuild")).outcome == "done"
     assert await apply_changes(conn, account_id, ids, statement_timeout_ms=60_000)
-    assert len(await feed(conn, segment["id"])) == 1
+    assert len(await feed(conn, segment)) == 1
     assert len(await messages(conn, segment["id"])) == 1
 
 
@@ -105,7 +104,7 @@ async def test_data_changes_record_entered_and_left_with_contiguous_seqs(
     await set_country(conn, ids[2:], "nl")
     await apply_changes(conn, account_id, ids, statement_timeout_ms=60_000)
 
-    items = await feed(conn, segment["id"])
+    items = await feed(conn, segment)
     assert [i["seq"] for i in items] == [1, 2, 3, 4]
     moved = {(i["change"], i["contact_id"]) for i in items[1:]}
     assert moved == {("left", ids[0]), ("entered", ids[2]), ("entered", ids[3])}
@@ -132,7 +131,7 @@ async def test_rules_change_and_refresh_record_their_cause_and_generation(
     await build(conn, segment, "updated")
     await set_country(conn, [ids[0]], "de")
     await build(conn, segment, "refresh")
-    items = await feed(conn, segment["id"])
+    items = await feed(conn, segment)
     assert [(i["seq"], i["change"], i["cause"], i["generation"]) for i in items[1:]] == [
         (2, "entered", "rules", 2),
         (3, "left", "rules", 2),
@@ -148,7 +147,7 @@ async def test_a_build_for_an_older_generation_records_nothing(
     segment = await save_segment(conn, account_id, country("nl"))
     await conn.execute("UPDATE segments SET generation = 2 WHERE id = $1", segment["id"])
     assert (await build(conn, segment)).outcome == "stale"
-    assert await feed(conn, segment["id"]) == []
+    assert await feed(conn, segment) == []
     assert await messages(conn, segment["id"]) == []
 
 
@@ -184,9 +183,9 @@ async def test_changes_that_flow_on_to_referring_segments_are_recorded_as_cascad
     await set_country(conn, [ids[1]], "nl")
     await apply_changes(conn, account_id, [ids[1]], statement_timeout_ms=60_000)
     await apply_pending(conn, statement_timeout_ms=60_000)
-    [_, item] = await feed(conn, top["id"])
+    [_, item] = await feed(conn, top)
     assert (item["change"], item["contact_id"], item["cause"]) == ("entered", ids[1], "cascade")
-    assert (await feed(conn, base["id"]))[1]["cause"] == "data"
+    assert (await feed(conn, base))[1]["cause"] == "data"
 
 
 async def test_without_recording_nothing_is_recorded(
@@ -198,7 +197,7 @@ async def test_without_recording_nothing_is_recorded(
     await set_country(conn, ids, "de")
     await apply_changes(conn, account_id, ids, statement_timeout_ms=60_000, record=False)
     assert await members(conn, segment["id"]) == set()
-    assert await feed(conn, segment["id"]) == []
+    assert await feed(conn, segment) == []
     assert await history(conn, segment["id"]) == []
 
 
@@ -224,15 +223,18 @@ async def test_the_feed_reads_after_a_cursor_and_refuses_one_past_retention(
     # Items 1 and 2 age past the retention: a cursor before them has missed changes.
     await conn.execute(
         """UPDATE segment_membership_changes SET at = at - interval '8 days'
-           WHERE segment_id = $1 AND seq <= 2""",
+           WHERE segment_id = $1 AND seq_last <= 2""",
         segment["id"],
     )
     with pytest.raises(CursorExpired) as expired:
         await read(0)
     assert expired.value.oldest_seq == 3
     assert await read(2) == ([3, 4], 4)
-    assert await purge_expired(conn, retention=RETENTION, batch=1) >= 2
-    assert [i["seq"] for i in await feed(conn, segment["id"])] == [3, 4]
+    assert await purge_expired(conn, retention=RETENTION) >= 2
+    rows = await conn.fetch(
+        "SELECT seq_last FROM segment_membership_changes WHERE segment_id = $1", segment["id"]
+    )
+    assert sorted(r[0] for r in rows) == [3, 4]
     # Everything aged out: the next seq to come is the oldest the feed can give.
     await conn.execute(
         "UPDATE segment_membership_changes SET at = at - interval '8 days' WHERE segment_id = $1",
@@ -251,5 +253,9 @@ async def test_deleting_a_segment_deletes_its_feed_and_history(
     segment = await save_segment(conn, account_id, country("nl"))
     await build(conn, segment)
     await conn.execute("DELETE FROM segments WHERE id = $1", segment["id"])
-    assert await feed(conn, segment["id"]) == []
+    for table in ("segment_change_feeds", "segment_membership_changes"):
+        assert not await conn.fetchval(
+            f"SELECT count(*) FROM {table} WHERE segment_id = $1",
+            segment["id"],
+        )
     assert await history(conn, segment["id"]) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -31,8 +32,10 @@ from tests.test_property import Database, _load, _load_referenced, db  # noqa: F
 from tests.worker_support import segment_message
 from worker.builds import build_segment
 from worker.changes import apply_changes
+from worker.membership_feed import read_changes
 from worker.messages import MembershipChanged, decode
 
+WEEK = timedelta(days=7)
 EXAMPLES = int(os.environ.get("SEGMENTS_PROPERTY_EXAMPLES", "400")) // 4
 
 # One step: a contact's data replaced (by index into our contacts), its lists replaced, the
@@ -82,14 +85,16 @@ class Follower:
         return len(items)
 
     async def _items(self) -> list[asyncpg.Record]:
-        return list(
-            await self.conn.fetch(
-                """SELECT seq, change, contact_id, total_count FROM segment_membership_changes
-                   WHERE segment_id = $1 AND seq > $2 ORDER BY seq""",
-                self.segment_id,
-                self.last_seq,
+        items: list[asyncpg.Record] = []
+        after = self.last_seq
+        while page := (
+            await read_changes(
+                self.conn, ACCOUNT, self.segment_id, after=after, limit=1000, retention=WEEK
             )
-        )
+        ).items:
+            items += page
+            after = page[-1]["seq"]
+        return items
 
     async def materialised(self) -> set[uuid.UUID]:
         rows = await self.conn.fetch(

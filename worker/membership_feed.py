@@ -48,7 +48,8 @@ async def _last_seq(conn: Conn, account_id: UUID, segment_id: UUID) -> int:
     account's."""
     row = await conn.fetchrow(
         """SELECT coalesce(f.last_seq, 0) AS last_seq
-           FROM segments s LEFT JOIN segment_change_feeds f ON f.segment_id = s.id
+           FROM segments s
+           LEFT JOIN segment_change_feeds f ON f.account_id = s.account_id AND f.segment_id = s.id
            WHERE s.id = $1 AND s.account_id = $2""",
         segment_id,
         account_id,
@@ -57,6 +58,32 @@ async def _last_seq(conn: Conn, account_id: UUID, segment_id: UUID) -> int:
         raise SegmentNotFound(f"account {account_id} has no segment {segment_id}")
     last: int = row["last_seq"]
     return last
+
+
+# Rows of the feed (sql/011) unnested into items: the initial row is one item; a change row's
+# `entered` take seq_first onwards in array order, then its `left_ids`. At most $4 rows are
+# read (each holds one item at least), oldest first. $1 segment, $2 account, $3 after,
+# $4 limit, $5 retention.
+_ITEMS = """
+SELECT i.seq, i.change, i.contact_id, r.total_count, r.cause, r.generation, r.at
+FROM (SELECT * FROM segment_membership_changes
+      WHERE account_id = $2 AND segment_id = $1 AND seq_last > $3
+        AND at >= now() - $5::interval
+      ORDER BY seq_last LIMIT $4) r
+CROSS JOIN LATERAL (
+    SELECT r.seq_first AS seq, 'initial' AS change, NULL::uuid AS contact_id
+    WHERE r.total_count IS NOT NULL
+    UNION ALL
+    SELECT r.seq_first + e.n - 1, 'entered', e.id
+    FROM unnest(r.entered) WITH ORDINALITY AS e (id, n)
+    UNION ALL
+    SELECT r.seq_first + cardinality(r.entered) + l.n - 1, 'left', l.id
+    FROM unnest(r.left_ids) WITH ORDINALITY AS l (id, n)
+) i
+WHERE i.seq > $3
+ORDER BY i.seq
+LIMIT $4
+"""
 
 
 async def read_changes(
@@ -70,18 +97,7 @@ async def read_changes(
 ) -> FeedPage:
     """Up to `limit` items with seq > `after` younger than `retention`, in seq order."""
     last_seq = await _last_seq(conn, account_id, segment_id)
-    items = await conn.fetch(
-        """SELECT seq, change, contact_id, total_count, cause, generation, at
-           FROM segment_membership_changes
-           WHERE segment_id = $1 AND account_id = $2 AND seq > $3
-             AND at >= now() - $5::interval
-           ORDER BY seq LIMIT $4""",
-        segment_id,
-        account_id,
-        after,
-        min(limit, MAX_PAGE),
-        retention,
-    )
+    items = await conn.fetch(_ITEMS, segment_id, account_id, after, min(limit, MAX_PAGE), retention)
     if items and items[0]["seq"] > after + 1:
         raise CursorExpired(after, items[0]["seq"])
     if not items and after < last_seq:
@@ -98,7 +114,7 @@ async def read_history(
         await conn.fetch(
             """SELECT minute AS at, total_count, entered, left_count AS left
                FROM segment_count_history
-               WHERE segment_id = $1 AND account_id = $2
+               WHERE account_id = $2 AND segment_id = $1
                  AND minute >= date_trunc('minute', $3::timestamptz) AND minute <= $4
                ORDER BY minute""",
             segment_id,
@@ -109,26 +125,35 @@ async def read_history(
     )
 
 
-# Bounded batches: each a short transaction, so the cleanup never holds locks long nor
-# writes a burst of WAL. Rows are found through the BRIN indexes on their times (sql/011).
-_PURGE_CHANGES = """DELETE FROM segment_membership_changes WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM segment_membership_changes WHERE at < now() - $1::interval LIMIT $2))"""
-_PURGE_HISTORY = """DELETE FROM segment_count_history WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM segment_count_history WHERE minute < now() - $1::interval LIMIT $2))"""
+# Retention, in bounded steps that each pin one account (docs/scaling.md): find up to $2
+# segments with expired rows (the one scan across accounts, through the BRIN indexes on the
+# times, sql/011), then delete each one's expired rows in a statement of its own.
+_EXPIRED = {
+    "segment_membership_changes": """SELECT DISTINCT account_id, segment_id
+        FROM segment_membership_changes WHERE at < now() - $1::interval LIMIT $2""",
+    "segment_count_history": """SELECT DISTINCT account_id, segment_id
+        FROM segment_count_history WHERE minute < now() - $1::interval LIMIT $2""",
+}
+_DELETE_EXPIRED = {
+    "segment_membership_changes": """DELETE FROM segment_membership_changes
+        WHERE account_id = $1 AND segment_id = $2 AND at < now() - $3::interval""",
+    "segment_count_history": """DELETE FROM segment_count_history
+        WHERE account_id = $1 AND segment_id = $2 AND minute < now() - $3::interval""",
+}
 
 
-async def purge_expired(
-    conn: Conn, *, retention: timedelta, batch: int = 10_000, max_batches: int = 100
-) -> int:
-    """Delete feed items older than `retention` and history points older than 400 days, at
-    most `batch` rows per statement and `max_batches` statements per call (the rest waits
-    for the next call). Returns the rows deleted."""
+async def purge_expired(conn: Conn, *, retention: timedelta, max_segments: int = 1000) -> int:
+    """Delete feed rows older than `retention` and history points older than 400 days, of at
+    most `max_segments` segments per table per call (the rest waits for the next call), one
+    short transaction per segment. Returns the rows deleted."""
     deleted = 0
-    for statement, keep in ((_PURGE_CHANGES, retention), (_PURGE_HISTORY, HISTORY_RETENTION)):
-        for _ in range(max_batches):
-            status = await conn.execute(statement, keep, batch)
-            rows = int(status.split()[-1])  # "DELETE <rows>"
-            deleted += rows
-            if rows < batch:
-                break
+    for table, keep in (
+        ("segment_membership_changes", retention),
+        ("segment_count_history", HISTORY_RETENTION),
+    ):
+        for row in await conn.fetch(_EXPIRED[table], keep, max_segments):
+            status = await conn.execute(
+                _DELETE_EXPIRED[table], row["account_id"], row["segment_id"], keep
+            )
+            deleted += int(status.split()[-1])  # "DELETE <rows>"
     return deleted

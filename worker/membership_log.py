@@ -49,60 +49,66 @@ class Recording:
 # The recording, as CTEs that follow a statement's own: it needs `added` and `removed`
 # (segment_id, contact_id: what the statement moved) and `counted` (segment_id, generation,
 # total_count, added, removed: one row per segment that moved, the count after). {account}
-# and {cause} are placeholders of the caller's statement. `stamp` is one instant for the
-# whole statement (clock_timestamp(), not now(): a build may have waited for the lock since
-# its transaction began, and times must not go back along the seqs). Only constants are
-# formatted into it; values are the caller's placeholders.
+# and {cause} are placeholders of the caller's statement; {window} numbers each segment's
+# moved contacts (no order needed: the arrays say which contact has which seq). `stamp` is
+# one instant for the whole statement (clock_timestamp(), not now(): a build may have waited
+# for the lock since its transaction began, and times must not go back along the seqs).
+# `chunks` are the rows of the feed and the messages both: consecutive seqs of a segment,
+# {MAX_MEMBERSHIP_IDS} at most, `entered` first. Only constants are formatted into it.
 RECORD_CTES = f"""stamp AS MATERIALIZED (SELECT clock_timestamp() AS at),
-moved_ids AS (
-    SELECT segment_id, contact_id, 'entered' AS change FROM added
-    UNION ALL SELECT segment_id, contact_id, 'left' FROM removed
-), feeds AS (
+feeds AS (
     UPDATE segment_change_feeds f SET last_seq = f.last_seq + c.added + c.removed
     FROM counted c
-    WHERE f.segment_id = c.segment_id
+    WHERE f.account_id = {{account}} AND f.segment_id = c.segment_id
     RETURNING f.segment_id, f.last_seq - c.added - c.removed AS seq_before,
               c.generation, c.total_count, c.added, c.removed
+), numbered AS (
+    SELECT m.segment_id, m.contact_id, m.is_entered,
+           (row_number() OVER {{window}} - 1) / {MAX_MEMBERSHIP_IDS} AS chunk
+    FROM (SELECT segment_id, contact_id, true AS is_entered FROM added
+          UNION ALL SELECT segment_id, contact_id, false FROM removed) m
+), chunks AS MATERIALIZED (
+    SELECT f.segment_id, f.generation,
+           f.seq_before + n.chunk * {MAX_MEMBERSHIP_IDS} + 1 AS seq_first,
+           f.seq_before + n.chunk * {MAX_MEMBERSHIP_IDS} + count(*) AS seq_last,
+           coalesce(array_agg(n.contact_id) FILTER (WHERE n.is_entered), '{{{{}}}}') AS entered,
+           coalesce(array_agg(n.contact_id) FILTER (WHERE NOT n.is_entered), '{{{{}}}}')
+               AS left_ids
+    FROM numbered n JOIN feeds f USING (segment_id)
+    GROUP BY f.segment_id, f.generation, f.seq_before, n.chunk
 ), logged AS (
     INSERT INTO segment_membership_changes
-        (segment_id, seq, account_id, change, contact_id, cause, generation, at)
-    SELECT m.segment_id,
-           f.seq_before + row_number() OVER (PARTITION BY m.segment_id
-                                             ORDER BY m.change, m.contact_id),
-           {{account}}, m.change, m.contact_id, {{cause}}, f.generation, stamp.at
-    FROM moved_ids m JOIN feeds f USING (segment_id) CROSS JOIN stamp
-    RETURNING segment_id, seq, change, contact_id
+        (account_id, segment_id, seq_first, seq_last, entered, left_ids, cause, generation, at)
+    SELECT {{account}}, c.segment_id, c.seq_first, c.seq_last, c.entered, c.left_ids,
+           {{cause}}, c.generation, stamp.at
+    FROM chunks c CROSS JOIN stamp
 ), published AS (
-    -- Consecutive seqs of a segment, {MAX_MEMBERSHIP_IDS} per message, inserted in seq order.
     INSERT INTO outbox (routing_key, body)
     SELECT '{MEMBERSHIP_CHANGED}', jsonb_build_object(
-        'schema', 1, 'account_id', {{account}}, 'segment_id', f.segment_id,
-        'generation', f.generation, 'cause', {{cause}}, 'at', stamp.at,
-        'seq_first', min(l.seq), 'seq_last', max(l.seq),
-        'entered', coalesce(jsonb_agg(l.contact_id ORDER BY l.seq)
-                            FILTER (WHERE l.change = 'entered'), '[]'),
-        'left', coalesce(jsonb_agg(l.contact_id ORDER BY l.seq)
-                         FILTER (WHERE l.change = 'left'), '[]'))
-    FROM logged l JOIN feeds f USING (segment_id) CROSS JOIN stamp
-    GROUP BY f.segment_id, f.generation, stamp.at,
-             (l.seq - f.seq_before - 1) / {MAX_MEMBERSHIP_IDS}
-    ORDER BY f.segment_id, min(l.seq)
+        'schema', 1, 'account_id', {{account}}, 'segment_id', c.segment_id,
+        'generation', c.generation, 'cause', {{cause}}, 'at', stamp.at,
+        'seq_first', c.seq_first, 'seq_last', c.seq_last,
+        'entered', to_jsonb(c.entered), 'left', to_jsonb(c.left_ids))
+    FROM chunks c CROSS JOIN stamp
+    ORDER BY c.segment_id, c.seq_first
 ), history AS (
     INSERT INTO segment_count_history AS h
-        (segment_id, minute, account_id, total_count, entered, left_count)
-    SELECT f.segment_id, date_trunc('minute', stamp.at), {{account}}, f.total_count,
+        (account_id, segment_id, minute, total_count, entered, left_count)
+    SELECT {{account}}, f.segment_id, date_trunc('minute', stamp.at), f.total_count,
            f.added, f.removed
     FROM feeds f CROSS JOIN stamp
-    ON CONFLICT (segment_id, minute) DO UPDATE
+    ON CONFLICT (account_id, segment_id, minute) DO UPDATE
     SET total_count = EXCLUDED.total_count,
         entered = h.entered + EXCLUDED.entered,
         left_count = h.left_count + EXCLUDED.left_count
 )"""  # noqa: S608
 
 
-def record_ctes(account: str, cause: str) -> str:
-    """RECORD_CTES for a statement whose account and cause are the placeholders given."""
-    return RECORD_CTES.format(account=account, cause=cause)
+def record_ctes(account: str, cause: str, *, one_segment: bool = False) -> str:
+    """RECORD_CTES for a statement whose account and cause are the placeholders given;
+    `one_segment` when it moved the members of one segment only (no partition to sort)."""
+    window = "()" if one_segment else "(PARTITION BY m.segment_id)"
+    return RECORD_CTES.format(account=account, cause=cause, window=window)
 
 
 # A first build: the counter row, the initial item, its message and the first point.
@@ -110,13 +116,13 @@ def record_ctes(account: str, cause: str) -> str:
 _RECORD_INITIAL = f"""
 WITH stamp AS MATERIALIZED (SELECT clock_timestamp() AS at),
 feed AS (
-    INSERT INTO segment_change_feeds (segment_id, account_id, last_seq)
-    VALUES ($1::uuid, $2::uuid, 1)
+    INSERT INTO segment_change_feeds (account_id, segment_id, last_seq)
+    VALUES ($2::uuid, $1::uuid, 1)
     RETURNING last_seq AS seq
 ), logged AS (
     INSERT INTO segment_membership_changes
-        (segment_id, seq, account_id, change, total_count, generation, at)
-    SELECT $1::uuid, feed.seq, $2::uuid, 'initial', $4::bigint, $3::bigint, stamp.at
+        (account_id, segment_id, seq_first, seq_last, total_count, generation, at)
+    SELECT $2::uuid, $1::uuid, feed.seq, feed.seq, $4::bigint, $3::bigint, stamp.at
     FROM feed, stamp
 ), published AS (
     INSERT INTO outbox (routing_key, body)
@@ -127,9 +133,9 @@ feed AS (
     FROM feed, stamp
 )
 INSERT INTO segment_count_history AS h
-    (segment_id, minute, account_id, total_count, entered, left_count)
-SELECT $1::uuid, date_trunc('minute', stamp.at), $2::uuid, $4::bigint, $4::bigint, 0 FROM stamp
-ON CONFLICT (segment_id, minute) DO UPDATE
+    (account_id, segment_id, minute, total_count, entered, left_count)
+SELECT $2::uuid, $1::uuid, date_trunc('minute', stamp.at), $4::bigint, $4::bigint, 0 FROM stamp
+ON CONFLICT (account_id, segment_id, minute) DO UPDATE
 SET total_count = EXCLUDED.total_count, entered = h.entered + EXCLUDED.entered
 """  # noqa: S608 (a constant)
 
@@ -150,7 +156,7 @@ _REMOVED = "SELECT $3::uuid, d.member FROM build_diff d WHERE d.id IS NULL"
 # A build that found no members: build_diff holds only `id`, and every match entered.
 _ALL_ADDED = "SELECT $3::uuid, d.id FROM build_diff d"
 _NONE_REMOVED = "SELECT NULL::uuid, NULL::uuid WHERE false"
-_RECORD = record_ctes("$1::uuid", "$2::text")
+_RECORD = record_ctes("$1::uuid", "$2::text", one_segment=True)
 _BUILD_STATEMENTS = {
     True: _BUILD_MOVED.format(added=_ADDED, removed=_REMOVED, record=_RECORD),
     False: _BUILD_MOVED.format(added=_ALL_ADDED, removed=_NONE_REMOVED, record=_RECORD),
@@ -172,7 +178,9 @@ async def record_build(
     dropped: the initial item if the segment has none yet, else one item per contact moved
     (nothing if none moved)."""
     started = await conn.fetchval(
-        "SELECT true FROM segment_change_feeds WHERE segment_id = $1", segment_id
+        "SELECT true FROM segment_change_feeds WHERE account_id = $1 AND segment_id = $2",
+        account_id,
+        segment_id,
     )
     if not started:
         await conn.execute(
