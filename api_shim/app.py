@@ -14,11 +14,14 @@ from api_shim import (
     contacts,
     docs,
     errors,
+    explain,
     export,
     fields,
     health,
     keys,
     lists,
+    membership,
+    preview,
     simple,
     v1,
     v2,
@@ -48,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
             min_size=settings.api_pool_min_size,
             max_size=settings.api_pool_max_size,
             statement_timeout_ms=settings.api_statement_timeout_ms,
+            application_name="segments-api",
         )
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -78,7 +82,10 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     for router in (
         v2.router,
+        preview.router,
         export.router,
+        explain.router,
+        membership.router,
         v1.router,
         simple.router,
         contacts.router,

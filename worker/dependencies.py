@@ -131,7 +131,7 @@ class SegmentReads:
     """The reads of segments by (id, generation), computed at first sight; bounded (least
     recently used dropped first), one per worker process."""
 
-    def __init__(self, max_entries: int = 50_000) -> None:
+    def __init__(self, max_entries: int = 20_000) -> None:
         self.max_entries = max_entries
         self._cache: OrderedDict[tuple[UUID, int], Reads] = OrderedDict()
 
