@@ -260,6 +260,14 @@ def test_example_bodies_match_the_schema_in_chunks_of_1000() -> None:
     assert seen == ids
 
 
+def test_example_bodies_carry_the_change_hints_given() -> None:
+    changed = {"fields": ["country"], "lists": True}
+    (body,) = _example_module().bodies(uuid.uuid4(), [uuid.uuid4()], datetime.now(UTC), changed)
+    _validator(ContactChanged).validate(json.loads(body))
+    hints = decode(ContactChanged, body).changed
+    assert hints is not None and (hints.fields, hints.lists) == (["country"], True)
+
+
 async def _run_example(*args: str, cwd: Path) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
