@@ -28,7 +28,7 @@ from tests.worker_support import (
     worker_settings,
 )
 from worker.batching import ChangeBatcher
-from worker.dependencies import Reads, SegmentReads
+from worker.dependencies import EVERYTHING, Reads, SegmentReads
 from worker.hints import Hints, fields_changed, merged_hints
 from worker.messages import ChangeHints, ContactChanged, amqp_message
 from worker.rules import FieldRegistry, parse_rules
@@ -109,6 +109,15 @@ def test_a_segment_is_affected_when_its_reads_meet_the_hints(
     assert _reads(*conditions, lists=lists).affected_by(hints) is affected
 
 
+def test_rules_that_cannot_be_read_count_as_reading_everything() -> None:
+    for hints in (
+        Hints(fields=frozenset({"country"})),
+        Hints(events=frozenset({"delivered"})),
+        Hints(lists=True),
+    ):
+        assert EVERYTHING.affected_by(hints)
+
+
 def _change(account_id: uuid.UUID, changed: ChangeHints | None) -> ContactChanged:
     return ContactChanged(
         schema_version=1,
@@ -169,6 +178,15 @@ async def test_the_selection_keeps_the_live_segments_whose_reads_meet_the_hints(
     by_open = await reads.select(conn, account_id, Hints(events=frozenset({"open"})))
     assert set(by_open.segment_ids) == {country["id"], opened["id"]}
     assert len(reads) == 3
+
+
+async def test_a_segment_whose_rules_no_longer_parse_is_selected_by_any_hint(
+    conn: asyncpg.Connection, account_id: uuid.UUID
+) -> None:
+    undeclared = await save_segment(conn, account_id, {"all": [_field("score")]})
+    await conn.execute("UPDATE segments SET status = 'DONE' WHERE id = $1", undeclared["id"])
+    selection = await SegmentReads().select(conn, account_id, Hints(fields=frozenset({"city"})))
+    assert selection.segment_ids == [undeclared["id"]]
 
 
 @pytest.fixture

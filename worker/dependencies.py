@@ -62,6 +62,7 @@ class Reads:
     isp: bool
     segments: frozenset[UUID]  # referenced segments (changes reach them by propagation)
     clock: bool  # membership drifts with time (refreshed on a schedule)
+    any_field: bool = False  # every field, whatever its name (rules that could not be read)
 
     @classmethod
     def of(cls, tree: RuleTree, contact_list_ids: Sequence[UUID]) -> Reads:
@@ -103,6 +104,7 @@ class Reads:
             or hints.fields & self.fields
             or (self.isp and hints.fields & _ISP_FIELDS)
             or (self.custom and ALL_CUSTOM_FIELDS in hints.fields)
+            or (self.any_field and hints.fields)
         )
 
 
@@ -116,6 +118,7 @@ EVERYTHING = Reads(
     isp=True,
     segments=frozenset(),
     clock=True,
+    any_field=True,
 )
 
 
