@@ -21,6 +21,7 @@ import structlog
 
 from worker.compiler import SegmentQuery, compile_matching_among_each
 from worker.db import Conn
+from worker.freshness import CHANGED_BEFORE_SETTING
 from worker.locks import segment_lock_key
 from worker.propagation import PROPAGATE_CTE
 from worker.rules import FieldRegistry, RulesInvalid
@@ -102,7 +103,7 @@ DELETE FROM segment_pending_changes
 WHERE segment_id = $1 AND contact_id IN (
     SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1
     ORDER BY contact_id LIMIT $2)
-RETURNING contact_id
+RETURNING contact_id, held_before
 """
 
 
@@ -220,6 +221,14 @@ async def _apply_queued(
             # Under the lock, and on the data as it is now: what the build read is behind us.
             queued = await conn.fetch(_TAKE_QUEUED, segment_id, PENDING_CHUNK)
             contact_ids = sorted(r["contact_id"] for r in queued)
+            if queued:
+                # What this moves is queued for the segments reading this one, stamped with
+                # the time of the changes it stands for (worker.freshness).
+                await conn.execute(
+                    "SELECT set_config($1, $2::timestamptz::text, true)",
+                    CHANGED_BEFORE_SETTING,
+                    min(r["held_before"] for r in queued),
+                )
             moment = now or datetime.now(UTC)
             applied = await _apply_locked(conn, account_id, locked, contact_ids, registry, moment)
         # A segment counts once however many chunks it took.
