@@ -19,10 +19,11 @@ import aio_pika
 import asyncpg
 import pytest
 
-from tests.services import rabbitmq_server, unique_name, with_database
+from tests.services import rabbitmq_server
 from tests.waiting import wait_for
 from tests.worker_support import (
     members,
+    private_database,
     publish_segment,
     publisher,
     running_worker,
@@ -35,7 +36,6 @@ from tests.worker_support import (
 from worker.db import connect
 from worker.freshness import FreshnessTracker, Tick, next_tick, segment_fresh_as_of, watermark
 from worker.messages import ContactChanged, contract_message
-from worker.migrations import database_name, migrate
 from worker.outbox import enqueue_contacts_changed
 from worker.settings import Settings
 
@@ -61,19 +61,9 @@ class Private:
 
 @pytest.fixture
 async def private(database_url: str) -> AsyncIterator[Private]:
-    dsn = with_database(database_url, unique_name("segments_fresh"))
-    await migrate(dsn)
-    conn = await connect(dsn)
-    try:
+    async with private_database(database_url, "segments_fresh") as (conn, dsn):
         account_id = await conn.fetchval("INSERT INTO accounts (name) VALUES ('f') RETURNING id")
         yield Private(conn, dsn, account_id)
-    finally:
-        await conn.close()
-        admin = await asyncpg.connect(with_database(database_url, "postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database_name(dsn)}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @pytest.fixture
