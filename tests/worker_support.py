@@ -17,6 +17,7 @@ import asyncpg
 
 from tests.reference_db import reference_members
 from tests.services import unique_name, with_database
+from tests.statement_capture import TESTS_APPLICATION
 from tests.waiting import wait_for
 from worker.db import connect
 from worker.locks import segment_lock_key
@@ -34,7 +35,7 @@ async def private_database(
     `database_url` is any database of the same server."""
     dsn = with_database(database_url, unique_name(prefix))
     await migrate(dsn)
-    conn = await connect(dsn)
+    conn = await connect(dsn, application_name=TESTS_APPLICATION)
     try:
         yield conn, dsn
     finally:
