@@ -19,10 +19,13 @@ CREATE TABLE freshness_workers (
     held_before     timestamptz
 );
 
+-- Both tables are the service's own bookkeeping, small and read across accounts: they stay on
+-- the coordinator under Citus (deploy/citus/distribute.sql), like the outbox.
 CREATE TABLE freshness_holds (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    -- null: every account (a worker that stopped reporting)
-    account_id  uuid,
+    -- The account the hold concerns (null: every account, a worker that stopped reporting).
+    -- Not a distribution column: holds of all accounts are read together.
+    scope_account_id uuid,
     held_before timestamptz NOT NULL,
     -- Released once every live worker has read a tick published after this instant: then
     -- whatever the hold stood for was dequeued before that tick and is held or applied.
@@ -50,7 +53,8 @@ LANGUAGE sql STABLE AS $$
     SELECT coalesce(least(
         (SELECT min(least(w.tick_value, w.held_before)) FROM freshness_workers w),
         (SELECT min(h.held_before) FROM freshness_holds h
-         WHERE (p_account IS NULL OR h.account_id IS NULL OR h.account_id = p_account)
+         WHERE (p_account IS NULL OR h.scope_account_id IS NULL
+                OR h.scope_account_id = p_account)
            AND NOT (EXISTS (SELECT 1 FROM freshness_workers)
                     AND h.barrier_at < (SELECT min(coalesce(w.tick_stamped_at, '-infinity'))
                                         FROM freshness_workers w)))

@@ -114,7 +114,7 @@ SET seen_at = now(), tick_value = EXCLUDED.tick_value,
     tick_stamped_at = EXCLUDED.tick_stamped_at, held_before = EXCLUDED.held_before
 """
 _ADD_HOLDS = """
-INSERT INTO freshness_holds (account_id, held_before, barrier_at)
+INSERT INTO freshness_holds (scope_account_id, held_before, barrier_at)
 SELECT a, h, now() + make_interval(secs => s)
 FROM unnest($1::uuid[], $2::timestamptz[], $3::float8[]) AS t (a, h, s)
 """
@@ -131,7 +131,7 @@ WITH gone AS (
     WHERE EXISTS (SELECT 1 FROM gone
                   WHERE coalesce(gone.tick_stamped_at, '-infinity') <= h.barrier_at)
 )
-INSERT INTO freshness_holds (account_id, held_before, barrier_at)
+INSERT INTO freshness_holds (scope_account_id, held_before, barrier_at)
 SELECT NULL, least(tick_value, held_before), now() FROM gone
 RETURNING held_before
 """
