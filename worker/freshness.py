@@ -231,6 +231,7 @@ class FreshnessTracker:
         self._held: dict[int, datetime] = {}  # id(delivery) -> its changed_at
         self._tick: Tick | None = None
         self._unsent_holds: list[Hold] = []
+        self._tick_read = asyncio.Event()  # set by passed(): the report loop waits for it
 
     # --- what the change consumer tells -------------------------------------------------
 
@@ -238,6 +239,7 @@ class FreshnessTracker:
         """A tick was read: everything delivered before it has been read (and is held). Each
         fact holds of every tick read, so the newest value and the latest stamp count (ticks
         of several workers may arrive out of order)."""
+        self._tick_read.set()
         current = self._tick
         if current is None:
             self._tick = tick
@@ -334,19 +336,23 @@ class FreshnessTracker:
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self, pool: asyncpg.Pool, channel: AbstractChannel, stop: asyncio.Event) -> None:
-        """Until `stop`: every tick interval, publish a tick and report; every metrics interval,
-        the staleness gauges. Failures are logged and tried again (freshness only lags)."""
+        """Until `stop`: every tick interval, publish a tick, then report as soon as a tick has
+        been read (this one, or another worker's: the report then carries it, so what it
+        claims is at most a queue's crossing old); every metrics interval, the staleness
+        gauges. Failures are logged and tried again (freshness only lags meanwhile)."""
         last_gauges = 0.0
+        interval = self.settings.freshness_tick_s
         while not stop.is_set():
+            started = time.monotonic()
             try:
+                self._tick_read.clear()
                 async with pool.acquire() as conn:
                     if self._tick is None:
                         await self.register(conn)
-                    tick = await next_tick(conn, self.settings.freshness_producer_delay_ms / 1000)
-                    if tick is not None:
-                        await channel.default_exchange.publish(
-                            tick_message(tick), routing_key=CONTACT_CHANGES_QUEUE.name
-                        )
+                    await self._publish_tick(conn, channel)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._tick_read.wait(), timeout=interval)
+                async with pool.acquire() as conn:
                     await self.report(conn)
                     await _watermark_gauge(conn)
                     if time.monotonic() - last_gauges >= self.settings.freshness_metrics_interval_s:
@@ -355,7 +361,15 @@ class FreshnessTracker:
             except _TICK_ERRORS as exc:
                 log.warning("freshness.tick_failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.settings.freshness_tick_s)
+                left = interval - (time.monotonic() - started)
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, left))
+
+    async def _publish_tick(self, conn: Conn, channel: AbstractChannel) -> None:
+        tick = await next_tick(conn, self.settings.freshness_producer_delay_ms / 1000)
+        if tick is not None:
+            await channel.default_exchange.publish(
+                tick_message(tick), routing_key=CONTACT_CHANGES_QUEUE.name
+            )
 
 
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
