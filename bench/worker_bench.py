@@ -373,6 +373,8 @@ def _settled(text: str) -> float:
         for sample in family.samples
         if sample.name == "segments_messages_total"
         and sample.labels.get("queue") == "segments.contact_changes"
+        # The workers' freshness ticks travel in the same queue; they are not changes.
+        and sample.labels.get("reason") != "freshness_tick"
     )
 
 
