@@ -182,7 +182,9 @@ async def apply_changes(
             await conn.execute(
                 """INSERT INTO segment_pending_changes (segment_id, contact_id, account_id)
                    SELECT s, c, $3 FROM unnest($1::uuid[]) s, unnest($2::uuid[]) c
-                   ON CONFLICT DO NOTHING""",
+                   ON CONFLICT (segment_id, contact_id) DO UPDATE
+                   SET held_before = least(segment_pending_changes.held_before,
+                                           EXCLUDED.held_before)""",
                 busy,
                 candidates,
                 account_id,
