@@ -34,7 +34,14 @@ from tests.worker_support import (
     worker_settings,
 )
 from worker.db import connect
-from worker.freshness import FreshnessTracker, Tick, next_tick, segment_fresh_as_of, watermark
+from worker.freshness import (
+    FreshnessTracker,
+    Tick,
+    next_tick,
+    oldest_fresh_as_of,
+    segment_fresh_as_of,
+    watermark,
+)
 from worker.messages import ContactChanged, contract_message
 from worker.outbox import enqueue_contacts_changed
 from worker.settings import Settings
@@ -356,6 +363,9 @@ async def test_a_segment_is_capped_by_queued_contacts_its_clock_and_what_it_read
         )
     for segment in (read, reader):
         assert await segment_fresh_as_of(p.conn, p.account_id, segment["id"]) == queued_for
+    # The account's staleness gauge reads the same, computed for all segments at once.
+    oldest, staleness = (await oldest_fresh_as_of(p.conn))[p.account_id]
+    assert oldest == queued_for and staleness is not None and staleness > 30
     await p.conn.execute("DELETE FROM segment_pending_changes")
 
     # Time-relative rules: as fresh as the clock of the last build.
@@ -366,6 +376,7 @@ async def test_a_segment_is_capped_by_queued_contacts_its_clock_and_what_it_read
         clock,
     )
     assert await segment_fresh_as_of(p.conn, p.account_id, reader["id"]) == clock
+    assert (await oldest_fresh_as_of(p.conn))[p.account_id][0] == clock
     # Another account's segment id is not found.
     assert await segment_fresh_as_of(p.conn, uuid.uuid4(), read["id"]) is None
     assert datetime.now(UTC) > clock

@@ -140,11 +140,32 @@ DELETE FROM freshness_holds
 WHERE EXISTS (SELECT 1 FROM freshness_workers)
   AND barrier_at < (SELECT min(coalesce(tick_stamped_at, '-infinity')) FROM freshness_workers)
 """
+# Every account's staleness: what segment_fresh_as_of gives its stalest built segment, computed
+# for all segments at once (one call per segment took 0.4 ms: minutes for 100k segments). The
+# caps of segments read through references count for the segments reading them because those
+# are in the same account's minimum, except a read segment that is not built (cap: its last
+# change), taken here one reference deep.
 _STALENESS = """
-SELECT account_id, extract(epoch FROM now() - min(fresh))::float8 AS staleness
-FROM (SELECT account_id, segment_fresh_as_of(account_id, id) AS fresh FROM segments
-      WHERE status = 'DONE' AND built_generation = generation) s
-GROUP BY account_id
+WITH built AS (
+    SELECT s.id, s.account_id, s.time_relative, s.built_clock_at FROM segments s
+    WHERE s.status = 'DONE' AND s.built_generation = s.generation
+), caps AS (
+    SELECT b.account_id, least(
+        CASE WHEN b.time_relative THEN coalesce(b.built_clock_at, '-infinity') END,
+        (SELECT min(p.held_before) FROM segment_pending_changes p
+         WHERE p.segment_id = b.id AND p.account_id = b.account_id),
+        (SELECT min(x.updated_at) FROM segment_references r
+         JOIN segments x ON x.id = r.referenced_segment_id AND x.account_id = r.account_id
+         WHERE r.segment_id = b.id AND r.account_id = b.account_id
+           AND NOT (x.status = 'DONE' AND x.built_generation = x.generation))) AS cap
+    FROM built b
+), fresh AS (
+    SELECT account_id, least(freshness_watermark(account_id), min(cap)) AS t
+    FROM caps GROUP BY account_id
+)
+SELECT account_id, CASE WHEN isfinite(t) THEN t END AS oldest,
+       CASE WHEN isfinite(t) THEN extract(epoch FROM now() - t)::float8 END AS staleness
+FROM fresh
 """
 
 
@@ -398,13 +419,18 @@ async def _watermark_gauge(conn: Conn) -> None:
 _shown_accounts: set[str] = set()
 
 
-async def _staleness_gauges(conn: Conn) -> None:
+async def oldest_fresh_as_of(conn: Conn) -> dict[UUID, tuple[datetime | None, float | None]]:
+    """Per account with built segments: the oldest fresh_as_of among them, and how many seconds
+    it is behind the database clock (both None while nothing is vouched for)."""
     rows = await conn.fetch(_STALENESS)
+    return {row["account_id"]: (row["oldest"], row["staleness"]) for row in rows}
+
+
+async def _staleness_gauges(conn: Conn) -> None:
     seen = set()
-    for row in rows:
-        account = str(row["account_id"])
+    for account_id, (_, staleness) in (await oldest_fresh_as_of(conn)).items():
+        account = str(account_id)
         seen.add(account)
-        staleness = row["staleness"]
         FRESHNESS_STALENESS.labels(account).set(float("inf") if staleness is None else staleness)
     for account in _shown_accounts - seen:
         FRESHNESS_STALENESS.remove(account)
