@@ -141,17 +141,18 @@ WHERE EXISTS (SELECT 1 FROM freshness_workers)
   AND barrier_at < (SELECT min(coalesce(tick_stamped_at, '-infinity')) FROM freshness_workers)
 """
 # Every account's staleness: what segment_fresh_as_of gives its stalest built segment, computed
-# for all segments at once (one call per segment took 0.4 ms: minutes for 100k segments). The
-# caps of segments read through references count for the segments reading them because those
-# are in the same account's minimum, except a read segment that is not built (cap: its last
-# change), taken here one reference deep.
+# for all segments at once (one call per segment took 0.4 ms: minutes for 100k segments),
+# except the clock of time-relative rules: those trail by up to the refresh interval by design
+# (5 minutes by default), which is not news an operator must act on. The caps of segments read
+# through references count for the segments reading them because those are in the same
+# account's minimum, except a read segment that is not built (cap: its last change), taken here
+# one reference deep.
 _STALENESS = """
 WITH built AS (
-    SELECT s.id, s.account_id, s.time_relative, s.built_clock_at FROM segments s
+    SELECT s.id, s.account_id FROM segments s
     WHERE s.status = 'DONE' AND s.built_generation = s.generation
 ), caps AS (
     SELECT b.account_id, least(
-        CASE WHEN b.time_relative THEN coalesce(b.built_clock_at, '-infinity') END,
         (SELECT min(p.held_before) FROM segment_pending_changes p
          WHERE p.segment_id = b.id AND p.account_id = b.account_id),
         (SELECT min(x.updated_at) FROM segment_references r
@@ -420,8 +421,9 @@ _shown_accounts: set[str] = set()
 
 
 async def oldest_fresh_as_of(conn: Conn) -> dict[UUID, tuple[datetime | None, float | None]]:
-    """Per account with built segments: the oldest fresh_as_of among them, and how many seconds
-    it is behind the database clock (both None while nothing is vouched for)."""
+    """Per account with built segments: the oldest fresh_as_of among them leaving out the clock
+    of time-relative rules, and how many seconds it is behind the database clock (both None
+    while nothing is vouched for)."""
     rows = await conn.fetch(_STALENESS)
     return {row["account_id"]: (row["oldest"], row["staleness"]) for row in rows}
 

@@ -94,8 +94,9 @@ OUTBOX_PUBLISH_FAILURES = Counter(
 # Freshness (worker/freshness.py, docs/freshness.md)
 FRESHNESS_STALENESS = Gauge(
     "segments_freshness_staleness_seconds",
-    "Per account: now minus the oldest `fresh_as_of` of its built segments (+Inf while no"
-    " time can be vouched for), computed every SEGMENTS_FRESHNESS_METRICS_INTERVAL_S.",
+    "Per account: now minus the oldest `fresh_as_of` of its built segments, leaving out the"
+    " clock of time-relative rules (+Inf while no time can be vouched for), computed every"
+    " SEGMENTS_FRESHNESS_METRICS_INTERVAL_S.",
     ["account_id"],
 )
 FRESHNESS_WATERMARK_LAG = Gauge(
