@@ -74,6 +74,14 @@ class Pagination(BaseModel):
     total_pages: int
 
 
+FRESH_AS_OF = (
+    "Every contact change at or before this time (a contact.changed's `changed_at`, or a change"
+    " made through this API) is in the membership and `total_count`, and time-relative rules"
+    " were evaluated at least this late. A guarantee: it may trail, never lead. Null before the"
+    " first build of the current rules, or while no worker has reported yet."
+)
+
+
 class SegmentItem(BaseModel):
     id: UUID
     name: str
@@ -110,6 +118,10 @@ class Segment(BaseModel):
     display_fields: list[DisplayField]
     timezone: str = Field(
         description="IANA timezone of the segment's calendar periods and anniversaries."
+    )
+    fresh_as_of: datetime | None = Field(description=FRESH_AS_OF)
+    last_built_at: datetime | None = Field(
+        description="When the last full build (or scheduled refresh) finished."
     )
     error_reason: str | None = Field(description="Why the last build failed; null unless FAILED.")
 

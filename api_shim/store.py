@@ -14,7 +14,8 @@ from worker.db import Conn, cursor_batches
 
 COLUMNS = """id, number, account_id, name, color, description, dialect, rules, contact_list_ids,
     display_fields, status, total_count, generation, time_relative, error_reason, created_at,
-    updated_at, last_built_at, timezone, local_calendar"""
+    updated_at, last_built_at, timezone, local_calendar,
+    segment_fresh_as_of(account_id, id) AS fresh_as_of"""
 
 OrderBy = Literal["name", "total_count", "created_at", "updated_at"]
 # The only expressions that reach ORDER BY. A count is shown only when DONE, so it sorts

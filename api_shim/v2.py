@@ -205,5 +205,7 @@ def segment_full(row: asyncpg.Record) -> Segment:
         updated_at=row["updated_at"],
         display_fields=row["display_fields"],
         timezone=row["timezone"],
+        fresh_as_of=row["fresh_as_of"],
+        last_built_at=row["last_built_at"],
         error_reason=row["error_reason"] if row["status"] == "FAILED" else None,
     )

@@ -92,7 +92,7 @@ async def _probe_once(
     return {"phase": phase, "from_confirm_s": seen - confirmed, "from_publish_s": seen - started}
 
 
-def _quantiles(values: list[float]) -> dict[str, float]:
+def quantiles_ms(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
 
     def at(q: float) -> float:
@@ -183,8 +183,8 @@ async def main(args: argparse.Namespace) -> None:
                 run = {
                     "background_contacts_per_s": rate,
                     "probes": len(probes),
-                    "from_confirm": _quantiles([p["from_confirm_s"] for p in probes]),
-                    "from_publish": _quantiles([p["from_publish_s"] for p in probes]),
+                    "from_confirm": quantiles_ms([p["from_confirm_s"] for p in probes]),
+                    "from_publish": quantiles_ms([p["from_publish_s"] for p in probes]),
                     "median_ms_by_publish_phase_decile": _by_phase(probes),
                 }
                 report["runs"].append(run)

@@ -39,6 +39,9 @@ MULTI_SHARD: dict[str, str] = {
     "SELECT EXISTS (SELECT 1 FROM segment_pending_changes)": "worker: is any change queued?",
     "min(queued_at)": "metrics: the age of the oldest queued change, all accounts",
     "FROM segments GROUP BY status": "metrics: segments per status, all accounts",
+    "SELECT account_id, least(freshness_watermark(account_id), min(cap))": (
+        "metrics: staleness of every account"
+    ),
     "($2::uuid IS NULL OR account_id = $2::uuid)": "command line: a segment by id, any account",
     "SELECT DISTINCT account_id, segment_id": "scheduler: segments past retention, all accounts",
 }

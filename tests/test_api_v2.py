@@ -49,9 +49,15 @@ async def test_create_answers_200_with_the_full_object_pending(
         "created_at",
         "updated_at",
         "display_fields",
+        "fresh_as_of",
+        "timezone",
+        "last_built_at",
     }
     assert segment["status"] == "PENDING"
     assert segment["total_count"] is None
+    # Not built yet: nothing to be fresh about.
+    assert (segment["fresh_as_of"], segment["last_built_at"]) == (None, None)
+    assert segment["timezone"] == "UTC"
     assert segment["display_fields"] == []
     assert segment["rules_json"] == body["rules_json"]
     assert segment["contact_list_ids"] == [str(tenant.list_id)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,13 @@ from worker.settings import Settings
 
 @dataclass
 class Delivery:
+    """What the consumer reads of an incoming message."""
+
     body: bytes
+    type: str | None = None  # a freshness tick has one
+    headers: dict[str, Any] = field(default_factory=dict)
+    redelivered: bool = False
+    message_id: str | None = None
 
 
 def _delivery() -> Any:

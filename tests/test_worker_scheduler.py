@@ -18,8 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.services import unique_name, with_database
-from tests.statement_capture import TESTS_APPLICATION
+from tests import worker_support
 from tests.test_worker_builds import SUBSCRIBED_IN_DE, _people
 from tests.waiting import wait_for
 from tests.worker_support import (
@@ -31,8 +30,6 @@ from tests.worker_support import (
     wait_status,
     worker_settings,
 )
-from worker.db import connect
-from worker.migrations import database_name, migrate
 from worker.scheduler import Scheduler
 
 OPENED_LAST_30_DAYS = {
@@ -103,18 +100,8 @@ async def private_database(database_url: str) -> AsyncIterator[tuple[asyncpg.Con
     segments, and other tests leave some (API tests run no worker): in the shared database it
     would fill the shared queue with their rebuilds, and later tests' builds would wait
     behind them."""
-    dsn = with_database(database_url, unique_name("segments_stuck"))
-    await migrate(dsn)
-    conn = await connect(dsn, application_name=TESTS_APPLICATION)
-    try:
-        yield conn, dsn
-    finally:
-        await conn.close()
-        admin = await asyncpg.connect(with_database(database_url, "postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database_name(dsn)}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with worker_support.private_database(database_url, "segments_stuck") as private:
+        yield private
 
 
 async def test_a_segment_stuck_with_no_build_is_requeued_and_finishes(

@@ -16,7 +16,10 @@ import aio_pika
 import asyncpg
 
 from tests.reference_db import reference_members
+from tests.services import unique_name, with_database
+from tests.statement_capture import TESTS_APPLICATION
 from tests.waiting import wait_for
+from worker.db import connect
 from worker.locks import segment_lock_key
 from worker.messages import (
     ChangeHints,
@@ -25,8 +28,29 @@ from worker.messages import (
     amqp_message,
     contract_message,
 )
+from worker.migrations import database_name, migrate
 from worker.runner import run_worker
 from worker.settings import Settings
+
+
+@asynccontextmanager
+async def private_database(
+    database_url: str, prefix: str
+) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
+    """A migrated database of one test alone (a connection to it, its DSN), dropped after;
+    `database_url` is any database of the same server."""
+    dsn = with_database(database_url, unique_name(prefix))
+    await migrate(dsn)
+    conn = await connect(dsn, application_name=TESTS_APPLICATION)
+    try:
+        yield conn, dsn
+    finally:
+        await conn.close()
+        admin = await asyncpg.connect(with_database(database_url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database_name(dsn)}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 def worker_settings(database_url: str, amqp_url: str, **overrides: Any) -> Settings:

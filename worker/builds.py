@@ -116,7 +116,8 @@ async def build_segment(
         return segment
     try:
         registry = await load_registry(conn, message.account_id)
-        query = segment.query(registry, now or datetime.now(UTC))
+        clock = now or datetime.now(UTC)  # the membership is as fresh as this, for its clock
+        query = segment.query(registry, clock)
     except RulesInvalid as exc:
         reason = f"the rules no longer fit this account's fields: {exc}"
         await mark_failed(conn, message.segment_id, message.generation, reason)
@@ -139,7 +140,7 @@ async def build_segment(
             finished = await conn.fetchval(
                 """UPDATE segments
                    SET status = 'DONE', total_count = $3, built_generation = $2,
-                       error_reason = NULL, last_built_at = now(),
+                       error_reason = NULL, last_built_at = now(), built_clock_at = $5,
                        updated_at = CASE WHEN total_count IS DISTINCT FROM $3 OR $4
                                          THEN now() ELSE updated_at END
                    WHERE id = $1 AND generation = $2
@@ -148,6 +149,7 @@ async def build_segment(
                 message.generation,
                 written.total_count,
                 written.added > 0 or written.removed > 0,
+                clock,
             )
             if not finished:
                 raise _GenerationMoved

@@ -21,6 +21,7 @@ import structlog
 
 from worker.compiler import SegmentQuery, compile_matching_among_each
 from worker.db import Conn
+from worker.freshness import CHANGED_BEFORE_SETTING
 from worker.locks import segment_lock_key
 from worker.membership_log import record_ctes
 from worker.messages import Cause
@@ -109,7 +110,7 @@ DELETE FROM segment_pending_changes
 WHERE segment_id = $1 AND contact_id IN (
     SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1 AND cause = $3
     ORDER BY contact_id LIMIT $2)
-RETURNING contact_id
+RETURNING contact_id, held_before
 """
 # Why contacts were queued (sql/011), the cause recorded for what their re-evaluation moves.
 QUEUE_CAUSES: tuple[Cause, ...] = ("data", "cascade")
@@ -184,7 +185,9 @@ async def apply_changes(
             await conn.execute(
                 """INSERT INTO segment_pending_changes (segment_id, contact_id, account_id)
                    SELECT s, c, $3 FROM unnest($1::uuid[]) s, unnest($2::uuid[]) c
-                   ON CONFLICT DO NOTHING""",
+                   ON CONFLICT (segment_id, contact_id) DO UPDATE
+                   SET held_before = least(segment_pending_changes.held_before,
+                                           EXCLUDED.held_before)""",
                 busy,
                 candidates,
                 account_id,
@@ -252,6 +255,14 @@ async def _apply_queued(
             # Under the lock, and on the data as it is now: what the build read is behind us.
             queued = await conn.fetch(_TAKE_QUEUED, segment_id, PENDING_CHUNK, queued_as)
             contact_ids = sorted(r["contact_id"] for r in queued)
+            if queued:
+                # What this moves is queued for the segments reading this one, stamped with
+                # the time of the changes it stands for (worker.freshness).
+                await conn.execute(
+                    "SELECT set_config($1, $2::timestamptz::text, true)",
+                    CHANGED_BEFORE_SETTING,
+                    min(r["held_before"] for r in queued),
+                )
             moment = now or datetime.now(UTC)
             applied = await _apply_locked(
                 conn, account_id, locked, contact_ids, registry, moment, record

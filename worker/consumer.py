@@ -29,7 +29,7 @@ from worker.changes import (
 )
 from worker.dependencies import SegmentReads
 from worker.errors import failure_reason, is_transient
-from worker.hints import Hints
+from worker.freshness import FreshnessTracker, mark_changes_before, read_tick
 from worker.member_statistics import MemberStatistics
 from worker.messages import (
     SEGMENT_ROUTING_KEYS,
@@ -60,6 +60,7 @@ from worker.settle import (
     attempt_of,
     original_routing_key,
 )
+from worker.topology import retry_delay_s
 
 log = structlog.get_logger(__name__)
 
@@ -68,10 +69,10 @@ class InFlight:
     """Tasks started for deliveries, so shutdown can wait for them."""
 
     def __init__(self) -> None:
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[object]] = set()
 
-    def start(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    def start(self, coro: Awaitable[object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -202,10 +203,17 @@ class ChangeConsumer:
     (0 by default) can add a wait for more changes before a batch starts.
     """
 
-    def __init__(self, pool: asyncpg.Pool, settler: Settler, settings: Settings) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settler: Settler,
+        settings: Settings,
+        freshness: FreshnessTracker | None = None,
+    ) -> None:
         self.pool = pool
         self.settler = settler
         self.settings = settings
+        self.freshness = freshness or FreshnessTracker(settings)
         self.in_flight = InFlight()
         self.batcher: ChangeBatcher[AbstractIncomingMessage] = ChangeBatcher(
             max_contacts=settings.change_batch_max_contacts,
@@ -223,11 +231,16 @@ class ChangeConsumer:
         return not (self.batcher or self._applying or self.in_flight.tasks)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
+        if (tick := read_tick(message)) is not None:
+            self.freshness.passed(tick)
+            self.in_flight.start(self.settler.settle(message, Ack("freshness_tick")))
+            return
         try:
             change = decode(ContactChanged, message.body)
         except BadMessage as exc:
             self.in_flight.start(self.settler.settle(message, DeadLetter("bad_message", str(exc))))
             return
+        self.freshness.received(message, change)
         self.batcher.add(message, change)
         if self._applying:
             return  # the batch being applied starts the next one when it is done
@@ -279,17 +292,30 @@ class ChangeConsumer:
                 await self._sweep()
             for part in batch.accounts():
                 decisions = await self._apply_account(part)
-                for message, decision in zip(part.deliveries, decisions, strict=True):
-                    await self.settler.settle(message, decision)
+                for item in zip(part.deliveries, part.changes, decisions, strict=True):
+                    await self._settle(*item)
         finally:
             self._applying = False
         self.flush()  # what arrived meanwhile has waited long enough
+
+    async def _settle(
+        self, message: AbstractIncomingMessage, change: ContactChanged, decision: Decision
+    ) -> None:
+        """Settle, keeping freshness's account: a retried change is held until it is back,
+        one whose settle failed until it is read again (worker.freshness)."""
+        if isinstance(decision, Retry):
+            delays = self.settings.retry_delays_s
+            await self.freshness.hold_retry(
+                self.pool, change, retry_delay_s(attempt_of(message), delays)
+            )
+        settled = await self.settler.settle(message, decision)
+        self.freshness.settled(message, change, lost=not settled)
 
     async def _apply_account(self, part: AccountPart[AbstractIncomingMessage]) -> list[Decision]:
         INCREMENTAL_BATCH_CONTACTS.observe(len(part.contact_ids))
         started = time.perf_counter()
         try:
-            result = await self._apply_in_parallel(part.account_id, part.contact_ids, part.hints)
+            result = await self._apply_in_parallel(part)
         except Exception as exc:  # classified per message below
             log.warning(
                 "changes.error",
@@ -337,12 +363,14 @@ class ChangeConsumer:
             )
 
     async def _apply_in_parallel(
-        self, account_id: UUID, contact_ids: list[UUID], hints: Hints | None
+        self, batch_part: AccountPart[AbstractIncomingMessage]
     ) -> ChangeResult:
         """The account's live segments that the change may move (worker.dependencies) split
         over `change_parallelism` transactions at once (a batch is CPU-bound on the database;
         one connection uses one core). A part that fails fails the batch, which is retried
         (re-evaluating is idempotent)."""
+        account_id, contact_ids = batch_part.account_id, batch_part.contact_ids
+        hints = batch_part.hints
         async with self.pool.acquire() as conn:
             await self.member_statistics.keep_fresh(conn)
             selection = await self.reads.select(conn, account_id, hints)
@@ -352,6 +380,8 @@ class ChangeConsumer:
 
         async def apply_part(part: list[UUID]) -> ChangeResult:
             async with self.pool.acquire() as conn:
+                # Contacts queued behind a build carry the time of these changes.
+                await mark_changes_before(conn, batch_part.changes)
                 return await apply_changes(
                     conn,
                     account_id,

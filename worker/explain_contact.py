@@ -20,6 +20,7 @@ from uuid import UUID
 from worker.compiler import SegmentQuery, compile_explain
 from worker.contact_lookup import find_contact
 from worker.db import Conn
+from worker.freshness import segment_fresh_as_of
 from worker.observed import ContactData, Json, jsonable, load_contact_data
 from worker.rules import parse_v2_rules, v2_rules
 from worker.rules.tree import ActivityCondition, AllNode, AnyNode, NotNode
@@ -134,17 +135,6 @@ async def _is_member(conn: Conn, account_id: UUID, segment_id: UUID, contact_id:
             account_id,
         )
     )
-
-
-async def segment_fresh_as_of(conn: Conn, account_id: UUID, segment_id: UUID) -> datetime | None:
-    """The segment's `fresh_as_of` (docs/rules.md): its column of that name, read through
-    to_jsonb so that this works before the column exists (then it is null)."""
-    value = await conn.fetchval(
-        "SELECT to_jsonb(s) ->> 'fresh_as_of' FROM segments s WHERE id = $1 AND account_id = $2",
-        segment_id,
-        account_id,
-    )
-    return None if value is None else datetime.fromisoformat(value)
 
 
 def explanation_json(e: ContactExplanation) -> Json:

@@ -12,6 +12,9 @@ SERVICE_LOCK_CLASS = 0x5E6  # "segments"
 MIGRATIONS = 1  # `segments migrate`: one migrator at a time
 SCHEDULER = 2  # the refresh scheduler's leader (held for as long as it leads)
 OUTBOX_RELAY = 3  # one outbox relay claims rows at a time (keeps outbox order)
+# Held shared by every transaction writing a contact.changed to the outbox, from the write to
+# its commit: a freshness tick reads who holds it (worker.freshness).
+OUTBOX_WRITERS = 4
 MEMBER_STATISTICS = 17  # one worker analyses segment_members at a time
 
 

@@ -98,6 +98,24 @@ OUTBOX_PUBLISH_FAILURES = Counter(
     "Relay failures to reach the broker or get a publish confirmed.",
 )
 
+# Freshness (worker/freshness.py, docs/freshness.md)
+FRESHNESS_STALENESS = Gauge(
+    "segments_freshness_staleness_seconds",
+    "Per account: now minus the oldest `fresh_as_of` of its built segments, leaving out the"
+    " clock of time-relative rules (+Inf while no time can be vouched for), computed every"
+    " SEGMENTS_FRESHNESS_METRICS_INTERVAL_S.",
+    ["account_id"],
+)
+FRESHNESS_WATERMARK_LAG = Gauge(
+    "segments_freshness_watermark_lag_seconds",
+    "Now minus the freshness watermark of all accounts (what every segment's `fresh_as_of` is"
+    " capped by), computed every tick by each worker.",
+)
+FRESHNESS_LATE_CHANGES = Counter(
+    "segments_freshness_late_changes_total",
+    "contact.changed read after a tick newer than its changed_at: a producer published it"
+    " later than SEGMENTS_FRESHNESS_PRODUCER_DELAY_MS allows, so `fresh_as_of` was early for it.",
+)
 # Membership changes (docs/changes.md).
 MEMBERSHIP_OUTBOX_BACKLOG = Gauge(
     "segments_membership_outbox_backlog",

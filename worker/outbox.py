@@ -9,11 +9,12 @@ outbox relay of every API process (`segments api`, `segments run`) sends rows to
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from worker.db import Conn
+from worker.locks import OUTBOX_WRITERS, SERVICE_LOCK_CLASS
 from worker.messages import (
     CONTACT_CHANGED,
     MAX_CONTACT_IDS,
@@ -49,6 +50,19 @@ async def enqueue_segment(
     await enqueue(conn, routing_key, message.to_body())
 
 
+async def _changed_at(conn: Conn) -> datetime:
+    """The database's clock, read after taking the outbox writers' shared lock (held to
+    COMMIT): a freshness tick stamped while this transaction is open sees it and stays below
+    its start; one stamped before the lock was taken is below this time (worker.freshness)."""
+    changed_at: datetime = await conn.fetchval(
+        """WITH writer AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared($1, $2))
+           SELECT clock_timestamp() FROM writer""",
+        SERVICE_LOCK_CLASS,
+        OUTBOX_WRITERS,
+    )
+    return changed_at
+
+
 async def enqueue_contacts_changed(
     conn: Conn,
     account_id: UUID,
@@ -59,7 +73,7 @@ async def enqueue_contacts_changed(
     contract's limit), with the hints `changed` (None: anything may have changed). Returns the
     number of messages written."""
     unique = list(dict.fromkeys(contact_ids))
-    changed_at = datetime.now(UTC)
+    changed_at = await _changed_at(conn)
     count = 0
     for start in range(0, len(unique), MAX_CONTACT_IDS):
         message = ContactChanged(

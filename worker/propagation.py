@@ -25,17 +25,22 @@ from uuid import UUID
 
 from worker.db import Conn
 
+# Every queueing keeps, for a contact queued again, the time of the oldest change it stands for
+# (held_before: the segment's fresh_as_of stays before it, worker.freshness); each statement
+# queues a contact once per segment (DISTINCT), as ON CONFLICT DO UPDATE requires.
+
 # Part of worker.changes' apply statement: after `added` and `removed` (segment_id,
 # contact_id) of the segments it wrote, queue the contacts that moved for the segments
 # referencing those ($1 is the account).
 PROPAGATE_CTE = """propagated AS (
     INSERT INTO segment_pending_changes (segment_id, contact_id, account_id, cause)
-    SELECT r.segment_id, moved.contact_id, $1::uuid, 'cascade'
+    SELECT DISTINCT r.segment_id, moved.contact_id, $1::uuid, 'cascade'
     FROM (SELECT segment_id, contact_id FROM added
           UNION SELECT segment_id, contact_id FROM removed) moved
     JOIN segment_references r
       ON r.referenced_segment_id = moved.segment_id AND r.account_id = $1::uuid
-    ON CONFLICT DO NOTHING
+    ON CONFLICT (segment_id, contact_id) DO UPDATE
+    SET held_before = least(segment_pending_changes.held_before, EXCLUDED.held_before)
 )"""
 
 # A build's difference (worker.builds' build_diff: `id` null = removed, `member` null =
@@ -44,11 +49,13 @@ _QUEUE_DIFF = """INSERT INTO segment_pending_changes (segment_id, contact_id, ac
 SELECT r, coalesce(d.id, d.member), $2::uuid, 'cascade'
 FROM build_diff d, unnest($1::uuid[]) r
 WHERE d.id IS NULL OR d.member IS NULL
-ON CONFLICT DO NOTHING"""
+ON CONFLICT (segment_id, contact_id) DO UPDATE
+SET held_before = least(segment_pending_changes.held_before, EXCLUDED.held_before)"""
 # A first build's matches (build_diff holds only `id`): every one was added.
 _QUEUE_FIRST = """INSERT INTO segment_pending_changes (segment_id, contact_id, account_id, cause)
 SELECT r, d.id, $2::uuid, 'cascade' FROM build_diff d, unnest($1::uuid[]) r
-ON CONFLICT DO NOTHING"""
+ON CONFLICT (segment_id, contact_id) DO UPDATE
+SET held_before = least(segment_pending_changes.held_before, EXCLUDED.held_before)"""
 
 
 async def referring_ids(conn: Conn, account_id: UUID, segment_id: UUID) -> list[UUID]:

@@ -24,9 +24,12 @@ import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import start_http_server
+from yarl import URL
 
 from worker.consumer import BuildConsumer, ChangeConsumer
 from worker.db import create_pool
+from worker.errors import TRANSIENT_ERRORS
+from worker.freshness import FreshnessTracker
 from worker.idle import IdleProbe, QueuesOnChannel, stop_when_idle
 from worker.relay import OutboxRelay
 from worker.scheduler import Scheduler
@@ -50,7 +53,10 @@ class Consumers:
 
 
 async def _subscribe(
-    connection: AbstractRobustConnection, pool: asyncpg.Pool, settings: Settings
+    connection: AbstractRobustConnection,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    freshness: FreshnessTracker,
 ) -> Consumers:
     setup = await connection.channel()
     await declare(setup, settings.retry_delays_s)
@@ -60,7 +66,9 @@ async def _subscribe(
     await change_channel.set_qos(prefetch_count=settings.change_prefetch)
     delays = settings.retry_delays_s
     builds = BuildConsumer(pool, Settler(build_channel, BUILD_QUEUE, delays), settings)
-    changes = ChangeConsumer(pool, Settler(change_channel, CONTACT_CHANGES_QUEUE, delays), settings)
+    changes = ChangeConsumer(
+        pool, Settler(change_channel, CONTACT_CHANGES_QUEUE, delays), settings, freshness
+    )
     # declare_queue (passive) rather than get_queue(ensure=False): only declared queues are
     # re-subscribed by the robust channel after a reconnect.
     build_queue = await build_channel.declare_queue(BUILD_QUEUE.name, passive=True)
@@ -125,13 +133,16 @@ async def run_worker(
         statement_timeout_ms=settings.statement_timeout_ms,
         application_name="segments-worker",
     )
-    connection = await aio_pika.connect_robust(settings.amqp_url)
+    connection = await aio_pika.connect_robust(_with_heartbeat(settings.amqp_url))
+    freshness = FreshnessTracker(settings)
     try:
-        consumers = await _subscribe(connection, pool, settings)
+        await _register(freshness, pool)
+        consumers = await _subscribe(connection, pool, settings, freshness)
         scheduler = Scheduler(settings, pool)
         scheduler_task = asyncio.create_task(scheduler.run(stop))
         sweep_task = asyncio.create_task(consumers.changes.sweep_pending(stop))
-        background = [scheduler_task, sweep_task]
+        ticks = freshness.run(pool, await connection.channel(), stop)
+        background = [scheduler_task, sweep_task, asyncio.create_task(ticks)]
         if until_idle:
             probe = _idle_probe(consumers, pool, settings, run_relay)
             background.append(asyncio.create_task(stop_when_idle(probe, stop)))
@@ -146,10 +157,39 @@ async def run_worker(
             await stop.wait()
             await _drain(consumers, settings.shutdown_grace_s)
             await asyncio.gather(*background)
+            await _unregister(freshness, pool)
     finally:
         await connection.close()
         await pool.close()
         log.info("worker.stopped")
+
+
+# The AMQP heartbeat a worker asks for unless its URL says: a stopped worker's connection is
+# closed by the broker, and its deliveries given to others, well within
+# SEGMENTS_FRESHNESS_WORKER_EXPIRY_S (worker.freshness relies on it).
+AMQP_HEARTBEAT_S = 15
+
+
+def _with_heartbeat(amqp_url: str) -> str:
+    url = URL(amqp_url)
+    return str(url if "heartbeat" in url.query else url.update_query(heartbeat=AMQP_HEARTBEAT_S))
+
+
+async def _register(freshness: FreshnessTracker, pool: asyncpg.Pool) -> None:
+    """Before consuming, when the database is there (else the tick loop registers later)."""
+    try:
+        async with pool.acquire() as conn:
+            await freshness.register(conn)
+    except TRANSIENT_ERRORS as exc:
+        log.warning("freshness.register_later", error=f"{type(exc).__name__}: {exc}")
+
+
+async def _unregister(freshness: FreshnessTracker, pool: asyncpg.Pool) -> None:
+    try:
+        async with pool.acquire() as conn:
+            await freshness.unregister(conn)
+    except TRANSIENT_ERRORS as exc:  # its row expires instead
+        log.warning("freshness.unregister_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 async def _drain(consumers: Consumers, grace_s: float) -> None:

@@ -124,6 +124,29 @@ class Settings(BaseSettings):
         le=100,
         description="Attempts per message before it is dead-lettered (a build then ends FAILED).",
     )
+    freshness_tick_s: float = Field(
+        0.25,
+        gt=0,
+        le=60,
+        description="Each worker publishes a freshness watermark tick through the contact-changes"
+        " queue and reports what it holds this often: `fresh_as_of` trails by about this much.",
+    )
+    freshness_producer_delay_ms: int = Field(
+        100,
+        ge=0,
+        description="How long after its `changed_at` a producer's contact.changed may reach the"
+        " broker (publish delay and clock skew): a tick covers only changes older than this.",
+    )
+    freshness_worker_expiry_s: float = Field(
+        60,
+        ge=5,
+        description="A worker that has not reported for this long is taken as gone (its"
+        " deliveries went back to the queue); freshness waits for them to be read again. Keep"
+        " it above the AMQP heartbeat (`heartbeat` in SEGMENTS_AMQP_URL, 15 s if absent).",
+    )
+    freshness_metrics_interval_s: float = Field(
+        15, gt=0, description="How often a worker computes every account's staleness gauge."
+    )
     shutdown_grace_s: float = Field(
         30, ge=0, description="On SIGTERM, in-flight work gets this long to finish."
     )

@@ -78,9 +78,11 @@ class Settler:
         self.retry_delays_s = retry_delays_s
         self._dlx: AbstractExchange | None = None
 
-    async def settle(self, message: AbstractIncomingMessage, decision: Decision) -> None:
+    async def settle(self, message: AbstractIncomingMessage, decision: Decision) -> bool:
+        """False if the channel died first: the broker gives the delivery out again."""
         try:
             await self._settle(message, decision)
+            return True
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             # The channel died under us: the broker still holds the delivery unacknowledged
             # and gives it out again; consumers are idempotent, so that is safe.
@@ -90,6 +92,7 @@ class Settler:
                 message_id=message.message_id,
                 error=f"{type(exc).__name__}: {exc}",
             )
+            return False
 
     async def _settle(self, message: AbstractIncomingMessage, decision: Decision) -> None:
         match decision:

@@ -30,3 +30,6 @@ SELECT create_distributed_table('segment_count_history', 'account_id', colocate_
 -- accounts, which Citus does not run on distributed tables) and the migrations' ledger.
 SELECT citus_add_local_table_to_metadata('outbox');
 SELECT citus_add_local_table_to_metadata('schema_migrations');
+-- Freshness bookkeeping (docs/freshness.md): a row per worker and a few holds, read together.
+SELECT citus_add_local_table_to_metadata('freshness_workers');
+SELECT citus_add_local_table_to_metadata('freshness_holds');
