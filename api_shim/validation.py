@@ -14,7 +14,7 @@ from uuid import UUID
 
 from api_shim.errors import ApiError, ErrorItem, rules_errors
 from api_shim.models import SegmentRules
-from api_shim.types import json_size
+from api_shim.types import MAX_JSON_DEPTH, json_size
 from worker.db import Conn
 from worker.references import load_graph, lock_references
 from worker.rules import (
@@ -113,15 +113,19 @@ def check_simple_rules(raw: Any, registry: FieldRegistry) -> RuleTree:
         raise ApiError(400, rules_errors(exc)) from None
 
 
-def _rule_list_ids(raw: Any) -> set[UUID]:
-    """Every well-formed list id named in membership conditions of raw v2 rules."""
-    found: set[UUID] = set()
-    groups = raw.get("any") if isinstance(raw, Mapping) else None
-    for group in groups if isinstance(groups, list) else ():
-        conditions = group.get("all") if isinstance(group, Mapping) else None
-        for condition in conditions if isinstance(conditions, list) else ():
-            ids = condition.get("list_ids") if isinstance(condition, Mapping) else None
-            found.update(_uuids(ids if isinstance(ids, list) else ()))
+def _rule_list_ids(raw: Any, depth: int = 0) -> set[UUID]:
+    """Every well-formed list id named in membership conditions of raw v2 rules, at any depth
+    of the tree (`any`, `all`, `not`); the parser locates whatever is malformed."""
+    if depth > MAX_JSON_DEPTH:
+        return set()
+    if isinstance(raw, list):
+        return set().union(*(_rule_list_ids(item, depth + 1) for item in raw))
+    if not isinstance(raw, Mapping):
+        return set()
+    ids = raw.get("list_ids")
+    found = _uuids(ids) if isinstance(ids, list) else set()
+    for key in ("any", "all", "not"):
+        found |= _rule_list_ids(raw.get(key), depth + 1)
     return found
 
 
