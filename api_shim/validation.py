@@ -14,7 +14,7 @@ from uuid import UUID
 
 from api_shim.errors import ApiError, ErrorItem, rules_errors
 from api_shim.models import SegmentRules
-from api_shim.types import MAX_JSON_DEPTH, json_size
+from api_shim.types import json_size
 from worker.db import Conn
 from worker.references import load_graph, lock_references
 from worker.rules import (
@@ -25,7 +25,7 @@ from worker.rules import (
     parse_simple_rules,
     parse_v2_rules,
 )
-from worker.rules.limits import MAX_RULES_BYTES
+from worker.rules.limits import MAX_DEPTH, MAX_RULES_BYTES
 from worker.rules.references import SegmentGraph
 from worker.store import load_registry
 
@@ -114,19 +114,21 @@ def check_simple_rules(raw: Any, registry: FieldRegistry) -> RuleTree:
 
 
 def _rule_list_ids(raw: Any, depth: int = 0) -> set[UUID]:
-    """Every well-formed list id named in membership conditions of raw v2 rules, at any depth
-    of the tree (`any`, `all`, `not`); the parser locates whatever is malformed."""
-    if depth > MAX_JSON_DEPTH:
+    """Every well-formed list id named in membership conditions of raw v2 rules, at any
+    depth of any/all/not up to the limit (deeper rules are rejected by the parser)."""
+    if depth > MAX_DEPTH:
         return set()
     if isinstance(raw, list):
-        return set().union(*(_rule_list_ids(item, depth + 1) for item in raw))
+        return {list_id for node in raw for list_id in _rule_list_ids(node, depth)}
     if not isinstance(raw, Mapping):
         return set()
-    ids = raw.get("list_ids")
-    found = _uuids(ids) if isinstance(ids, list) else set()
-    for key in ("any", "all", "not"):
-        found |= _rule_list_ids(raw.get(key), depth + 1)
-    return found
+    if any(key in raw for key in _GROUP_KEYS):
+        return {x for key in _GROUP_KEYS for x in _rule_list_ids(raw.get(key), depth + 1)}
+    ids = raw.get("list_ids") if raw.get("kind") == "membership" else None
+    return _uuids(ids if isinstance(ids, list) else ())
+
+
+_GROUP_KEYS = ("any", "all", "not")
 
 
 def _uuids(values: Iterable[Any]) -> set[UUID]:

@@ -120,6 +120,15 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(
         30, ge=0, description="On SIGTERM, in-flight work gets this long to finish."
     )
+    record_membership_changes: bool = Field(
+        True,
+        description="Record every membership change: the changes feed, membership.changed"
+        " messages, the count history. Off only to measure what recording costs (the feed then"
+        " misses changes until a segment's next build).",
+    )
+    changes_retention_days: int = Field(
+        7, ge=1, le=3650, description="Items of the changes feed are kept this many days."
+    )
     worker_metrics_port: int = Field(
         9100,
         ge=0,
