@@ -212,6 +212,8 @@ async def test_exact_answer_counts_only_the_accounts_universe(
     assert answer["exact"] is True and answer["total_count"] == 3
     assert answer["sample"] == [{"id": str(i), "email": e} for i, e in sorted(mine.items())]
     assert answer["took_ms"] >= 0
+    metrics = (await client.get("/metrics")).text
+    assert 'segments_previews_total{answer="exact"}' in metrics
 
 
 async def test_estimate_answer_samples_only_the_account(
@@ -223,6 +225,8 @@ async def test_estimate_answer_samples_only_the_account(
     async with client_with(api_settings, preview_timeout_ms=0) as http:
         await warm_up(http, tenant.headers)
         response = await estimated(http, body, tenant.headers)
+        metrics = (await http.get("/metrics")).text
+    assert 'segments_previews_total{answer="estimate"}' in metrics
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["exact"] is False and answer["total_count"] is None
