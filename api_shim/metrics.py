@@ -21,6 +21,12 @@ REQUEST_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 RATE_LIMITED = Counter("segments_http_rate_limited", "Requests refused with 429.")
+PREVIEWS = Counter(
+    "segments_previews",
+    "Previews answered, by answer: exact (counted within SEGMENTS_PREVIEW_TIMEOUT_MS), "
+    "estimate (sampled past it) or too_slow (503: not even the sample drawn in time).",
+    ["answer"],
+)
 # Label values must stay few: any other method a client invents is counted as "other".
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 

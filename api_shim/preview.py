@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from api_shim.auth import READ, Principal, require
 from api_shim.context import AppContext, app_context
 from api_shim.errors import ERROR_RESPONSES, ApiError
+from api_shim.metrics import PREVIEWS
 from api_shim.models import SegmentRules
 from api_shim.routing import SlashOptionalRouter
 from api_shim.validation import check_segment_rules
@@ -161,13 +162,16 @@ async def preview_segment(
         async with asyncio.timeout_at(_loop_time(latest_answer(timeout_ms, started))):
             tree = await _checked(ctx, who, body)
     except TimeoutError:
+        PREVIEWS.labels("too_slow").inc()
         raise _too_slow(TOO_SLOW) from None
     universe = tuple(dict.fromkeys(body.contact_list_ids))
     query = SegmentQuery(who.account_id, tree, universe, datetime.now(UTC), body.timezone)
     try:
         found = await preview(ctx.pool, query, timeout_ms=timeout_ms, started=started)
     except PreviewTooSlow as exc:
+        PREVIEWS.labels("too_slow").inc()
         raise _too_slow(str(exc)) from None
+    PREVIEWS.labels("exact" if found.exact else "estimate").inc()
     return answer(found)
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.api_fixtures import *  # noqa: F403
-from tests.api_fixtures import Tenant, client_with, make_contact
+from tests.api_fixtures import Tenant, client_with, make_contact, make_list
 from tests.preview_data import RULES, Generated, generate_account, table_fingerprints
 from tests.segment_data import fill_segment, insert_segment
 from worker.accounts import create_api_key
@@ -179,6 +179,25 @@ async def test_the_valid_base_body_is_valid(
     assert response.status_code == 200, response.text
 
 
+async def test_a_nested_membership_of_the_accounts_list_is_valid_on_both(
+    client: httpx.AsyncClient, conn: asyncpg.Connection, tenant: Tenant, refs: Refs
+) -> None:
+    """List ids are looked up at any depth of the tree, not only in the first release's
+    `any` of `all` groups (a list not among contact_list_ids was a 400 there)."""
+    second = str(await make_list(conn, tenant.account_id))
+    member = {"kind": "membership", "operator": "in", "list_ids": [second]}
+    body = preview_body(refs, {"rules_json": {"all": [{"not": {"any": [member]}}]}})
+    previewed = await client.post(PREVIEW, json=body, headers=tenant.headers)
+    assert previewed.status_code == 200, previewed.text
+    created = await client.post(
+        CREATE, json={"name": "n", "color": "#7cb7de", **body}, headers=tenant.headers
+    )
+    assert created.status_code == 200, created.text
+    # Deleted: a PENDING segment left behind would be requeued by a later worker test.
+    deleted = await client.delete(f"{CREATE}{created.json()['id']}/", headers=tenant.headers)
+    assert deleted.status_code == 204
+
+
 async def test_exact_answer_counts_only_the_accounts_universe(
     client: httpx.AsyncClient, conn: asyncpg.Connection, tenant: Tenant, other: Tenant
 ) -> None:
@@ -193,6 +212,8 @@ async def test_exact_answer_counts_only_the_accounts_universe(
     assert answer["exact"] is True and answer["total_count"] == 3
     assert answer["sample"] == [{"id": str(i), "email": e} for i, e in sorted(mine.items())]
     assert answer["took_ms"] >= 0
+    metrics = (await client.get("/metrics")).text
+    assert 'segments_previews_total{answer="exact"}' in metrics
 
 
 async def test_estimate_answer_samples_only_the_account(
@@ -204,6 +225,8 @@ async def test_estimate_answer_samples_only_the_account(
     async with client_with(api_settings, preview_timeout_ms=0) as http:
         await warm_up(http, tenant.headers)
         response = await estimated(http, body, tenant.headers)
+        metrics = (await http.get("/metrics")).text
+    assert 'segments_previews_total{answer="estimate"}' in metrics
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["exact"] is False and answer["total_count"] is None
