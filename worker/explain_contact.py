@@ -66,7 +66,7 @@ async def explain_contact(
     query = SegmentRules.from_row(row).query(registry, now)
     shown = v2_rules(row["dialect"], row["rules"])
     tree = parse_v2_rules(shown, registry)  # node for node as shown (the meaning is query's)
-    nodes = list(_preorder(tree.root))
+    nodes = list(preorder(tree.root))
     counted = list(dict.fromkeys(c for c in tree.conditions() if isinstance(c, ActivityCondition)))
     compiled = compile_explain(query, nodes, counted, found["id"])
     answer = await conn.fetchrow(compiled.sql, *compiled.params)
@@ -91,14 +91,14 @@ async def explain_contact(
     )
 
 
-def _preorder(node: TreeNode) -> Iterator[TreeNode]:
+def preorder(node: TreeNode) -> Iterator[TreeNode]:
     yield node
     match node:
         case AnyNode() | AllNode():
             for child in node.nodes:
-                yield from _preorder(child)
+                yield from preorder(child)
         case NotNode():
-            yield from _preorder(node.node)
+            yield from preorder(node.node)
 
 
 @dataclass(frozen=True)
