@@ -50,7 +50,17 @@ async def explain_contact(
 ) -> ContactExplanation:
     """`contact`: its id, or its email (any case). Raises SegmentNotFound, ContactNotFound
     (nothing of another account is found), and RulesInvalid when the rules no longer fit the
-    account's custom fields (their builds fail the same way)."""
+    account's custom fields (their builds fail the same way). Its reads share one snapshot,
+    so the verdicts, the observed values and `member` describe the same data."""
+    if conn.is_in_transaction():  # the caller's transaction is the snapshot
+        return await _explain(conn, account_id, segment_id, contact, now)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _explain(conn, account_id, segment_id, contact, now)
+
+
+async def _explain(
+    conn: Conn, account_id: UUID, segment_id: UUID, contact: str, now: datetime
+) -> ContactExplanation:
     row = await conn.fetchrow(
         """SELECT id, account_id, name, generation, dialect, rules, contact_list_ids, timezone
            FROM segments WHERE id = $1 AND account_id = $2""",
