@@ -20,6 +20,8 @@ from api_shim import (
     health,
     keys,
     lists,
+    membership,
+    preview,
     simple,
     v1,
     v2,
@@ -80,8 +82,10 @@ def create_app(settings: Settings) -> FastAPI:
     errors.install(app)
     for router in (
         v2.router,
+        preview.router,
         export.router,
         explain.router,
+        membership.router,
         v1.router,
         simple.router,
         contacts.router,

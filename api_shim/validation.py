@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from api_shim.errors import ApiError, ErrorItem, rules_errors
+from api_shim.models import SegmentRules
 from api_shim.types import json_size
 from worker.db import Conn
 from worker.references import load_graph, lock_references
@@ -26,6 +27,7 @@ from worker.rules import (
 )
 from worker.rules.limits import MAX_DEPTH, MAX_RULES_BYTES
 from worker.rules.references import SegmentGraph
+from worker.store import load_registry
 
 STATUS_CHOICES = ["subscribed", "unsubscribed", "bounced", "complained", "pending"]
 
@@ -77,6 +79,21 @@ async def check_v2_input(
             errors.extend(rules_errors(exc))
     if errors:
         raise ApiError(400, errors)
+    return tree
+
+
+async def check_segment_rules(conn: Conn, account_id: UUID, body: SegmentRules) -> RuleTree:
+    """The rules of a create or preview body, checked against the account's lists, fields
+    and segments (a located 400 otherwise): one path, so that both answer alike."""
+    registry = await load_registry(conn, account_id)
+    tree = await check_v2_input(
+        conn,
+        account_id,
+        registry,
+        rules_json=body.rules_json,
+        contact_list_ids=body.contact_list_ids,
+    )
+    assert tree is not None  # rules_json is required
     return tree
 
 
