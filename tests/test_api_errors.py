@@ -126,6 +126,8 @@ async def test_openapi_documents_every_route_and_the_error_shape(client: httpx.A
         "/api/v2/segments/{segment_id}/contacts/",
         "/api/v2/segments/{segment_id}/contacts/export/",
         "/api/v2/segments/{segment_id}/contacts/{contact_id}/explain/",
+        "/api/v2/segments/{segment_id}/changes/",
+        "/api/v2/segments/{segment_id}/history/",
         "/api/v1/segments",
         "/api/segments",
         "/api/segments/contacts",
