@@ -51,7 +51,17 @@ async def explain_contact(
 ) -> ContactExplanation:
     """`contact`: its id, or its email (any case). Raises SegmentNotFound, ContactNotFound
     (nothing of another account is found), and RulesInvalid when the rules no longer fit the
-    account's custom fields (their builds fail the same way)."""
+    account's custom fields (their builds fail the same way). Its reads share one snapshot,
+    so the verdicts, the observed values and `member` describe the same data."""
+    if conn.is_in_transaction():  # the caller's transaction is the snapshot
+        return await _explain(conn, account_id, segment_id, contact, now)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _explain(conn, account_id, segment_id, contact, now)
+
+
+async def _explain(
+    conn: Conn, account_id: UUID, segment_id: UUID, contact: str, now: datetime
+) -> ContactExplanation:
     row = await conn.fetchrow(
         """SELECT id, account_id, name, generation, dialect, rules, contact_list_ids, timezone
            FROM segments WHERE id = $1 AND account_id = $2""",
@@ -67,7 +77,7 @@ async def explain_contact(
     query = SegmentRules.from_row(row).query(registry, now)
     shown = v2_rules(row["dialect"], row["rules"])
     tree = parse_v2_rules(shown, registry)  # node for node as shown (the meaning is query's)
-    nodes = list(_preorder(tree.root))
+    nodes = list(preorder(tree.root))
     counted = list(dict.fromkeys(c for c in tree.conditions() if isinstance(c, ActivityCondition)))
     compiled = compile_explain(query, nodes, counted, found["id"])
     answer = await conn.fetchrow(compiled.sql, *compiled.params)
@@ -92,14 +102,14 @@ async def explain_contact(
     )
 
 
-def _preorder(node: TreeNode) -> Iterator[TreeNode]:
+def preorder(node: TreeNode) -> Iterator[TreeNode]:
     yield node
     match node:
         case AnyNode() | AllNode():
             for child in node.nodes:
-                yield from _preorder(child)
+                yield from preorder(child)
         case NotNode():
-            yield from _preorder(node.node)
+            yield from preorder(node.node)
 
 
 @dataclass(frozen=True)
