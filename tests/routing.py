@@ -94,7 +94,7 @@ def _statement(node: ast.Node, level: _Level) -> list[str]:
         return _insert(node, level)
     if isinstance(node, ast.UpdateStmt | ast.DeleteStmt):
         return _modify(node, level)
-    if isinstance(node, ast.ExplainStmt | ast.DeclareCursorStmt):
+    if isinstance(node, ast.ExplainStmt | ast.DeclareCursorStmt | ast.CreateTableAsStmt):
         return _statement(node.query, level)
     return []  # utility statements (DDL, SET, COPY, transaction control) are not routed
 

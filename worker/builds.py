@@ -63,7 +63,8 @@ class _GenerationMoved(Exception):
 _DIFF = """CREATE TEMP TABLE build_diff ON COMMIT DROP AS
 SELECT matched.id, members.contact_id AS member
 FROM (SELECT id FROM ({members}) q ORDER BY id) matched
-FULL JOIN (SELECT contact_id FROM segment_members WHERE segment_id = {segment}
+FULL JOIN (SELECT contact_id FROM segment_members
+           WHERE account_id = {account} AND segment_id = {segment}
            ORDER BY contact_id) members ON members.contact_id = matched.id"""
 # A segment without members (a first build): the matches alone, unsorted and unjoined, as
 # fast as the query alone (quicker than the sorted merge; docs/benchmarks.md), then all
@@ -80,7 +81,8 @@ _MATERIALISE = """
 WITH removed AS (
     DELETE FROM segment_members sm
     USING build_diff d
-    WHERE d.id IS NULL AND sm.segment_id = $1::uuid AND sm.contact_id = d.member
+    WHERE d.id IS NULL AND sm.account_id = $2::uuid AND sm.segment_id = $1::uuid
+      AND sm.contact_id = d.member
     RETURNING 1
 ), added AS (
     INSERT INTO segment_members (segment_id, contact_id, account_id)
@@ -120,7 +122,7 @@ async def build_segment(
         query = segment.query(registry, clock)
     except RulesInvalid as exc:
         reason = f"the rules no longer fit this account's fields: {exc}"
-        await mark_failed(conn, message.segment_id, message.generation, reason)
+        await mark_failed(conn, message, reason)
         return BuildResult("failed")
     compiled = compile_member_ids(query)
     try:
@@ -143,13 +145,14 @@ async def build_segment(
                        error_reason = NULL, last_built_at = now(), built_clock_at = $5,
                        updated_at = CASE WHEN total_count IS DISTINCT FROM $3 OR $4
                                          THEN now() ELSE updated_at END
-                   WHERE id = $1 AND generation = $2
+                   WHERE account_id = $6 AND id = $1 AND generation = $2
                    RETURNING true""",
                 segment.segment_id,
                 message.generation,
                 written.total_count,
                 written.added > 0 or written.removed > 0,
                 clock,
+                message.account_id,
             )
             if not finished:
                 raise _GenerationMoved
@@ -169,11 +172,17 @@ async def write_difference(
     record of what moved (part of step 2's time) unless `recording` is None."""
     started = time.perf_counter()
     has_members = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM segment_members WHERE segment_id = $1)", segment_id
+        """SELECT EXISTS (SELECT 1 FROM segment_members
+                          WHERE account_id = $1 AND segment_id = $2)""",
+        account_id,
+        segment_id,
     )
     if has_members:
-        diff = _DIFF.format(members=compiled.sql, segment=f"${len(compiled.params) + 1}::uuid")
-        await conn.execute(diff, *compiled.params, segment_id)
+        n = len(compiled.params)
+        diff = _DIFF.format(
+            members=compiled.sql, segment=f"${n + 1}::uuid", account=f"${n + 2}::uuid"
+        )
+        await conn.execute(diff, *compiled.params, segment_id, account_id)
         queried = time.perf_counter()
         # The planner takes a segment to have about one member (statistics lag behind
         # builds) and would then scan the whole difference once per member (a rebuild of
@@ -237,23 +246,31 @@ async def _claim(conn: Conn, message: SegmentMessage, trigger: str) -> SegmentRu
         """UPDATE segments
            SET status = CASE WHEN status = 'DONE' THEN 'DONE' ELSE 'RUNNING' END,
                build_started_at = now(), error_reason = NULL
-           WHERE id = $1 AND generation = $2
+           WHERE account_id = $3 AND id = $1 AND generation = $2
            RETURNING true""",
         message.segment_id,
         message.generation,
+        message.account_id,
     )
     if not claimed:
         return BuildResult("stale")
     return SegmentRules.from_row(row)
 
 
-async def mark_failed(conn: Conn, segment_id: UUID, generation: int, reason: str) -> None:
+async def mark_failed(conn: Conn, message: SegmentMessage, reason: str) -> None:
+    """FAILED with `reason`, if the segment is still at the message's generation."""
     await conn.execute(
         """UPDATE segments
            SET status = 'FAILED', error_reason = $3, total_count = NULL, updated_at = now()
-           WHERE id = $1 AND generation = $2""",
-        segment_id,
-        generation,
+           WHERE account_id = $4 AND id = $1 AND generation = $2""",
+        message.segment_id,
+        message.generation,
         reason,
+        message.account_id,
     )
-    log.warning("build.failed", segment_id=str(segment_id), generation=generation, reason=reason)
+    log.warning(
+        "build.failed",
+        segment_id=str(message.segment_id),
+        generation=message.generation,
+        reason=reason,
+    )

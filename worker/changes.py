@@ -49,12 +49,14 @@ matched (segment_id, contact_id) AS MATERIALIZED (
 {matched}
 ), current AS MATERIALIZED (
     SELECT sm.segment_id, sm.contact_id FROM segment_members sm
-    WHERE sm.contact_id = ANY({candidates}) AND sm.segment_id = ANY({segments})
+    WHERE sm.account_id = $1::uuid
+      AND sm.contact_id = ANY({candidates}) AND sm.segment_id = ANY({segments})
 ), removed AS (
     DELETE FROM segment_members sm
     USING (SELECT segment_id, contact_id FROM current
            EXCEPT SELECT segment_id, contact_id FROM matched) gone
-    WHERE sm.segment_id = gone.segment_id AND sm.contact_id = gone.contact_id
+    WHERE sm.account_id = $1::uuid
+      AND sm.segment_id = gone.segment_id AND sm.contact_id = gone.contact_id
     RETURNING sm.segment_id, sm.contact_id
 ), added AS (
     INSERT INTO segment_members (segment_id, contact_id, account_id)
@@ -73,7 +75,7 @@ matched (segment_id, contact_id) AS MATERIALIZED (
     UPDATE segments s
     SET total_count = s.total_count + d.added - d.removed, updated_at = now()
     FROM delta d
-    WHERE s.id = d.segment_id
+    WHERE s.account_id = $1::uuid AND s.id = d.segment_id
     RETURNING s.id AS segment_id, s.generation, s.total_count, d.added, d.removed
 ){record}
 SELECT added, removed FROM counted
@@ -85,21 +87,25 @@ SELECT added, removed FROM counted
 # of references from a queued segment to it, at most 5 by validation). Then a sweep updates a
 # referenced segment before the segments reading it, which pick up what it moved in the same
 # sweep (worker/propagation.py).
+# One account at a time ($1), so that the statement stays on the account's shard when the data
+# is distributed (docs/scaling.md); _ACCOUNTS_QUEUED says which accounts have any.
+_ACCOUNTS_QUEUED = "SELECT DISTINCT account_id FROM segment_pending_changes LIMIT $1"
 _PENDING_IN_REFERENCE_ORDER = """
 WITH RECURSIVE queued AS (
-    SELECT DISTINCT segment_id, account_id FROM segment_pending_changes
+    SELECT DISTINCT segment_id FROM segment_pending_changes WHERE account_id = $1
 ), chain (segment_id, depth) AS (
     SELECT segment_id, 0 FROM queued
     UNION ALL
     SELECT r.segment_id, chain.depth + 1
-    FROM chain JOIN segment_references r ON r.referenced_segment_id = chain.segment_id
+    FROM chain JOIN segment_references r
+        ON r.account_id = $1 AND r.referenced_segment_id = chain.segment_id
     WHERE chain.depth < 5
 )
-SELECT q.segment_id, q.account_id
+SELECT q.segment_id
 FROM queued q
 JOIN (SELECT segment_id, max(depth) AS depth FROM chain GROUP BY segment_id) c USING (segment_id)
 ORDER BY c.depth, q.segment_id
-LIMIT $1
+LIMIT $2
 """
 
 
@@ -107,8 +113,9 @@ LIMIT $1
 PENDING_CHUNK = 10_000
 _TAKE_QUEUED = """
 DELETE FROM segment_pending_changes
-WHERE segment_id = $1 AND contact_id IN (
-    SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1 AND cause = $3
+WHERE account_id = $4 AND segment_id = $1 AND contact_id IN (
+    SELECT contact_id FROM segment_pending_changes
+    WHERE account_id = $4 AND segment_id = $1 AND cause = $3
     ORDER BY contact_id LIMIT $2)
 RETURNING contact_id, held_before
 """
@@ -207,27 +214,42 @@ async def apply_pending(
 ) -> ChangeResult:
     """Apply the queued changes of segments no build holds any more, one transaction each;
     `deferred` counts the segments still held (their turn comes at a later sweep)."""
-    rows = await conn.fetch(_PENDING_IN_REFERENCE_ORDER, limit)
     total = NOTHING
-    registries: dict[UUID, FieldRegistry] = {}
-    for row in rows:
-        segment_id, account_id = row["segment_id"], row["account_id"]
-        if account_id not in registries:
-            registries[account_id] = await load_registry(conn, account_id)
-        for cause in QUEUE_CAUSES:
-            applied = await _apply_queued(
-                conn,
-                segment_id,
-                account_id,
-                registries[account_id],
-                statement_timeout_ms,
-                now,
-                cause if record else None,
-                cause,
+    for account in await conn.fetch(_ACCOUNTS_QUEUED, limit):
+        account_id = account["account_id"]
+        registry = await load_registry(conn, account_id)
+        for row in await conn.fetch(_PENDING_IN_REFERENCE_ORDER, account_id, limit):
+            total += await _apply_queued_causes(
+                conn, row["segment_id"], account_id, registry, statement_timeout_ms, now, record
             )
-            total += applied
-            if applied.deferred:
-                break  # a build holds it: the other cause waits too
+    return total
+
+
+async def _apply_queued_causes(
+    conn: Conn,
+    segment_id: UUID,
+    account_id: UUID,
+    registry: FieldRegistry,
+    statement_timeout_ms: int,
+    now: datetime | None,
+    record: bool,
+) -> ChangeResult:
+    """The segment's queued contacts, cause by cause, until a build holds it."""
+    total = NOTHING
+    for cause in QUEUE_CAUSES:
+        applied = await _apply_queued(
+            conn,
+            segment_id,
+            account_id,
+            registry,
+            statement_timeout_ms,
+            now,
+            cause if record else None,
+            cause,
+        )
+        total += applied
+        if applied.deferred:
+            break  # a build holds it: the other cause waits too
     return total
 
 
@@ -253,7 +275,9 @@ async def _apply_queued(
             if not locked:
                 return total + ChangeResult(0, 0, 0, deferred=1)
             # Under the lock, and on the data as it is now: what the build read is behind us.
-            queued = await conn.fetch(_TAKE_QUEUED, segment_id, PENDING_CHUNK, queued_as)
+            queued = await conn.fetch(
+                _TAKE_QUEUED, segment_id, PENDING_CHUNK, queued_as, account_id
+            )
             contact_ids = sorted(r["contact_id"] for r in queued)
             if queued:
                 # What this moves is queued for the segments reading this one, stamped with

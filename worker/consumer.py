@@ -186,7 +186,7 @@ class BuildConsumer:
         if isinstance(decision, DeadLetter):
             try:
                 async with self.pool.acquire() as conn:
-                    await mark_failed(conn, segment.segment_id, segment.generation, decision.detail)
+                    await mark_failed(conn, segment, decision.detail)
             except Exception as mark_exc:  # the database is still away
                 log.warning("build.mark_failed_later", error=str(mark_exc))
                 return Retry("transient", "could not record FAILED; trying the build again")
