@@ -25,6 +25,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import start_http_server
 
+from worker.broker import connect_robust
 from worker.consumer import BuildConsumer, ChangeConsumer
 from worker.db import create_pool
 from worker.idle import IdleProbe, QueuesOnChannel, stop_when_idle
@@ -125,7 +126,7 @@ async def run_worker(
         statement_timeout_ms=settings.statement_timeout_ms,
         application_name="segments-worker",
     )
-    connection = await aio_pika.connect_robust(settings.amqp_url)
+    connection = await connect_robust(settings.amqp_url)
     try:
         consumers = await _subscribe(connection, pool, settings)
         scheduler = Scheduler(settings, pool)
