@@ -20,6 +20,11 @@ class Proxy:
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
+    @property
+    def connections(self) -> int:
+        """Open connections through the proxy (each counted once, its client side)."""
+        return len(self._writers) // 2
+
     async def close(self) -> None:
         self.cut()
         if self.server is not None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ import structlog
 from aio_pika.abc import AbstractConnection, AbstractExchange
 
 from worker import metrics
+from worker.broker import broker_urls
 from worker.db import connect
 from worker.locks import OUTBOX_RELAY, SERVICE_LOCK_CLASS
 from worker.messages import EVENT_ROUTING_KEYS, MEMBERSHIP_CHANGED, amqp_message
@@ -72,6 +74,8 @@ class OutboxRelay:
         self._settings = settings
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        # The broker's addresses in turn: a failed attempt moves to the next node.
+        self._addresses = itertools.cycle(broker_urls(settings.amqp_url))
         self._connection: AbstractConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._listener: asyncpg.Connection | None = None
@@ -221,7 +225,7 @@ class OutboxRelay:
         await self._close_broker()
         try:
             self._connection = await aio_pika.connect(
-                self._settings.amqp_url, timeout=self._settings.outbox_publish_timeout_s
+                next(self._addresses), timeout=self._settings.outbox_publish_timeout_s
             )
             self._connection.close_callbacks.add(self._on_close(self._connection))
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -24,8 +24,8 @@ import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import start_http_server
-from yarl import URL
 
+from worker.broker import connect_robust
 from worker.consumer import BuildConsumer, ChangeConsumer
 from worker.db import create_pool
 from worker.errors import TRANSIENT_ERRORS
@@ -133,7 +133,7 @@ async def run_worker(
         statement_timeout_ms=settings.statement_timeout_ms,
         application_name="segments-worker",
     )
-    connection = await aio_pika.connect_robust(_with_heartbeat(settings.amqp_url))
+    connection = await connect_robust(settings.amqp_url, heartbeat_s=AMQP_HEARTBEAT_S)
     freshness = FreshnessTracker(settings)
     try:
         await _register(freshness, pool)
@@ -168,11 +168,6 @@ async def run_worker(
 # closed by the broker, and its deliveries given to others, well within
 # SEGMENTS_FRESHNESS_WORKER_EXPIRY_S (worker.freshness relies on it).
 AMQP_HEARTBEAT_S = 15
-
-
-def _with_heartbeat(amqp_url: str) -> str:
-    url = URL(amqp_url)
-    return str(url if "heartbeat" in url.query else url.update_query(heartbeat=AMQP_HEARTBEAT_S))
 
 
 async def _register(freshness: FreshnessTracker, pool: asyncpg.Pool) -> None:

@@ -17,7 +17,13 @@ class Settings(BaseSettings):
         "postgresql://postgres@127.0.0.1:5432/segments",
         description="PostgreSQL DSN; `segments migrate` creates the database if it is missing.",
     )
-    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="RabbitMQ URL.")
+    amqp_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/",
+        description=(
+            "RabbitMQ URL, or the URLs of a cluster's nodes separated by commas: connections "
+            "try them in turn and move to the next node when one is lost."
+        ),
+    )
     log_format: str = Field(
         "auto", description="'json', 'console', or 'auto' (console on a TTY, JSON otherwise)."
     )
