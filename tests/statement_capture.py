@@ -37,7 +37,7 @@ MULTI_SHARD: dict[str, str] = {
     "WHERE local_calendar": "scheduler: calendar segments past a local midnight, all accounts",
     "WHERE status IN ('PENDING', 'RUNNING')": "scheduler: builds nobody is running, all accounts",
     "SELECT EXISTS (SELECT 1 FROM segment_pending_changes)": "worker: is any change queued?",
-    "SELECT DISTINCT account_id FROM segment_pending_changes": "worker: accounts with queued changes",
+    "SELECT DISTINCT account_id FROM segment_pending_changes": "worker: accounts with queued work",
     "min(queued_at)": "metrics: the age of the oldest queued change, all accounts",
     "FROM segments GROUP BY status": "metrics: segments per status, all accounts",
     "SELECT account_id, least(freshness_watermark(account_id), min(cap))": (

@@ -88,9 +88,7 @@ async def test_the_relay_and_the_worker_start_when_the_first_address_is_down(
     addresses = ",".join(_at_port(amqp_url, node.port) for node in nodes)
     segment: dict[str, Any] = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
     # Through the outbox: the worker's own relay must publish it through the second node.
-    await enqueue_segment(
-        conn, "segment.created", account_id, segment["id"], segment["generation"]
-    )
+    await enqueue_segment(conn, "segment.created", account_id, segment["id"], segment["generation"])
     async with running_worker(worker_settings(database_url, addresses)):
         row = await wait_status(conn, segment["id"], "DONE", timeout=60)
     assert row["total_count"] == 2
