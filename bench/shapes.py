@@ -770,7 +770,17 @@ def status_in_countries(ctx: Context) -> Shape:
         _one_group(
             _field("status", "equals", "subscribed"), _field("country", "in", ["de", "at", "ch"])
         ),
-        _on_the_row(predicate, params),
+        (
+            *_on_the_row(predicate, params),
+            HandQuery(
+                "raw-columns",
+                f"SELECT c.id {UNIVERSE_JOIN}\n  AND c.status = $3 AND c.country = ANY($4)",
+                (*params[:3], ["DE", "AT", "CH", "de", "at", "ch"]),
+                exact=False,
+                note="compares the stored values as they are (the upper- and lower-case spellings"
+                " of this data set), no lower() per row",
+            ),
+        ),
     )
 
 
