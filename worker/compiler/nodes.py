@@ -173,6 +173,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Plan:
-    """The OR of the groups, in the order translation binds their values."""
+    """The OR of the groups, in the order translation binds their values. `disjoint`: no
+    contact is in two groups (then their union needs no de-duplication)."""
 
     groups: tuple[Group, ...]
+    disjoint: bool = False

@@ -69,10 +69,11 @@ from worker.rules.tree import Node as TreeNode
 
 def plan(rules: RuleTree, now: datetime) -> Plan:
     groups = []
-    for conditions in _distributed(_disjuncts(_pushed_down(rules.root))):
+    distributed, disjoint = _distributed(_disjuncts(_pushed_down(rules.root)))
+    for conditions in distributed:
         nodes = tuple(_planned(c, now) for c in conditions)
         groups.append(Group(nodes, joins=not all(map(_on_the_row, nodes))))
-    return Plan(tuple(groups))
+    return Plan(tuple(groups), disjoint=disjoint and len(groups) > 1)
 
 
 # -- nested rules -----------------------------------------------------------------------------
@@ -132,14 +133,18 @@ def _disjuncts(n: Planned) -> list[tuple[Planned, ...]]:
 MAX_BRANCHES = 4
 
 
-def _distributed(groups: list[tuple[Planned, ...]]) -> list[tuple[Planned, ...]]:
+def _distributed(
+    groups: list[tuple[Planned, ...]],
+) -> tuple[list[tuple[Planned, ...]], bool]:
     """A group holding an `any` that joins (reads events or lists), e.g. "(opened OR clicked)
     AND NOT tagged", becomes one group per alternative ("opened AND NOT tagged" UNION
     "clicked AND NOT tagged"): each alternative is then a semi-join the planner can hash,
     where under an OR it would be a lookup per contact. Same contacts (AND distributes over
-    OR); done while the plan stays within MAX_BRANCHES."""
+    OR); done while the plan stays within MAX_BRANCHES. Also says whether the groups are
+    disjoint (no contact in two of them; see _disjoint)."""
     done: list[tuple[Planned, ...]] = []
     todo = list(reversed(groups))
+    disjoint = len(groups) == 1
     while todo:
         group = todo.pop()
         at = next((i for i, n in enumerate(group) if isinstance(n, AnyNode) and _joins(n)), None)
@@ -150,10 +155,37 @@ def _distributed(groups: list[tuple[Planned, ...]]) -> list[tuple[Planned, ...]]
         if len(done) + len(todo) + len(alternatives) > MAX_BRANCHES:
             done.append(group)
             continue
+        if disjoint:
+            alternatives, disjoint = _disjoint(alternatives)
         todo.extend(
             group[:at] + alternative + group[at + 1 :] for alternative in reversed(alternatives)
         )
-    return done
+    return done, disjoint
+
+
+def _disjoint(
+    alternatives: list[tuple[Planned, ...]],
+) -> tuple[list[tuple[Planned, ...]], bool]:
+    """The alternatives made disjoint where that is cheap: when all but the last are on the
+    contact row, each also requires that the ones before it do not hold ("local, or (not
+    local and never opened)"), a test on the row. Disjoint branches are joined with UNION ALL:
+    nothing to de-duplicate, and the planner can run the branches side by side in parallel
+    (docs/benchmarks.md, "Why the compiler writes SQL this way"). Same contacts: A OR B is
+    A OR (B AND NOT A)."""
+    on_the_row = [alt for alt in alternatives[:-1] if not any(map(_joins, alt))]
+    if len(on_the_row) < len(alternatives) - 1:
+        return alternatives, False
+    result: list[tuple[Planned, ...]] = []
+    for i, alternative in enumerate(alternatives):
+        before = tuple(_pushed_down(NotNode(AllNode(_tree(alt)))) for alt in alternatives[:i])
+        result.append(alternative + before)
+    return result, True
+
+
+def _tree(nodes: tuple[Planned, ...]) -> tuple[TreeNode, ...]:
+    """Nodes on the contact row: rule nodes (merged event tests always join)."""
+    assert not any(isinstance(n, EventAlternatives) for n in nodes)
+    return tuple(n for n in nodes if not isinstance(n, EventAlternatives))
 
 
 def _joins(n: Planned) -> bool:

@@ -80,7 +80,9 @@ class Translator:
         branches = self.branches(planned)
         if count and len(branches) == 1:
             return self.branch(branches[0], "count(*)")
-        union = "\nUNION\n".join(self.branch(b, "c.id") for b in branches)
+        union = ("\nUNION ALL\n" if planned.disjoint else "\nUNION\n").join(
+            self.branch(b, "c.id") for b in branches
+        )
         return f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
 
     def branches(self, planned: Plan) -> list[list[str]]:
