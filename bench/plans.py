@@ -174,7 +174,7 @@ async def checked_count(conn: asyncpg.Connection, shape: Shape, compiled: Compil
 # -- one shape ----------------------------------------------------------------------------
 def segment_query(ctx: Context, shape: Shape, registry: Any) -> SegmentQuery:
     tree = parse_v2_rules(shape.rules, registry, known_list_ids=set(ctx.lists.values()))
-    return SegmentQuery(ctx.account_id, tree, (ctx.universe,), ctx.now, shape.timezone)
+    return SegmentQuery(ctx.account_id, tree, shape.list_ids(ctx), ctx.now, shape.timezone)
 
 
 async def bench_counts(

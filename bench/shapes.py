@@ -48,7 +48,7 @@ def bench_context(now: datetime) -> Context:
 @dataclass(frozen=True)
 class HandQuery:
     label: str
-    ids_sql: str  # $1 is always the account, $2 the universe list
+    ids_sql: str  # $1 is always the account, $2 the universe list (of one-list universes)
     params: tuple[Any, ...]
     exact: bool = True
     note: str = ""
@@ -65,6 +65,10 @@ class Shape:
     rules: dict[str, Any]
     hand: tuple[HandQuery, ...]
     timezone: str = "UTC"  # the segment's, for calendar periods and anniversaries
+    lists: tuple[str, ...] = ("all",)  # the segment's lists (Context.lists keys): its universe
+
+    def list_ids(self, ctx: Context) -> tuple[UUID, ...]:
+        return tuple(ctx.lists[key] for key in self.lists)
 
 
 # The universe: the contact is on the segment's (big) list.
@@ -589,6 +593,284 @@ def engaged_not_churning(ctx: Context) -> Shape:
     )
 
 
+def _activity(
+    metric: str, operator: str = "ever", days: int | None = None, value: int | None = None
+) -> dict[str, Any]:
+    condition: dict[str, Any] = {"kind": "activity", "metric": metric, "operator": operator}
+    if days is not None:
+        condition["days_window"] = _window(days)
+    return condition if value is None else {**condition, "value": value}
+
+
+def subscribed_not_opened_locals(ctx: Context) -> Shape:
+    """A nested tree: NOT of an AND group mixing a field and an event test."""
+    params = (ctx.account_id, ctx.universe, "subscribed", ["us", "gb"], "open", ctx.days_ago(30))
+    head = (
+        f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+        "  AND lower(c.status) = $3\n"
+    )
+    opened = (
+        "SELECT e.contact_id FROM events e WHERE e.account_id = $1\n"
+        "        AND e.type = $5 AND e.occurred_at >= $6"
+    )
+    local = "lower(c.country) = ANY($4)"
+    return Shape(
+        "p",
+        "status = subscribed AND NOT (country in [us, gb] AND opened 30d)",
+        {
+            "all": [
+                _field("status", "equals", "subscribed"),
+                {
+                    "not": {
+                        "all": [_field("country", "in", ["us", "gb"]), _activity("open", days=30)]
+                    }
+                },
+            ]
+        },
+        (
+            HandQuery(
+                "except",
+                f"{head}EXCEPT\n{head}  AND {local}\n  AND c.id IN ({opened})",
+                params,
+                note="all subscribed, less those local and opened (a hashed semi-join)",
+            ),
+            HandQuery(
+                "or-not-exists",
+                f"{head}  AND (lower(coalesce(c.country, '')) <> ALL($4)\n"
+                f"       OR NOT EXISTS (SELECT 1 FROM ({opened}) o WHERE o.contact_id = c.id))",
+                params,
+            ),
+            HandQuery(
+                "left-join",
+                "SELECT c.id FROM contacts c\n"
+                f"LEFT JOIN (SELECT DISTINCT e.contact_id FROM events e WHERE e.account_id = $1\n"
+                "           AND e.type = $5 AND e.occurred_at >= $6) o ON o.contact_id = c.id\n"
+                f"WHERE c.account_id = $1 AND {UNIVERSE}\n  AND lower(c.status) = $3\n"
+                f"  AND NOT (coalesce({local}, false) AND o.contact_id IS NOT NULL)",
+                params,
+            ),
+        ),
+    )
+
+
+def vip_clickers_or_paying_outsiders(ctx: Context) -> Shape:
+    """A nested tree: an `any` of `all`s two deep, one with a not-in-list, AND NOT bounced."""
+    params = (
+        ctx.account_id,
+        ctx.universe,
+        ["vip"],
+        ctx.days_ago(90),
+        ["pro", "enterprise"],
+        ctx.lists["newsletter"],
+        "bounce",
+    )
+    head = f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+    not_bounced = (
+        "NOT EXISTS (SELECT 1 FROM events b WHERE b.account_id = $1 AND b.type = $7\n"
+        "                  AND b.contact_id = c.id)"
+    )
+    vip = (
+        "segments_lower_array(c.tags) && $3::text[]\n"
+        "  AND c.id IN (SELECT e.contact_id FROM events e WHERE e.account_id = $1\n"
+        "               AND e.type = 'click' AND e.occurred_at >= $4)"
+    )
+    outsider = (
+        "lower(segments_jsonb_text(c.attributes -> 'plan')) = ANY($5)\n"
+        "  AND NOT EXISTS (SELECT 1 FROM contact_list_members n WHERE n.account_id = $1\n"
+        "                  AND n.list_id = $6 AND n.contact_id = c.id)"
+    )
+    return Shape(
+        "q",
+        "((tags has_any [vip] AND clicked 90d) OR (plan in [pro, enterprise] AND NOT in list"
+        " Newsletter)) AND NOT bounced",
+        {
+            "all": [
+                {
+                    "any": [
+                        {"all": [_field("tags", "has_any", ["vip"]), _activity("click", days=90)]},
+                        {
+                            "all": [
+                                _field("plan", "in", ["pro", "enterprise"]),
+                                {
+                                    "not": {
+                                        "kind": "membership",
+                                        "operator": "in",
+                                        "list_ids": [str(params[5])],
+                                    }
+                                },
+                            ]
+                        },
+                    ]
+                },
+                {"not": {"kind": "deliverability", "metric": "bounce", "operator": "ever"}},
+            ]
+        },
+        (
+            HandQuery(
+                "union",
+                f"{head}  AND {vip}\n  AND {not_bounced}\nUNION\n"
+                f"{head}  AND {outsider}\n  AND {not_bounced}",
+                params,
+            ),
+            HandQuery(
+                "union-then-anti-join",
+                f"SELECT u.id FROM (\n{head}  AND {vip}\nUNION\n{head}  AND {outsider}\n) u\n"
+                "WHERE NOT EXISTS (SELECT 1 FROM events b WHERE b.account_id = $1"
+                " AND b.type = $7 AND b.contact_id = u.id)",
+                params,
+            ),
+        ),
+    )
+
+
+def in_list_not_in_other(ctx: Context) -> Shape:
+    """A segment on two lists whose rule picks the members of one that are not on the other
+    (the rule's own list condition implies the universe)."""
+    params = (ctx.account_id, ctx.lists["newsletter"], ctx.lists["customers"])
+    not_b = (
+        "NOT EXISTS (SELECT 1 FROM contact_list_members b\n"
+        "                   WHERE b.account_id = $1 AND b.list_id = $3 AND b.contact_id = {id})"
+    )
+    return Shape(
+        "r",
+        "lists Newsletter + Customers: in list Newsletter AND not in list Customers",
+        _one_group(
+            {"kind": "membership", "operator": "in", "list_ids": [str(params[1])]},
+            {"kind": "membership", "operator": "not_in", "list_ids": [str(params[2])]},
+        ),
+        (
+            HandQuery(
+                "members-first",
+                "SELECT c.id FROM contact_list_members a\n"
+                "JOIN contacts c ON c.id = a.contact_id AND c.account_id = $1\n"
+                "WHERE a.account_id = $1 AND a.list_id = $2\n"
+                f"  AND {not_b.format(id='a.contact_id')}",
+                params,
+            ),
+            HandQuery(
+                "exists",
+                "SELECT c.id FROM contacts c WHERE c.account_id = $1\n"
+                "  AND EXISTS (SELECT 1 FROM contact_list_members a\n"
+                "              WHERE a.account_id = $1 AND a.list_id = $2\n"
+                "                AND a.contact_id = c.id)\n"
+                f"  AND {not_b.format(id='c.id')}",
+                params,
+            ),
+        ),
+        lists=("newsletter", "customers"),
+    )
+
+
+def status_in_countries(ctx: Context) -> Shape:
+    params = (ctx.account_id, ctx.universe, "subscribed", ["de", "at", "ch"])
+    predicate = "lower(c.status) = $3 AND lower(c.country) = ANY($4)"
+    return Shape(
+        "s",
+        "status = subscribed AND country in [de, at, ch]",
+        _one_group(
+            _field("status", "equals", "subscribed"), _field("country", "in", ["de", "at", "ch"])
+        ),
+        (
+            *_on_the_row(predicate, params),
+            HandQuery(
+                "raw-columns",
+                f"SELECT c.id {UNIVERSE_JOIN}\n  AND c.status = $3 AND c.country = ANY($4)",
+                (*params[:3], ["DE", "AT", "CH", "de", "at", "ch"]),
+                exact=False,
+                note="compares the stored values as they are (the upper- and lower-case spellings"
+                " of this data set), no lower() per row",
+            ),
+        ),
+    )
+
+
+def mixed_or_of_groups(ctx: Context) -> Shape:
+    """An OR of AND groups mixing fields, tags, opens and clicks, two of them counts."""
+    params = (
+        ctx.account_id,
+        ctx.universe,
+        ["us", "gb", "fr"],
+        ["vip"],
+        ctx.days_ago(30),
+        3,
+        "subscribed",
+        ["newsletter", "lead"],
+        ctx.days_ago(90),
+        2,
+        ["de", "fr"],
+        ctx.days_ago(7),
+    )
+    row = {
+        "vip": "lower(c.country) = ANY($3) AND segments_lower_array(c.tags) && $4::text[]",
+        "news": "lower(c.status) = $7 AND segments_lower_array(c.tags) && $8::text[]",
+        "local": "lower(c.language) = ANY($11)",
+    }
+    grouped = {
+        "vip": "SELECT e.contact_id FROM events e WHERE e.account_id = $1 AND e.type = 'open'\n"
+        "        AND e.occurred_at >= $5 GROUP BY e.contact_id HAVING count(*) >= $6",
+        "news": "SELECT e.contact_id FROM events e WHERE e.account_id = $1 AND e.type = 'click'\n"
+        "        AND e.occurred_at >= $9 GROUP BY e.contact_id HAVING count(*) >= $10",
+        "local": "SELECT e.contact_id FROM events e WHERE e.account_id = $1 AND e.type = 'open'\n"
+        "        AND e.occurred_at >= $12",
+    }
+    head = f"SELECT c.id FROM contacts c\nWHERE c.account_id = $1 AND {UNIVERSE}\n"
+    counts = (
+        "SELECT e.contact_id,\n"
+        "         count(*) FILTER (WHERE e.type = 'open' AND e.occurred_at >= $5) AS opens30,\n"
+        "         count(*) FILTER (WHERE e.type = 'click') AS clicks90,\n"
+        "         count(*) FILTER (WHERE e.type = 'open' AND e.occurred_at >= $12) AS opens7\n"
+        "  FROM events e WHERE e.account_id = $1\n"
+        "    AND ((e.type = 'open' AND e.occurred_at >= $5)\n"
+        "      OR (e.type = 'click' AND e.occurred_at >= $9))\n"
+        "  GROUP BY e.contact_id"
+    )
+    return Shape(
+        "t",
+        "(country in [us, gb, fr] AND tags has_any [vip] AND opened >= 3 in 30d) OR (status ="
+        " subscribed AND tags has_any [newsletter, lead] AND clicked >= 2 in 90d) OR (language in"
+        " [de, fr] AND opened 7d)",
+        {
+            "any": [
+                {
+                    "all": [
+                        _field("country", "in", ["us", "gb", "fr"]),
+                        _field("tags", "has_any", ["vip"]),
+                        _activity("open", "count_gte", 30, 3),
+                    ]
+                },
+                {
+                    "all": [
+                        _field("status", "equals", "subscribed"),
+                        _field("tags", "has_any", ["newsletter", "lead"]),
+                        _activity("click", "count_gte", 90, 2),
+                    ]
+                },
+                {"all": [_field("language", "in", ["de", "fr"]), _activity("open", days=7)]},
+            ]
+        },
+        (
+            HandQuery(
+                "union",
+                "\nUNION\n".join(
+                    f"{head}  AND {row[k]}\n  AND c.id IN ({grouped[k]})" for k in row
+                ),
+                params,
+            ),
+            HandQuery(
+                "one-aggregate",
+                f"SELECT c.id FROM ({counts}) x\n"
+                "JOIN contacts c ON c.id = x.contact_id\n"
+                f"WHERE c.account_id = $1 AND {UNIVERSE}\n"
+                f"  AND (({row['vip']} AND x.opens30 >= $6)\n"
+                f"    OR ({row['news']} AND x.clicks90 >= $10)\n"
+                f"    OR ({row['local']} AND x.opens7 > 0))",
+                params,
+                note="the events read once, every count in one GROUP BY",
+            ),
+        ),
+    )
+
+
 SHAPES: tuple[Callable[[Context], Shape], ...] = (
     status_country,
     opened_recently,
@@ -605,5 +887,10 @@ SHAPES: tuple[Callable[[Context], Shape], ...] = (
     signup_anniversary,
     in_segment_not_in_segment,
     engaged_not_churning,
+    subscribed_not_opened_locals,
+    vip_clickers_or_paying_outsiders,
+    in_list_not_in_other,
+    status_in_countries,
+    mixed_or_of_groups,
 )
 assert CAMPAIGNS >= 6  # clicked_campaigns picks the six most recent

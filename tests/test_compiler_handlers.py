@@ -14,7 +14,7 @@ from typing import Any, get_args, get_type_hints
 from uuid import UUID
 
 from worker.compiler import SegmentQuery, compile_count, compile_matching_among, compile_member_ids
-from worker.compiler.nodes import AllOf, AnyOf, EventFilter, EventTest, Node, Not
+from worker.compiler.nodes import AllOf, AnyEvent, AnyOf, EventFilter, EventTest, Node, Not
 from worker.compiler.operators import (
     AGGREGATE_OPS,
     COLUMNS,
@@ -160,6 +160,8 @@ def _reached(node: Node) -> set[type]:
         return {Not} | _reached(node.node)
     if isinstance(node, EventTest):
         return {EventTest, *(type(f) for f in node.filters)}
+    if isinstance(node, AnyEvent):
+        return {AnyEvent}.union(*(_reached(t) for t in node.tests))
     return {type(node)}
 
 
@@ -183,6 +185,13 @@ def test_the_planner_reaches_every_node_kind_translation_handles() -> None:
         NOW,
     )
     assert [type(n) for g in merged.groups for n in g.nodes] == [EventTest]
+    # Alternatives with different windows: one scan, a test per window.
+    window = ActivityCondition("activity", "open", "ever", None, DaysWindow("last", 30), (), ())
+    bounce = ActivityCondition("deliverability", "bounce", "ever", None, None, (), ())
+    alternatives = plan(RuleTree.of_groups(((window,), (bounce,))), NOW)
+    nodes = [n for g in alternatives.groups for n in g.nodes]
+    assert [type(n) for n in nodes] == [AnyEvent]
+    reached |= _reached(nodes[0])
     assert reached == set(get_args(Node)) | set(get_args(EventFilter))
 
 

@@ -107,6 +107,16 @@ class EventTest:
 
 
 @dataclass(frozen=True)
+class AnyEvent:
+    """The contact has an event passing one of `tests` (each an existence test: having None,
+    matches_none False), read in one scan of the events; `matches_none`: the complement, the
+    contact has none (an anti-join)."""
+
+    tests: tuple[EventTest, ...]
+    matches_none: bool
+
+
+@dataclass(frozen=True)
 class Truth:
     """A condition that holds for every contact, or for none."""
 
@@ -144,6 +154,7 @@ Node = (
     | MembershipCondition
     | SegmentCondition
     | EventTest
+    | AnyEvent
     | Truth
     | AllOf
     | AnyOf
@@ -162,6 +173,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Plan:
-    """The OR of the groups, in the order translation binds their values."""
+    """The OR of the groups, in the order translation binds their values. `disjoint`: no
+    contact is in two groups (then their union needs no de-duplication)."""
 
     groups: tuple[Group, ...]
+    disjoint: bool = False

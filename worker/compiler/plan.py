@@ -9,8 +9,9 @@ figures in docs/benchmarks.md, "Why the compiler writes SQL this way"):
 - counts of 0 and 1 become plain existence tests (no aggregation); `count_gte 0` and null
   tests of a count become constants;
 - a latest-event field (`last_open_at`) becomes existence tests the time index answers;
-- OR-ed groups that are each one "has such an event" test with the same filters merge into
-  one test of several event types;
+- OR-ed "has such an event" tests (OR-ed groups, or the children of a nested `any`) merge
+  into one read of the events: those with the same filters into one test of several event
+  types, the others into alternatives of one scan (`AnyEvent`);
 - nested rules (docs/rules.md): `not` is pushed down to the conditions (De Morgan) and a
   condition under it becomes its complement where one exists (`equals` <-> `not_equals`,
   `ever` <-> `never`, `in` <-> `not_in`, an event test's anti-join <-> semi-join), so a
@@ -24,6 +25,7 @@ their values.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import assert_never
@@ -31,6 +33,7 @@ from typing import assert_never
 from worker.compiler.nodes import (
     NOW,
     AllOf,
+    AnyEvent,
     AnyOf,
     CampaignIn,
     CampaignNotIn,
@@ -65,13 +68,12 @@ from worker.rules.tree import Node as TreeNode
 
 
 def plan(rules: RuleTree, now: datetime) -> Plan:
-    disjuncts = _distributed(_disjuncts(_pushed_down(rules.root)))
-    rest, merged = _merge_single_event_groups(disjuncts, now)
-    groups = [Group((test,), joins=True) for test in merged]
-    for conditions in rest:
+    groups = []
+    distributed, disjoint = _distributed(_disjuncts(_pushed_down(rules.root)))
+    for conditions in distributed:
         nodes = tuple(_planned(c, now) for c in conditions)
         groups.append(Group(nodes, joins=not all(map(_on_the_row, nodes))))
-    return Plan(tuple(groups))
+    return Plan(tuple(groups), disjoint=disjoint and len(groups) > 1)
 
 
 # -- nested rules -----------------------------------------------------------------------------
@@ -118,11 +120,11 @@ def _complement(c: Condition) -> TreeNode:
     return NotNode(c)
 
 
-def _disjuncts(n: TreeNode) -> list[tuple[TreeNode, ...]]:
+def _disjuncts(n: Planned) -> list[tuple[Planned, ...]]:
     """The tree as an OR of AND-groups: the top-level `any`s flattened into groups (each a
     UNION branch), each group's `all`s flattened into its nodes."""
     if isinstance(n, AnyNode):
-        return [group for child in n.nodes for group in _disjuncts(child)]
+        return [group for child in _alternatives(n) for group in _disjuncts(child)]
     return [tuple(_conjuncts(n))]
 
 
@@ -131,14 +133,18 @@ def _disjuncts(n: TreeNode) -> list[tuple[TreeNode, ...]]:
 MAX_BRANCHES = 4
 
 
-def _distributed(groups: list[tuple[TreeNode, ...]]) -> list[tuple[TreeNode, ...]]:
+def _distributed(
+    groups: list[tuple[Planned, ...]],
+) -> tuple[list[tuple[Planned, ...]], bool]:
     """A group holding an `any` that joins (reads events or lists), e.g. "(opened OR clicked)
     AND NOT tagged", becomes one group per alternative ("opened AND NOT tagged" UNION
     "clicked AND NOT tagged"): each alternative is then a semi-join the planner can hash,
     where under an OR it would be a lookup per contact. Same contacts (AND distributes over
-    OR); done while the plan stays within MAX_BRANCHES."""
-    done: list[tuple[TreeNode, ...]] = []
+    OR); done while the plan stays within MAX_BRANCHES. Also says whether the groups are
+    disjoint (no contact in two of them; see _disjoint)."""
+    done: list[tuple[Planned, ...]] = []
     todo = list(reversed(groups))
+    disjoint = len(groups) == 1
     while todo:
         group = todo.pop()
         at = next((i for i, n in enumerate(group) if isinstance(n, AnyNode) and _joins(n)), None)
@@ -149,13 +155,40 @@ def _distributed(groups: list[tuple[TreeNode, ...]]) -> list[tuple[TreeNode, ...
         if len(done) + len(todo) + len(alternatives) > MAX_BRANCHES:
             done.append(group)
             continue
+        if disjoint:
+            alternatives, disjoint = _disjoint(alternatives)
         todo.extend(
             group[:at] + alternative + group[at + 1 :] for alternative in reversed(alternatives)
         )
-    return done
+    return done, disjoint
 
 
-def _joins(n: TreeNode) -> bool:
+def _disjoint(
+    alternatives: list[tuple[Planned, ...]],
+) -> tuple[list[tuple[Planned, ...]], bool]:
+    """The alternatives made disjoint where that is cheap: when all but the last are on the
+    contact row, each also requires that the ones before it do not hold ("local, or (not
+    local and never opened)"), a test on the row. Disjoint branches are joined with UNION ALL:
+    nothing to de-duplicate, and the planner can run the branches side by side in parallel
+    (docs/benchmarks.md, "Why the compiler writes SQL this way"). Same contacts: A OR B is
+    A OR (B AND NOT A)."""
+    on_the_row = [alt for alt in alternatives[:-1] if not any(map(_joins, alt))]
+    if len(on_the_row) < len(alternatives) - 1:
+        return alternatives, False
+    result: list[tuple[Planned, ...]] = []
+    for i, alternative in enumerate(alternatives):
+        before = tuple(_pushed_down(NotNode(AllNode(_tree(alt)))) for alt in alternatives[:i])
+        result.append(alternative + before)
+    return result, True
+
+
+def _tree(nodes: tuple[Planned, ...]) -> tuple[TreeNode, ...]:
+    """Nodes on the contact row: rule nodes (merged event tests always join)."""
+    assert not any(isinstance(n, EventAlternatives) for n in nodes)
+    return tuple(n for n in nodes if not isinstance(n, EventAlternatives))
+
+
+def _joins(n: Planned) -> bool:
     match n:
         case AnyNode() | AllNode():
             return any(map(_joins, n.nodes))
@@ -168,18 +201,21 @@ def _joins(n: TreeNode) -> bool:
     return True
 
 
-def _conjuncts(n: TreeNode) -> list[TreeNode]:
+def _conjuncts(n: Planned) -> list[Planned]:
     if isinstance(n, AllNode) or (isinstance(n, AnyNode) and len(n.nodes) == 1):
         return [c for child in n.nodes for c in _conjuncts(child)]
     return [n]
 
 
-def _planned(n: TreeNode, now: datetime) -> Node:
+def _planned(n: Planned, now: datetime) -> Node:
     match n:
-        case AnyNode() if len(n.nodes) == 1:
-            return _planned(n.nodes[0], now)
         case AnyNode():
-            return AnyOf(tuple(_planned(child, now) for child in n.nodes))
+            alternatives = _alternatives(n)
+            if len(alternatives) == 1:
+                return _planned(alternatives[0], now)
+            return AnyOf(tuple(_planned(child, now) for child in alternatives))
+        case EventAlternatives():
+            return _event_alternatives(n, now)
         case AllNode():
             return AllOf(tuple(_planned(child, now) for child in _conjuncts(n)))
         case NotNode():
@@ -194,6 +230,8 @@ def _negated(n: Node) -> Node:
         case EventTest():
             having = n.having and dataclasses.replace(n.having, negated=not n.having.negated)
             return dataclasses.replace(n, having=having, matches_none=not n.matches_none)
+        case AnyEvent():
+            return dataclasses.replace(n, matches_none=not n.matches_none)
         case Truth():
             return Truth(not n.value)
         case AllOf():
@@ -319,33 +357,61 @@ def _in_period(period: CalendarPeriod) -> tuple[OccurredAt, OccurredAt]:
     )
 
 
-# -- merging groups ---------------------------------------------------------------------------
-def _merge_single_event_groups(
-    groups: list[tuple[TreeNode, ...]], now: datetime
-) -> tuple[list[tuple[TreeNode, ...]], list[EventTest]]:
-    """OR-ed groups that are each one "has such an event" test with the same window and
-    campaign filters ("bounced OR complained") read the events once, with `type = ANY`,
-    instead of once per group: one scan of the events index instead of one per UNION branch
-    (docs/benchmarks.md, "Why the compiler writes SQL this way"). Returns the groups left as
-    they are, then the merged tests."""
+# -- merging event tests ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventAlternatives:
+    """OR-ed "has such an event" conditions of one `any` (an OR of groups included), planned
+    as one test: one read of the events instead of one per alternative (docs/benchmarks.md,
+    "Why the compiler writes SQL this way")."""
+
+    conditions: tuple[ActivityCondition, ...]
+
+
+# A tree node as the planner's passes see it: the rules' nodes, or merged event alternatives.
+Planned = TreeNode | EventAlternatives
+
+
+def _alternatives(n: AnyNode) -> list[Planned]:
+    """The children of an `any`, those that are existence tests of events merged into one
+    EventAlternatives where the first of them stood."""
+    existence = [c for c in map(_existence, n.nodes) if c is not None]
+    if len(existence) < 2:
+        return list(n.nodes)
+    merged = EventAlternatives(tuple(existence))
+    others = [child for child in n.nodes if _existence(child) is None]
+    first = next(i for i, child in enumerate(n.nodes) if _existence(child) is not None)
+    before = sum(1 for child in n.nodes[:first] if _existence(child) is None)
+    return [*others[:before], merged, *others[before:]]
+
+
+def _existence(n: TreeNode) -> ActivityCondition | None:
+    """The condition, if `n` is "has an event of a type" (within a window, of campaigns)."""
+    if isinstance(n, AnyNode | AllNode) and len(n.nodes) == 1:
+        return _existence(n.nodes[0])
+    if isinstance(n, ActivityCondition) and (
+        n.operator == "ever" or (n.operator == "count_gte" and n.value == 1)
+    ):
+        return n
+    return None
+
+
+def _event_alternatives(merged: EventAlternatives, now: datetime) -> EventTest | AnyEvent:
+    """Alternatives with the same window and campaign filters ("bounced OR complained") become
+    one test with `type = ANY`, which one range of the (type, time) index answers; the others
+    ("opened in 30 days OR clicked in 90") stay alternatives of one scan, an OR of
+    `(type AND window)` that the planner answers with a bitmap OR of index ranges."""
     alike: dict[tuple[object, ...], list[ActivityCondition]] = {}
-    rest: list[tuple[TreeNode, ...]] = []
-    for group in groups:
-        (c,) = group if len(group) == 1 else (None,)
-        if isinstance(c, ActivityCondition) and (
-            c.operator == "ever" or (c.operator == "count_gte" and c.value == 1)
-        ):
-            key = (c.days_window, c.include_campaign_ids, c.exclude_campaign_ids)
-            alike.setdefault(key, []).append(c)
-        else:
-            rest.append(group)
-    merged = []
+    for c in merged.conditions:
+        key = (c.days_window, c.include_campaign_ids, c.exclude_campaign_ids)
+        alike.setdefault(key, []).append(c)
+    tests = []
     for conditions in alike.values():
-        if len(conditions) == 1:
-            rest.append((conditions[0],))
-            continue
         test = _activity(conditions[0], now)
         assert isinstance(test, EventTest)
         metrics = tuple(sorted({c.metric for c in conditions}))
-        merged.append(dataclasses.replace(test, event_type=metrics))
-    return rest, merged
+        tests.append(
+            dataclasses.replace(test, event_type=metrics if len(metrics) > 1 else metrics[0])
+        )
+    if len(tests) == 1:
+        return tests[0]
+    return AnyEvent(tuple(tests), matches_none=False)

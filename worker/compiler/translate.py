@@ -26,11 +26,13 @@ from typing import assert_never
 from worker.compiler.calendar import anniversary_days, period_bounds
 from worker.compiler.nodes import (
     AllOf,
+    AnyEvent,
     AnyOf,
     CampaignIn,
     CampaignNotIn,
     EventFilter,
     EventTest,
+    Group,
     Having,
     Node,
     Not,
@@ -64,7 +66,7 @@ class Translator:
         self.source = source
         self.params = source.params
         self._now: str | None = None
-        self.universe = source.in_lists(query.list_ids) if query.list_ids else None
+        self._universe: list[str] | None = None
 
     @property
     def now(self) -> str:
@@ -79,28 +81,51 @@ class Translator:
         branches = self.branches(planned)
         if count and len(branches) == 1:
             return self.branch(branches[0], "count(*)")
-        union = "\nUNION\n".join(self.branch(b, "c.id") for b in branches)
+        union = ("\nUNION ALL\n" if planned.disjoint else "\nUNION\n").join(
+            self.branch(b, "c.id") for b in branches
+        )
         return f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
 
     def branches(self, planned: Plan) -> list[list[str]]:
         """The predicates of each UNION branch: the row-only groups OR-ed into one branch,
         every group that joins a branch of its own. Groups are translated in the plan's order,
-        which is the order their values are bound."""
+        which is the order their values are bound. A branch starts with the universe test,
+        unless one of its own conditions implies it."""
         row_groups: list[list[str]] = []
         join_groups: list[list[str]] = []
         for group in planned.groups:
+            universe = [] if self.implies_universe(group) else self.universe()
             predicates = [self.node(n) for n in group.nodes]
-            (join_groups if group.joins else row_groups).append(predicates)
+            if group.joins:
+                join_groups.append(universe + predicates)
+            else:
+                row_groups.append(predicates)
         if len(row_groups) > 1:
             ored = " OR ".join("(" + " AND ".join(p) + ")" for p in row_groups)
             row_groups = [[f"({ored})"]]
-        return row_groups + join_groups
+        return [self.universe() + p for p in row_groups] + join_groups
+
+    def universe(self) -> list[str]:
+        """The universe test (none without lists), bound on first use: a placeholder no
+        branch reads would have no type."""
+        if self._universe is None:
+            lists = self.query.list_ids
+            self._universe = [self.source.in_lists(lists)] if lists else []
+        return self._universe
+
+    def implies_universe(self, group: Group) -> bool:
+        """The group requires membership of some of the segment's own lists ("on list A" in a
+        segment of lists A and B): the universe test would repeat it, and the planner would
+        read the lists' members twice (docs/benchmarks.md, "Why the compiler writes SQL this
+        way")."""
+        lists = set(self.query.list_ids)
+        return any(
+            isinstance(n, MembershipCondition) and n.operator == "in" and set(n.list_ids) <= lists
+            for n in group.nodes
+        )
 
     def branch(self, predicates: list[str], select: str) -> str:
-        where = [f"c.account_id = {self.source.account}"]
-        if self.universe:
-            where.append(self.universe)
-        where.extend(predicates)
+        where = [f"c.account_id = {self.source.account}", *predicates]
         return f"SELECT {select}\nFROM {self.source.table} c\nWHERE " + "\n  AND ".join(where)
 
     # -- nodes ----------------------------------------------------------------------------
@@ -117,6 +142,8 @@ class Translator:
                 return self.segment(node)
             case EventTest():
                 return self.events(node, nested)
+            case AnyEvent():
+                return self.any_event(node, nested)
             case Truth():
                 return "TRUE" if node.value else "FALSE"
             case AllOf() | AnyOf() | Not():
@@ -229,9 +256,29 @@ class Translator:
         events = "SELECT e.contact_id FROM events e\n    WHERE " + " AND ".join(where)
         if having is not None:
             events += f"\n    GROUP BY e.contact_id HAVING {having}"
-        if nested and not test.matches_none:
+        return self.joined(events, test.matches_none, nested)
+
+    def any_event(self, node: AnyEvent, nested: bool) -> str:
+        """Events passing one of the tests, in one scan: `(type AND filters) OR ...`."""
+        alternatives = []
+        for test in node.tests:
+            assert test.having is None and not test.matches_none
+            filters = [self.event_filter(f) for f in test.filters]
+            alternatives.append(" AND ".join([self.event_type(test.event_type), *filters]))
+        where = [
+            f"e.account_id = {self.source.account}",
+            "(" + "\n      OR ".join(f"({a})" for a in alternatives) + ")",
+            *self.source.event_filters(),
+        ]
+        events = "SELECT e.contact_id FROM events e\n    WHERE " + " AND ".join(where)
+        return self.joined(events, node.matches_none, nested)
+
+    def joined(self, events: str, matches_none: bool, nested: bool) -> str:
+        """`c` against the contact ids `events` selects: a semi-join (a correlated lookup when
+        nested), or for `matches_none` an anti-join."""
+        if nested and not matches_none:
             return f"EXISTS (SELECT 1 FROM ({events}) x WHERE x.contact_id = c.id)"
-        if not test.matches_none:
+        if not matches_none:
             return f"c.id IN ({events})"
         # Contacts without qualifying events match: an anti-join against those that fail.
         return f"NOT EXISTS (SELECT 1 FROM ({events}) x WHERE x.contact_id = c.id)"
