@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         description="Log one `http.request` line per request (method, path, status,"
         " duration_ms; never the query string or the key).",
     )
+    preview_timeout_ms: int = Field(
+        3000,
+        ge=0,
+        le=60_000,
+        description="POST /api/v2/segments/preview/ counts exactly for this long; past it, it"
+        " answers an estimate from a random sample instead, at most 200 ms later (0: always"
+        " estimate).",
+    )
     outbox_relay_enabled: bool = Field(
         True,
         description="Run the outbox relay (publishes outbox rows) here; safe in several.",
