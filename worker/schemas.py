@@ -166,7 +166,8 @@ MESSAGES = (
             "left": "Contacts that left (the last seqs of the message).",
             "initial": (
                 "True once per segment, after its first build: read its members then (GET "
-                "/api/v2/segments/{id}/contacts/ or the export) and follow later messages."
+                "/api/v2/segments/{id}/contacts/export/, one consistent read) and follow "
+                "later messages."
             ),
             "total_count": "With `initial`: the members the first build found.",
         },
