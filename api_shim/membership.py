@@ -167,6 +167,7 @@ _HISTORY_EXAMPLE = {
     ]
 }
 DEFAULT_HISTORY = timedelta(days=30)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)  # an `until` this early has no 30 days before it
 MAX_HISTORY = timedelta(days=400)
 
 
@@ -195,7 +196,7 @@ async def history(
     ] = None,
 ) -> History:
     end = until or datetime.now(UTC)
-    start = since or end - DEFAULT_HISTORY
+    start = since or max(end, _EARLIEST + DEFAULT_HISTORY) - DEFAULT_HISTORY
     if start > end:
         raise ApiError.one(400, "since must not be after until", "invalid_range", "since")
     if end - start > MAX_HISTORY:
