@@ -110,7 +110,8 @@ _410: dict[int | str, dict[str, Any]] = {
     summary="Who entered and left the segment, after a cursor (the changes feed)",
     description=(
         "Items in seq order. The first build records one `initial` item (read the members "
-        "once: `GET .../contacts/` or the export), every later change one item per contact. "
+        "once, in one consistent read: `GET .../contacts/export/`), every later change one "
+        "item per contact. "
         "Pass the answer's `next_after` as `after` to read on. Items are kept "
         "SEGMENTS_CHANGES_RETENTION_DAYS days (default 7). Example: "
         f"`GET /api/v2/segments/{_SEGMENT_ID}/changes/?after=0&limit=100`."
@@ -166,6 +167,7 @@ _HISTORY_EXAMPLE = {
     ]
 }
 DEFAULT_HISTORY = timedelta(days=30)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)  # an `until` this early has no 30 days before it
 MAX_HISTORY = timedelta(days=400)
 
 
@@ -194,7 +196,7 @@ async def history(
     ] = None,
 ) -> History:
     end = until or datetime.now(UTC)
-    start = since or end - DEFAULT_HISTORY
+    start = since or max(end, _EARLIEST + DEFAULT_HISTORY) - DEFAULT_HISTORY
     if start > end:
         raise ApiError.one(400, "since must not be after until", "invalid_range", "since")
     if end - start > MAX_HISTORY:

@@ -2,14 +2,18 @@
 (SEGMENTS_RECORD_MEMBERSHIP_CHANGES), on the benchmark data (`python -m bench.gen_data`).
 
     .venv/bin/python -m bench.recording [--dsn DSN] [--phases lag,rules] [--rounds 2]
-        [--rate 1000] [--seconds 20] [--segments 100] [--runs 3]
+        [--rate 1000] [--seconds 20] [--segments 100] [--runs 3] [--batches 500,2500]
 
 1. lag: contact.changed at `--rate` changed contacts/s (messages of 100 ids, statuses
    flipped so memberships move) with `--segments` live segments of the 100k-contact account,
    through a real `segments worker` process (bench.worker_bench's run): throughput and the
    worker's change-lag quantiles, for a worker recording and one not, in alternating rounds
    on the same segments (built once, by a recording worker, so they have their initial item).
-2. rules: a segment of about 300,000 members of the 1M-contact account ("country in A"),
+2. apply: the same change batches applied in this process (worker.changes.apply_changes) to
+   `--segments` segments of the 100k-contact account, recording and not in turn: a batch's
+   time alone, without the queueing of a loaded pipeline (where one slow batch makes the next
+   one bigger).
+3. rules: a segment of about 300,000 members of the 1M-contact account ("country in A"),
    built (the first build), then its rules changed to "country in B", where B keeps two
    thirds of A's members and adds as many new ones (the build after a rules change); each
    timed in the build's own transaction (worker.builds.build_segment), with and without
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
 import time
@@ -32,8 +37,17 @@ import aio_pika
 import asyncpg
 
 from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, list_id
-from bench.worker_bench import ServiceProcess, _change_run, live_segments, new_segment, vhost
+from bench.worker_bench import (
+    ServiceProcess,
+    _change_run,
+    change_shape,
+    comma_ints,
+    live_segments,
+    new_segment,
+    vhost,
+)
 from worker.builds import build_segment
+from worker.changes import apply_changes
 from worker.db import connect
 from worker.messages import SegmentMessage
 from worker.topology import declare
@@ -59,9 +73,9 @@ async def bench_lag(conn: asyncpg.Connection, dsn: str, args: argparse.Namespace
                 for label, value in order if round_ % 2 == 0 else order[::-1]:
                     worker = ServiceProcess(dsn, amqp_url, settings={RECORD: value})
                     await worker.wait_ready()
-                    items, messages = await _feed_items(conn), await _messages(conn)
+                    items, messages = await _feed_rows(conn), await _messages(conn)
                     run = await _change_run(conn, worker, exchange, ids, args.rate, args.seconds)
-                    run["feed_items_written"] = await _feed_items(conn) - items
+                    run["feed_rows_written"] = await _feed_rows(conn) - items
                     run["messages_written"] = await _messages(conn) - messages
                     # Whether the relay kept up: membership.changed rows still unsent when the
                     # last change was applied.
@@ -75,7 +89,44 @@ async def bench_lag(conn: asyncpg.Connection, dsn: str, args: argparse.Namespace
     return {"segments": args.segments, "rate": args.rate, "runs": runs}
 
 
-async def _feed_items(conn: asyncpg.Connection) -> int:
+async def bench_apply(conn: asyncpg.Connection, args: argparse.Namespace) -> dict[str, Any]:
+    segments = []
+    for i in range(args.segments):
+        segment = await new_segment(conn, ACCOUNT_SMALL, change_shape(i))
+        message = SegmentMessage(
+            schema_version=1, account_id=ACCOUNT_SMALL, segment_id=segment, generation=1
+        )
+        await build_segment(conn, message, "created", statement_timeout_ms=600_000)
+        segments.append(segment)
+    await conn.execute("VACUUM ANALYZE segment_members")
+    ids = [r[0] for r in await conn.fetch(
+        "SELECT id FROM contacts WHERE account_id = $1", ACCOUNT_SMALL)]  # fmt: skip
+    rng = random.Random(1)
+    seconds: dict[str, dict[str, list[float]]] = {}
+    try:
+        for size in args.batches:
+            by_setting = seconds.setdefault(str(size), {"recording": [], "not recording": []})
+            for round_ in range(args.runs * 2):
+                record = round_ % 2 == 0
+                batch = rng.sample(ids, size)
+                await conn.execute(
+                    """UPDATE contacts SET status = CASE status WHEN 'subscribed'
+                           THEN 'unsubscribed' ELSE 'subscribed' END
+                       WHERE id = ANY($1::uuid[])""",
+                    batch,
+                )
+                started = time.perf_counter()
+                await apply_changes(
+                    conn, ACCOUNT_SMALL, batch, statement_timeout_ms=600_000, record=record
+                )
+                label = "recording" if record else "not recording"
+                by_setting[label].append(time.perf_counter() - started)
+    finally:
+        await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
+    return {"segments": args.segments, "seconds": seconds}
+
+
+async def _feed_rows(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM segment_membership_changes"))
 
 
@@ -194,7 +245,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines = []
     if "lag" in report:
         lines += [
-            "| worker | round | throughput | lag p50 | lag p99 | feed items | messages"
+            "| worker | round | throughput | lag p50 | lag p99 | feed rows | messages"
             " | unsent at end |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
@@ -202,9 +253,16 @@ def markdown(report: dict[str, Any]) -> str:
             for i, run in enumerate(runs, start=1):
                 lines.append(
                     f"| {label} | {i} | {run['throughput']:,} | {run['lag_p50_s']:.3f} s"
-                    f" | {run['lag_p99_s']:.3f} s | {run['feed_items_written']:,}"
+                    f" | {run['lag_p99_s']:.3f} s | {run['feed_rows_written']:,}"
                     f" | {run['messages_written']:,} | {run['messages_unsent_at_end']:,} |"
                 )
+        lines.append("")
+    if "apply" in report:
+        lines += ["| batch | recording | not recording | ratio |", "|---|---:|---:|---:|"]
+        for size, by_setting in report["apply"]["seconds"].items():
+            on = statistics.median(by_setting["recording"])
+            off = statistics.median(by_setting["not recording"])
+            lines.append(f"| {size} contacts | {on:.3f} s | {off:.3f} s | {on / off:.2f} |")
         lines.append("")
     if "rules" in report:
         medians = report["rules"]["medians_s"]
@@ -224,6 +282,8 @@ async def main(args: argparse.Namespace) -> None:
     try:
         if "lag" in args.phases:
             report["lag"] = await bench_lag(conn, args.dsn, args)
+        if "apply" in args.phases:
+            report["apply"] = await bench_apply(conn, args)
         if "rules" in args.phases:
             report["rules"] = await bench_rules(conn, args.runs)
     finally:
@@ -235,10 +295,13 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn", default=DEFAULT_DSN)
-    parser.add_argument("--phases", default="lag,rules", help="lag, rules or both")
+    parser.add_argument("--phases", default="lag,apply,rules", help="lag, apply, rules")
     parser.add_argument("--rounds", type=int, default=2, help="lag runs per setting")
     parser.add_argument("--rate", type=int, default=1000, help="changed contacts per second")
     parser.add_argument("--seconds", type=float, default=20, help="per lag run")
     parser.add_argument("--segments", type=int, default=100, help="live segments")
-    parser.add_argument("--runs", type=int, default=3, help="rules runs per setting")
+    parser.add_argument("--runs", type=int, default=3, help="rules and apply runs per setting")
+    parser.add_argument(
+        "--batches", type=comma_ints, default=[500, 2500], help="contacts per applied batch"
+    )
     asyncio.run(main(parser.parse_args()))

@@ -13,9 +13,9 @@ The protocol (docs/changes.md, "Keeping a copy"):
 1. declare and bind our queue to `membership.changed` first: nothing published from then on
    is lost;
 2. take a cursor: the newest seq of the segment's changes feed;
-3. read the members (GET /api/v2/segments/{id}/contacts/, page by page): not a snapshot, and
-   it need not be, since every change that could slip past the read comes again after the
-   cursor;
+3. read the members (GET /api/v2/segments/{id}/contacts/export/, one consistent read): they
+   may already hold changes after the cursor, which is harmless, since each of those comes
+   again after the cursor and the last one for a contact decides;
 4. apply messages in order: skip a message whose seq_last is at or below the cursor (at least
    once delivery repeats some), fill a gap (seq_first beyond cursor + 1) from the feed, add
    `entered`, remove `left`; an `initial` message (the segment's first build) means: read the
@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -37,7 +38,6 @@ import aio_pika
 
 EXCHANGE = "segments"
 ROUTING_KEY = "membership.changed"
-PAGE = 100
 
 
 class FeedExpired(Exception):
@@ -81,14 +81,21 @@ class Api:
                 return after
 
     def members(self) -> set[str]:
-        out: set[str] = set()
-        page = 1
+        """All members in one consistent read: the export streams them from one query, where
+        pages of /contacts/ read while members change could skip one that did not. A segment
+        that is not DONE (being rebuilt after a rules change) answers 409: wait for it."""
         while True:
-            answer = self.get(f"/contacts/?page={page}&page_size={PAGE}")
-            out.update(item["id"] for item in answer["items"])
-            if page >= answer["pagination"]["total_pages"]:
-                return out
-            page += 1
+            request = urllib.request.Request(
+                self.base + "/contacts/export/?format=ndjson&columns=id",
+                headers={"X-API-Key": self.key},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=300) as answer:
+                    return {json.loads(line)["id"] for line in answer if line.strip()}
+            except urllib.error.HTTPError as exc:
+                if exc.code != 409:
+                    raise
+            time.sleep(1)
 
 
 class MembershipCopy:
@@ -103,7 +110,9 @@ class MembershipCopy:
     def start(self) -> None:
         """Steps 2 and 3: a cursor, then the members."""
         self.last_seq = self.api.newest_seq()
-        self.members = self.api.members()
+        # Before its first build (no item yet) a segment has no members; the initial
+        # message will say when to read them.
+        self.members = self.api.members() if self.last_seq else set()
 
     def apply(self, message: dict[str, Any]) -> None:
         """Step 4, for one message of our segment."""

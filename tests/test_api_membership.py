@@ -148,3 +148,6 @@ async def test_history_has_a_point_per_minute_with_a_change(
     assert backwards.status_code == 400
     naive = await get(client, tenant, path, since="2026-01-01T00:00:00")
     assert naive.status_code == 400
+    # The earliest `until` there is: the default range stops at the calendar's start.
+    earliest = await get(client, tenant, path, until="0001-01-02T00:00:00Z")
+    assert earliest.json() == {"points": []}

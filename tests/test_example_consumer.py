@@ -14,7 +14,7 @@ import httpx
 from tests.api_fixtures import api_process, make_tenant, segment_body
 from tests.examples_support import load_example
 from tests.waiting import wait_for
-from tests.worker_support import members, running_worker, seed_contacts, worker_settings
+from tests.worker_support import members, run_until_idle, seed_contacts, worker_settings
 
 
 def rules(*countries: str) -> dict[str, Any]:
@@ -42,33 +42,32 @@ async def test_the_example_consumer_keeps_an_exact_copy(
                 example.follow(amqp_url, copy, segment_id, stop=stop, ready=ready)
             )
             await asyncio.wait_for(ready.wait(), timeout=30)
-            async with running_worker(worker_settings(database_url, amqp_url)):
-                for round_ in range(4):
-                    moved = [str(c) for c in ids[round_ * 3 : round_ * 3 + 3]]
-                    for contact_id in moved:
-                        await conn.execute(
-                            "UPDATE contacts SET country = 'c' WHERE id = $1",
-                            uuid.UUID(contact_id),
-                        )
-                    answer = await http.post(
-                        "/api/v2/contacts/changes", json={"contact_ids": moved}
-                    )
-                    assert answer.status_code == 202, answer.text
-                await http.patch(
-                    f"/api/v2/segments/{segment_id}/", json={"rules_json": rules("b", "c")}
+            # The worker runs until idle after each step (worker/idle.py: queues empty, no
+            # change queued for a build, the outbox sent), so each step's changes are all
+            # recorded and published before the next and before the copy is compared.
+            settings = worker_settings(database_url, amqp_url)
+            await run_until_idle(settings)  # the first build: the initial message
+            for round_ in range(4):
+                moved = ids[round_ * 3 : round_ * 3 + 3]
+                await conn.execute("UPDATE contacts SET country = 'c' WHERE id = ANY($1)", moved)
+                answer = await http.post(
+                    "/api/v2/contacts/changes", json={"contact_ids": [str(c) for c in moved]}
                 )
+                assert answer.status_code == 202, answer.text
+                await run_until_idle(settings)
+            await http.patch(
+                f"/api/v2/segments/{segment_id}/", json={"rules_json": rules("b", "c")}
+            )
+            await run_until_idle(settings)
+            last_seq = await conn.fetchval(
+                "SELECT last_seq FROM segment_change_feeds WHERE segment_id = $1",
+                uuid.UUID(segment_id),
+            )
 
-                async def caught_up() -> bool:
-                    last_seq = await conn.fetchval(
-                        "SELECT last_seq FROM segment_change_feeds WHERE segment_id = $1",
-                        uuid.UUID(segment_id),
-                    )
-                    status = await conn.fetchval(
-                        "SELECT status FROM segments WHERE id = $1", uuid.UUID(segment_id)
-                    )
-                    return status == "DONE" and last_seq is not None and copy.last_seq == last_seq
+            async def caught_up() -> bool:
+                return bool(copy.last_seq == last_seq)
 
-                await wait_for(caught_up, timeout=60)
+            await wait_for(caught_up, timeout=60)
             stop.set()
             await asyncio.wait_for(follower, timeout=30)
     expected = await members(conn, uuid.UUID(segment_id))

@@ -46,8 +46,8 @@ class Recording:
         return cls(CAUSE_BY_TRIGGER[trigger], generation)
 
 
-# The recording, as CTEs that follow a statement's own: it needs `added` and `removed`
-# (segment_id, contact_id: what the statement moved) and `counted` (segment_id, generation,
+# The recording, as CTEs that follow a statement's own: it needs {moved} (segment_id,
+# contact_id, is_entered: what the statement moved) and `counted` (segment_id, generation,
 # total_count, added, removed: one row per segment that moved, the count after). {account}
 # and {cause} are placeholders of the caller's statement; {window} numbers each segment's
 # moved contacts (no order needed: the arrays say which contact has which seq). `stamp` is
@@ -65,8 +65,7 @@ feeds AS (
 ), numbered AS (
     SELECT m.segment_id, m.contact_id, m.is_entered,
            (row_number() OVER {{window}} - 1) / {MAX_MEMBERSHIP_IDS} AS chunk
-    FROM (SELECT segment_id, contact_id, true AS is_entered FROM added
-          UNION ALL SELECT segment_id, contact_id, false FROM removed) m
+    FROM ({{moved}}) m
 ), chunks AS MATERIALIZED (
     SELECT f.segment_id, f.generation,
            f.seq_before + n.chunk * {MAX_MEMBERSHIP_IDS} + 1 AS seq_first,
@@ -89,8 +88,8 @@ feeds AS (
         'generation', c.generation, 'cause', {{cause}}, 'at', stamp.at,
         'seq_first', c.seq_first, 'seq_last', c.seq_last,
         'entered', to_jsonb(c.entered), 'left', to_jsonb(c.left_ids))
-    FROM chunks c CROSS JOIN stamp
-    ORDER BY c.segment_id, c.seq_first
+    -- Sorted before the bodies are made: a sort of wide JSON values spills to disk.
+    FROM (SELECT * FROM chunks ORDER BY segment_id, seq_first) c CROSS JOIN stamp
 ), history AS (
     INSERT INTO segment_count_history AS h
         (account_id, segment_id, minute, total_count, entered, left_count)
@@ -104,11 +103,19 @@ feeds AS (
 )"""  # noqa: S608
 
 
-def record_ctes(account: str, cause: str, *, one_segment: bool = False) -> str:
-    """RECORD_CTES for a statement whose account and cause are the placeholders given;
-    `one_segment` when it moved the members of one segment only (no partition to sort)."""
+# What a statement with `added` and `removed` CTEs (worker.changes) moved.
+ADDED_AND_REMOVED = """SELECT segment_id, contact_id, true AS is_entered FROM added
+          UNION ALL SELECT segment_id, contact_id, false FROM removed"""
+
+
+def record_ctes(
+    account: str, cause: str, *, moved: str = ADDED_AND_REMOVED, one_segment: bool = False
+) -> str:
+    """RECORD_CTES for a statement whose account and cause are the placeholders given and
+    whose moved contacts `moved` selects; `one_segment` when it moved the members of one
+    segment only (no partition to sort)."""
     window = "()" if one_segment else "(PARTITION BY m.segment_id)"
-    return RECORD_CTES.format(account=account, cause=cause, window=window)
+    return RECORD_CTES.format(account=account, cause=cause, window=window, moved=moved)
 
 
 # A first build: the counter row, the initial item, its message and the first point.
@@ -139,27 +146,28 @@ ON CONFLICT (account_id, segment_id, minute) DO UPDATE
 SET total_count = EXCLUDED.total_count, entered = h.entered + EXCLUDED.entered
 """  # noqa: S608 (a constant)
 
-# A later build: what it moved, read from worker.builds' build_diff (`id` null: a member that
-# left; `member` null: a match that entered). $1 account, $2 cause, $3 segment, $4
-# generation, $5 total_count, $6 added, $7 removed.
+# A later build: what it moved, read from worker.builds' build_diff in one scan (`id` null:
+# a member that left; `member` null: a match that entered). $1 account, $2 cause, $3
+# segment, $4 generation, $5 total_count, $6 added, $7 removed.
 _BUILD_MOVED = """
-WITH added (segment_id, contact_id) AS ({added}),
-removed (segment_id, contact_id) AS ({removed}),
-counted AS (
+WITH counted AS (
     SELECT $3::uuid AS segment_id, $4::bigint AS generation, $5::bigint AS total_count,
            $6::bigint AS added, $7::bigint AS removed
 ), {record}
 SELECT 1
 """
-_ADDED = "SELECT $3::uuid, d.id FROM build_diff d WHERE d.member IS NULL"
-_REMOVED = "SELECT $3::uuid, d.member FROM build_diff d WHERE d.id IS NULL"
+_DIFFERENCE = """SELECT $3::uuid AS segment_id, coalesce(d.id, d.member) AS contact_id,
+           d.id IS NOT NULL AS is_entered
+    FROM build_diff d WHERE d.id IS NULL OR d.member IS NULL"""
 # A build that found no members: build_diff holds only `id`, and every match entered.
-_ALL_ADDED = "SELECT $3::uuid, d.id FROM build_diff d"
-_NONE_REMOVED = "SELECT NULL::uuid, NULL::uuid WHERE false"
-_RECORD = record_ctes("$1::uuid", "$2::text", one_segment=True)
+_ALL_MATCHES = (
+    "SELECT $3::uuid AS segment_id, d.id AS contact_id, true AS is_entered FROM build_diff d"
+)
 _BUILD_STATEMENTS = {
-    True: _BUILD_MOVED.format(added=_ADDED, removed=_REMOVED, record=_RECORD),
-    False: _BUILD_MOVED.format(added=_ALL_ADDED, removed=_NONE_REMOVED, record=_RECORD),
+    had_members: _BUILD_MOVED.format(
+        record=record_ctes("$1::uuid", "$2::text", moved=moved, one_segment=True)
+    )
+    for had_members, moved in ((True, _DIFFERENCE), (False, _ALL_MATCHES))
 }
 
 

@@ -127,8 +127,8 @@ MEMBERSHIP_OUTBOX_OLDEST_AGE = Gauge(
 )
 CHANGE_LOG_ROWS = Gauge(
     "segments_change_log_rows",
-    "Items in the membership changes feed, all segments (planner estimate, refreshed by the"
-    " scheduler's leader).",
+    "Rows of the membership changes feed, all segments (each row: one transaction's changes of"
+    " one segment, up to 1,000 contacts; planner estimate, refreshed by the scheduler's leader).",
 )
 CHANGE_LOG_BYTES = Gauge(
     "segments_change_log_bytes",
@@ -136,5 +136,5 @@ CHANGE_LOG_BYTES = Gauge(
 )
 CHANGE_LOG_PURGED = Counter(
     "segments_change_log_purged",
-    "Feed items and history points deleted by retention (SEGMENTS_CHANGES_RETENTION_DAYS).",
+    "Feed rows and history points deleted by retention (SEGMENTS_CHANGES_RETENTION_DAYS).",
 )

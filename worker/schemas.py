@@ -175,12 +175,14 @@ MESSAGES = (
             ),
             "entered": (
                 f"Contacts that entered. With `left`, 1 to {MAX_MEMBERSHIP_IDS} ids in all, "
-                "seq_last - seq_first + 1 of them; larger changes come as several messages."
+                "seq_last - seq_first + 1 of them, one seq each in order: `entered` first "
+                "(seq_first onwards), then `left`. Larger changes come as several messages."
             ),
-            "left": "Contacts that left.",
+            "left": "Contacts that left (the last seqs of the message).",
             "initial": (
                 "True once per segment, after its first build: read its members then (GET "
-                "/api/v2/segments/{id}/contacts/ or the export) and follow later messages."
+                "/api/v2/segments/{id}/contacts/export/, one consistent read) and follow "
+                "later messages."
             ),
             "total_count": "With `initial`: the members the first build found.",
         },
