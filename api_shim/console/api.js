@@ -1,6 +1,6 @@
 // Every call of the console goes through here: the public HTTP API, with the key the user
 // pasted in the X-API-Key header. The key lives in this tab's sessionStorage only (never a
-// URL, a cookie or localStorage), so it goes when the tab closes.
+// URL, a cookie or storage that outlives the tab), so it goes when the tab closes.
 
 const KEY_NAME = "segments.console.apiKey";
 
