@@ -12,10 +12,11 @@ export const apiKey = {
 
 /** An answer other than 2xx, with the API's error items ({loc, msg, type}). */
 export class ApiError extends Error {
-  constructor(status, errors) {
+  constructor(status, errors, headers = new Headers()) {
     super(errors.map((e) => e.msg).join("; ") || `HTTP ${status}`);
     this.status = status;
     this.errors = errors;
+    this.headers = headers;
   }
 }
 
@@ -47,7 +48,7 @@ export async function call(method, path, body) {
     const errors = Array.isArray(data?.errors)
       ? data.errors
       : [{ loc: null, msg: response.statusText || "request failed", type: "http" }];
-    throw new ApiError(response.status, errors);
+    throw new ApiError(response.status, errors, response.headers);
   }
   return data;
 }

@@ -4,7 +4,7 @@
 
 import { ApiError, get, offers, patch, post } from "./api.js";
 import * as directory from "./directory.js";
-import { announce, button, debounce, field, formatCount, h, replace, uid } from "./dom.js";
+import { add, announce, button, debounce, field, formatCount, h, replace, uid } from "./dom.js";
 import { BUILT_IN_FIELDS, PALETTE } from "./language.js";
 import { Locations } from "./locations.js";
 import { cleanRules, newCondition, RuleEditor } from "./rule_editor.js";
@@ -34,7 +34,7 @@ function colorChoices(model, locations, changed) {
     });
     const chip = h("span", { class: "swatch", "aria-hidden": "true" });
     chip.style.backgroundColor = color;
-    box.append(h("div", { class: "choice" }, input, h("label", { for: id }, chip, color)));
+    add(box, h("div", { class: "choice" }, input, h("label", { for: id }, chip, color)));
   }
   locations.add("color", first, box);
   return box;
@@ -53,17 +53,18 @@ function listChoices(model, lists, locations, changed) {
       model.contact_list_ids = [...box.querySelectorAll("input:checked")].map((i) => i.value);
       changed(true);
     });
-    box.append(h("div", { class: "choice" }, input,
+    add(box, h("div", { class: "choice" }, input,
       h("label", { for: id }, `${list.name} (${list.members_count.toLocaleString()})`)));
   }
-  if (!lists.length) box.append(notice("The account has no lists yet: create one first."));
+  if (!lists.length) add(box, notice("The account has no lists yet: create one first."));
   locations.add("contact_list_ids", first ?? box, box);
   return box;
 }
 
 function previewResult(answer, segmentId) {
   const count = answer.exact
-    ? h("p", { class: "big" }, h("strong", {}, formatCount(answer.total_count)), " contacts")
+    ? h("p", { class: "big" }, h("strong", {}, formatCount(answer.total_count)),
+      answer.total_count === 1 ? " contact" : " contacts")
     : h("p", { class: "big" }, "about ", h("strong", {}, formatCount(answer.estimate?.value)),
       ` contacts (${formatCount(answer.estimate?.low)} to ${formatCount(answer.estimate?.high)
       }, ${Math.round((answer.estimate?.confidence ?? 0.95) * 100)}% confidence; the exact count `
@@ -185,7 +186,7 @@ export async function builderView(root, route) {
   locations.add("name", name, nameField);
   locations.add("timezone", timezone, zoneField);
   locations.add("description", description, descriptionField);
-  detailsForm.append(nameField, descriptionField, colorChoices(model, locations, changed),
+  add(detailsForm, nameField, descriptionField, colorChoices(model, locations, changed),
     listChoices(model, lists, locations, changed), zoneField, zoneList);
   // The editor re-registers its locations on each render; the form's stay.
   locations.keep();
@@ -234,7 +235,7 @@ export async function builderView(root, route) {
     }
   });
 
-  root.append(h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Segments"), " › ",
+  add(root, h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Segments"), " › ",
     original ? h("a", { href: `#/segments/${segmentId}` }, original.name) : "New"),
   heading(title), form);
   changed(true);

@@ -45,6 +45,12 @@ export function svg(tag, attrs, ...children) {
   return el;
 }
 
+/** Like Node.append, but arrays are flattened and null, undefined and false are skipped. */
+export function add(el, ...children) {
+  append(el, children);
+  return el;
+}
+
 export function replace(el, ...children) {
   el.replaceChildren();
   append(el, children);
@@ -80,6 +86,11 @@ export function button(text, onClick, attrs = {}) {
 const counts = new Intl.NumberFormat();
 export function formatCount(n) {
   return n === null || n === undefined ? "–" : counts.format(n);
+}
+
+/** "1 member", "2 members". */
+export function plural(n, word) {
+  return `${formatCount(n)} ${word}${n === 1 ? "" : "s"}`;
 }
 
 const times = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });

@@ -3,7 +3,7 @@
 
 import { get, offers } from "./api.js";
 import * as directory from "./directory.js";
-import { field, formatTime, h } from "./dom.js";
+import { add, field, formatTime, h } from "./dom.js";
 import { renderTree } from "./tree.js";
 import { errorNotice, heading, notice, unavailable } from "./ui.js";
 
@@ -45,31 +45,31 @@ export async function explainView(root, route) {
     get(`/api/v2/segments/${segmentId}/`), directory.lists(), directory.fields(),
     directory.segments(), offers("explain")]);
   document.title = `Explain · ${segment.name} · Segments console`;
-  root.append(h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Segments"), " › ",
+  add(root, h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Segments"), " › ",
     h("a", { href: `#/segments/${segmentId}` }, segment.name), " › Explain"),
   heading(ref ? `Why ${ref} is in ${segment.name}, or not` : `Explain ${segment.name}`),
   contactForm(segmentId, ref));
   if (!available) {
-    root.append(unavailable("Explain"));
+    add(root, unavailable("Explain"));
     return null;
   }
   if (!ref) return null;
   const result = h("section", { class: "explain", "aria-labelledby": "explain-result" },
     h("h2", { id: "explain-result" }, "Result"));
-  root.append(result);
+  add(root, result);
   try {
     const contact = UUID.test(ref) ? null
       : await get(`/api/v2/contacts/${encodeURIComponent(ref)}/`);
     const contactId = contact?.id ?? ref;
     const answer = await get(
       `/api/v2/segments/${segmentId}/contacts/${contactId}/explain/`);
-    result.append(h("p", {}, "Contact ", h("code", {}, contact?.email ?? contactId)),
+    add(result, h("p", {}, "Contact ", h("code", {}, contact?.email ?? contactId)),
       ...verdict(answer),
       h("h3", {}, "Rules, evaluated for this contact"),
       renderTree(answer.tree, { names: directory.names(lists, segments),
         types: new Map(fieldList), label: "Rules with results" }));
   } catch (error) {
-    result.append(errorNotice(error));
+    add(result, errorNotice(error));
   }
   return null;
 }

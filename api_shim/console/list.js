@@ -2,7 +2,7 @@
 // status and counts kept live by polling (fast while a build runs).
 
 import { get, query } from "./api.js";
-import { announce, debounce, field, formatCount, h, replace, select, timeEl } from "./dom.js";
+import { add, announce, debounce, field, formatCount, h, replace, select, timeEl } from "./dom.js";
 import { errorNotice, heading, pager, poller, statusBadge, swatch } from "./ui.js";
 
 const ORDER_BY = [["updated_at", "Last updated"], ["created_at", "Created"], ["name", "Name"],
@@ -90,14 +90,14 @@ export async function listView(root, route) {
         const fresh = row(item);
         if (!rows[i] || rows[i].outerHTML !== fresh.outerHTML) {
           if (rows[i]) rows[i].replaceWith(fresh);
-          else tbody.append(fresh);
+          else add(tbody, fresh);
         }
       });
       rows.slice(items.length).forEach((r) => r.remove());
       empty.hidden = items.length > 0;
       empty.textContent = state.search ? `No segment name contains “${state.search}”.`
         : "No segments yet. Create one with New segment.";
-      pages.update(data.pagination, "segments");
+      pages.update(data.pagination, "segment");
       live.textContent = `Updated ${new Date().toLocaleTimeString()}${
         items.some((i) => BUILDING.has(i.status)) ? " · builds running, refreshing every 1.5 s"
           : ""}`;
@@ -123,7 +123,7 @@ export async function listView(root, route) {
   }
 
   document.title = "Segments · Segments console";
-  root.append(
+  add(root, 
     h("div", { class: "title-row" }, heading("Segments"),
       h("a", { class: "button primary", href: "#/new" }, "New segment")),
     h("div", { class: "toolbar", role: "search" },

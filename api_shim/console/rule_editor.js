@@ -2,7 +2,7 @@
 // place. Value edits change the model and call `changed()`; structural edits (add, remove,
 // wrap, a new kind or field type) re-render the tree and keep focus where it was.
 
-import { button, field, h, select, uid } from "./dom.js";
+import { add, button, field, h, select, uid } from "./dom.js";
 import {
   ACTIVITY_METRICS, ACTIVITY_OPERATORS, COUNT_WORDS, DELIVERABILITY_METRICS,
   DELIVERABILITY_OPERATORS, ISP_NAMES, KINDS, nodeShape, OPERATORS, operatorLabel, UNITS,
@@ -154,7 +154,7 @@ export class RuleEditor {
     const items = h("ol", { class: "children" });
     children.forEach((child, i) => {
       const childLoc = `${loc}.${shape}[${i}]`;
-      items.append(h("li", {}, this.node(child, childLoc, {
+      add(items, h("li", {}, this.node(child, childLoc, {
         replace: (next) => { children[i] = next; },
         remove: children.length > 1 ? () => children.splice(i, 1) : null,
         move: children.length > 1 ? (step) => {
@@ -166,18 +166,18 @@ export class RuleEditor {
         last: i === children.length - 1,
       })));
     });
-    const add = (made, focus) => () => {
+    const adding = (made, focus) => () => {
       children.push(made());
       this.restructure(`${loc}.${shape}[${children.length - 1}]${focus}`);
     };
-    box.append(legend,
+    add(box, legend,
       h("div", { class: "node-head" }, field(slot.root ? "Contacts match" : "This group matches",
         match), h("div", { class: "tools" }, this.nodeTools(node, loc, slot))),
       items,
       h("div", { class: "tools add" },
-        button("Add condition", add(() => newCondition("field", this.context), ".kind"),
+        button("Add condition", adding(() => newCondition("field", this.context), ".kind"),
           { "aria-label": `Add a condition to ${loc}` }),
-        button("Add group", add(() => ({ any: [newCondition("field", this.context)] }), ""),
+        button("Add group", adding(() => ({ any: [newCondition("field", this.context)] }), ""),
           { "aria-label": `Add a group to ${loc}` })));
     return box;
   }
@@ -249,11 +249,11 @@ export class RuleEditor {
         selected: name === node.field, text: `${name} (${type})` }));
     });
     if (!known.has(node.field)) {
-      fieldSelect.append(h("option", { value: node.field, selected: true,
+      add(fieldSelect, h("option", { value: node.field, selected: true,
         text: `${node.field} (unknown)` }));
     }
-    fieldSelect.append(builtIn);
-    if (custom.children.length) fieldSelect.append(custom);
+    add(fieldSelect, builtIn);
+    if (custom.children.length) add(fieldSelect, custom);
     const type = this.types.get(node.field) ?? "text";
     this.bind(fieldSelect, (name) => {
       node.field = name;
@@ -264,14 +264,14 @@ export class RuleEditor {
     const operator = select(OPERATORS[type].map((op) => [op, operatorLabel(op, type)]),
       node.operator);
     if (!OPERATORS[type].includes(node.operator)) {
-      operator.append(h("option", { value: node.operator, selected: true,
+      add(operator, h("option", { value: node.operator, selected: true,
         text: `${node.operator} (not for ${type})` }));
     }
     this.bind(operator, (op) => {
       node.operator = op;
       this.reshapeValue(node, type);
     }, true);
-    body.append(this.control(`${loc}.field`, "Field", fieldSelect),
+    add(body, this.control(`${loc}.field`, "Field", fieldSelect),
       this.control(`${loc}.operator`, "Operator", operator),
       this.valueControl(node, loc, type));
   }
@@ -345,16 +345,16 @@ export class RuleEditor {
       if (op.startsWith("count_")) node.value = Number.isInteger(node.value) ? node.value : 1;
       else delete node.value;
     }, true);
-    body.append(this.control(`${loc}.metric`, "Event", metric),
+    add(body, this.control(`${loc}.metric`, "Event", metric),
       this.control(`${loc}.operator`, "How often", operator));
     if (node.operator.startsWith("count_")) {
       const count = h("input", { type: "number", min: "0", step: "1", inputmode: "numeric",
         value: showValue(node.value) });
       this.bind(count, (v) => { node.value = parseNumber(v); });
-      body.append(this.control(`${loc}.value`, "Times", count));
+      add(body, this.control(`${loc}.value`, "Times", count));
     }
-    body.append(this.windowControls(node, loc));
-    if (node.kind === "activity") body.append(this.campaignControls(node, loc));
+    add(body, this.windowControls(node, loc));
+    if (node.kind === "activity") add(body, this.campaignControls(node, loc));
   }
 
   windowControls(node, loc) {
@@ -402,14 +402,14 @@ export class RuleEditor {
   idsCondition(node, loc, body, key, label, choices) {
     const operator = select([["in", "is in any of"], ["not_in", "is in none of"]], node.operator);
     this.bind(operator, (v) => { node.operator = v; });
-    body.append(this.control(`${loc}.operator`, "Operator", operator),
+    add(body, this.control(`${loc}.operator`, "Operator", operator),
       this.checkboxes(node, `${loc}.${key}`, key, label, choices));
   }
 
   checkboxes(node, loc, key, label, choices) {
     const chosen = new Set(node[key] ?? []);
     const box = h("fieldset", { class: "choices" }, h("legend", {}, label));
-    if (!choices.length) box.append(h("p", { class: "hint" }, `No ${label.toLowerCase()} to pick.`));
+    if (!choices.length) add(box, h("p", { class: "hint" }, `No ${label.toLowerCase()} to pick.`));
     let first = null;
     for (const [value, text] of choices) {
       const id = uid("choice");
@@ -423,7 +423,7 @@ export class RuleEditor {
           !choices.some(([c]) => c === v))];
         this.changed();
       });
-      box.append(h("div", { class: "choice" }, input, h("label", { for: id, text })));
+      add(box, h("div", { class: "choice" }, input, h("label", { for: id, text })));
     }
     this.locations.add(loc, first ?? box, box);
     return box;
@@ -440,7 +440,7 @@ export class RuleEditor {
       const extra = v.split(",").map((s) => s.trim()).filter(Boolean).map(parseNumber);
       node.values = [...(node.values ?? []).filter((id) => ISP_NAMES[id]), ...extra];
     });
-    body.append(this.control(`${loc}.operator`, "Mailbox provider", operator),
+    add(body, this.control(`${loc}.operator`, "Mailbox provider", operator),
       this.checkboxes(node, `${loc}.values`, "values", "Providers", known),
       field("Other provider ids, comma separated", others));
   }

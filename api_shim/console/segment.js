@@ -5,7 +5,7 @@
 import { ApiError, del, get, offers, post, query } from "./api.js";
 import { historyChart } from "./chart.js";
 import * as directory from "./directory.js";
-import { announce, button, debounce, field, formatCount, h, replace, timeEl } from "./dom.js";
+import { add, announce, button, debounce, field, formatCount, h, plural, replace, timeEl } from "./dom.js";
 import { renderTree } from "./tree.js";
 import { errorNotice, heading, pager, poller, statusBadge, swatch, unavailable } from "./ui.js";
 
@@ -64,7 +64,7 @@ function membersSection(segmentId) {
         h("td", { dataset: { label: "Why" } }, h("a", {
           href: `#/segments/${segmentId}/explain/${c.id}`, "aria-label": `Explain ${c.email}`,
         }, "Explain")))));
-      pages.update(data.pagination, "members");
+      pages.update(data.pagination, "member");
       replace(status, data.items.length ? null
         : h("p", { class: "muted" }, "No members (a segment shows members once DONE)."));
     } catch (error) {
@@ -93,7 +93,7 @@ async function historySection(segmentId) {
   const section = h("section", { "aria-labelledby": "history-title" },
     h("h2", { id: "history-title" }, `Count, last ${HISTORY_DAYS} days`), body);
   if (!(await offers("history"))) {
-    body.append(unavailable("The count history"));
+    add(body, unavailable("The count history"));
     return { section, load: async () => {} };
   }
   async function load() {
@@ -110,15 +110,17 @@ async function historySection(segmentId) {
   return { section, load };
 }
 
+// A 410 names the oldest seq still kept in a header (and in its message).
 function oldestKept(error) {
-  const numbers = error.errors.map((e) => e.msg).join(" ").match(/\d+/g);
+  const header = error.headers.get("Segments-Oldest-Seq");
+  const numbers = header ? [header] : error.errors.map((e) => e.msg).join(" ").match(/\d+/g);
   return numbers ? Number(numbers.at(-1)) : null;
 }
 
 function changeRow(item, segmentId) {
   if (item.change === "initial") {
     return h("tr", {}, h("td", { dataset: { label: "Change" } }, "first build"),
-      h("td", { dataset: { label: "Contact" } }, `${formatCount(item.total_count)} members`),
+      h("td", { dataset: { label: "Contact" } }, plural(item.total_count, "member")),
       h("td", { dataset: { label: "Cause" } }, "build"),
       h("td", { dataset: { label: "When" } }, timeEl(item.at)));
   }
@@ -136,7 +138,7 @@ async function changesSection(segmentId) {
   const section = h("section", { "aria-labelledby": "changes-title" },
     h("h2", { id: "changes-title" }, "Latest changes"), body);
   if (!(await offers("changes"))) {
-    body.append(unavailable("The membership changes feed"));
+    add(body, unavailable("The membership changes feed"));
     return { section, load: async () => {} };
   }
   let after = 0;
@@ -209,7 +211,7 @@ export async function segmentView(root, route) {
     }
   }, { class: "danger" });
 
-  root.append(
+  add(root, 
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Segments"), " › ", segment.name),
     h("div", { class: "title-row" }, heading(swatch(segment.color), segment.name),
       h("div", { class: "actions" },

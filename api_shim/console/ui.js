@@ -1,7 +1,7 @@
 // Pieces every view uses: headings that take focus, notices, error lists, pagers.
 
 import { ApiError } from "./api.js";
-import { button, h } from "./dom.js";
+import { button, h, plural } from "./dom.js";
 
 /** The view's heading; it takes focus on navigation so keyboard and screen reader users
  * start at the top of the new content. */
@@ -39,7 +39,7 @@ export function pager(label, go) {
   nav.update = ({ page, total_pages: pages, total_count: total }, noun) => {
     previous.disabled = page <= 1;
     next.disabled = page >= pages;
-    where.textContent = `Page ${pages ? page : 0} of ${pages} · ${total.toLocaleString()} ${noun}`;
+    where.textContent = `Page ${pages ? page : 0} of ${pages} · ${plural(total, noun)}`;
   };
   return nav;
 }
