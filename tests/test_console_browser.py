@@ -93,8 +93,9 @@ def others(server: ApiProcess, data: dict[str, Any]) -> None:
             ]
         },
     ]
-    for name, rules_json in zip(("Openers", "Outside Germany"), rules, strict=True):
-        body = segment_body(tenant.list_id, name=name, rules_json=rules_json)
+    named = zip(("Openers", "Outside Germany"), ("#cc9ccb", "#f7819b"), rules, strict=True)
+    for name, color, rules_json in named:
+        body = segment_body(tenant.list_id, name=name, color=color, rules_json=rules_json)
         answer = httpx.post(f"{server.url}/api/v2/segments/", json=body, headers=tenant.headers)
         assert answer.status_code == 200, answer.text
 
@@ -170,7 +171,7 @@ def _screenshots(driver: webdriver.Chrome, name: str) -> None:
     for width in _WIDTHS:
         driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600},
+            {"width": width, "height": 300, "deviceScaleFactor": 1, "mobile": width < 600},
         )
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.execute_cdp_cmd(
@@ -227,6 +228,8 @@ def test_a_segment_built_in_the_builder_reaches_done_with_the_right_count(
     browser.get(f"{server.url}/console/#/?search={data['name'].split()[-1]}")
     _wait(browser, lambda d: "DONE" in _text(d, "table.segments tbody"))
     assert data["name"] in _text(browser, "table.segments tbody")
+    browser.get(f"{server.url}/console/#/")
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "table.segments tbody tr")) == 3)
     _screenshots(browser, "list")
     assert _console_errors(browser) == []
 

@@ -1,25 +1,44 @@
 // A rule tree as nested lists of sentences, read-only. With explain's answer, every node also
 // shows its result (a word and a mark, not colour alone) and every condition what was observed.
 
-import { formatTime, h } from "./dom.js";
+import { formatTime, h, plural } from "./dom.js";
 import { conditionText, GROUP_WORDS, nodeShape } from "./language.js";
 
-const OBSERVED_LABELS = { stored: "stored", read: "read as", count: "count", from: "from",
-  to: "to", isp_id: "provider id" };
 const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
 
-function observedText(value) {
-  if (value === null || value === undefined) return "nothing";
-  if (Array.isArray(value)) return value.length ? value.map(observedText).join(", ") : "none";
-  if (typeof value === "object") {
-    if ("name" in value) return String(value.name);
-    return Object.entries(value)
-      .map(([key, item]) => `${OBSERVED_LABELS[key] ?? key.replaceAll("_", " ")}: ${
-        observedText(item)}`)
-      .join(" · ");
-  }
+function shown(value) {
+  if (value === null || value === undefined) return "nothing (null)";
   if (typeof value === "string" && ISO_INSTANT.test(value)) return formatTime(value);
-  return JSON.stringify(value);
+  return typeof value === "string" ? `“${value}”` : JSON.stringify(value);
+}
+
+function names(items) {
+  return (items ?? []).map((item) => item.name ?? item.id).join(", ");
+}
+
+/** What explain observed for a condition, as a phrase. */
+function observedText(condition, observed) {
+  if (observed === null || typeof observed !== "object") return shown(observed);
+  switch (condition.kind) {
+    case "field":
+      return `stored ${shown(observed.stored)}, read as ${shown(observed.read)}`;
+    case "activity":
+    case "deliverability": {
+      const from = observed.from ? ` from ${formatTime(observed.from)}` : "";
+      const to = observed.to ? ` until ${formatTime(observed.to)}` : "";
+      return `${plural(observed.count, "event")}${from || to ? `${from}${to}` : " at any time"}`;
+    }
+    case "membership":
+      return observed.lists?.length ? `on ${names(observed.lists)}` : "on none of these lists";
+    case "segment":
+      return observed.segments?.length ? `in ${names(observed.segments)}`
+        : "in none of these segments";
+    case "isp":
+      return observed.isp_id === null || observed.isp_id === undefined ? "provider unknown"
+        : `${observed.name ?? "provider"} (${observed.isp_id})`;
+    default:
+      return JSON.stringify(observed);
+  }
 }
 
 function resultBadge(result) {
@@ -39,7 +58,8 @@ function renderNode(node, context) {
       context.types) }));
     item.append(line);
     if (explained && "observed" in node) {
-      item.append(h("div", { class: "observed" }, "Observed: ", observedText(node.observed)));
+      item.append(h("div", { class: "observed" }, "Observed: ",
+        observedText(node, node.observed)));
     }
     return item;
   }
