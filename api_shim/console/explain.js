@@ -27,10 +27,11 @@ function verdict(answer) {
   return parts;
 }
 
-function contactForm(segmentId, value) {
+/** "Contact id or email" and Explain: opens the explanation of that contact. */
+export function contactForm(segmentId, value, label = "Explain another contact") {
   const input = h("input", { type: "text", autocomplete: "off", spellcheck: "false",
     required: true, value: value ?? "" });
-  const form = h("form", { class: "inline-form", "aria-label": "Explain another contact" },
+  const form = h("form", { class: "inline-form", "aria-label": label },
     field("Contact id or email", input), h("button", { type: "submit" }, "Explain"));
   form.addEventListener("submit", (event) => {
     event.preventDefault();

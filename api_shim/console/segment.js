@@ -6,6 +6,7 @@ import { ApiError, del, get, offers, post, query } from "./api.js";
 import { historyChart } from "./chart.js";
 import * as directory from "./directory.js";
 import { add, announce, button, debounce, field, formatCount, h, plural, replace, timeEl } from "./dom.js";
+import { contactForm } from "./explain.js";
 import { renderTree } from "./tree.js";
 import { errorNotice, heading, pager, poller, statusBadge, swatch, unavailable } from "./ui.js";
 
@@ -28,19 +29,6 @@ function summary(segment, listNames) {
   ];
   if (segment.error_reason) rows.splice(1, 0, ["Why it failed", segment.error_reason]);
   return rows.flatMap(([term, detail]) => [h("dt", {}, term), h("dd", {}, detail)]);
-}
-
-function explainForm(segmentId) {
-  const input = h("input", { type: "text", autocomplete: "off", spellcheck: "false",
-    required: true });
-  const form = h("form", { class: "inline-form", "aria-label": "Explain a contact" },
-    field("Contact id or email", input),
-    h("button", { type: "submit" }, "Explain"));
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    location.hash = `#/segments/${segmentId}/explain/${encodeURIComponent(input.value.trim())}`;
-  });
-  return form;
 }
 
 function membersSection(segmentId) {
@@ -224,7 +212,7 @@ export async function segmentView(root, route) {
         h("h2", { id: "facts-title" }, "Status"), facts),
       h("section", { "aria-labelledby": "explain-title" },
         h("h2", { id: "explain-title" }, "Why is a contact in it, or not?"),
-        explainForm(segmentId))),
+        contactForm(segmentId, "", "Explain a contact"))),
     h("section", { "aria-labelledby": "rules-title" },
       h("h2", { id: "rules-title" }, "Rules"),
       renderTree(segment.rules_json, { names, types: new Map(fieldList), label: "Rules" })),
