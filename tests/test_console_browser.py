@@ -39,6 +39,7 @@ _IMAGES = Path(__file__).resolve().parent.parent / "docs" / "img"
 _WIDTHS = (1280, 390)
 # Answers the tests provoke on purpose: the invalid rule's 400 (Chromium logs every 4xx
 # answer as a console error of source "network").
+_COUNTRY_NL = {"all": [{"kind": "field", "field": "country", "operator": "equals", "value": "nl"}]}
 _EXPECTED_400 = ("/api/v2/segments/preview/", "/api/v2/segments/ ")
 
 
@@ -299,3 +300,22 @@ def test_the_key_is_never_in_a_url_or_cookie(
     assert all(key not in c["value"] for c in browser.get_cookies())
     assert browser.execute_script("return localStorage.length") == 0
     assert key not in server.log()
+
+
+def test_the_list_follows_a_build_without_reloading(
+    browser: webdriver.Chrome, server: ApiProcess, data: dict[str, Any]
+) -> None:
+    browser.get(f"{server.url}/console/#/?search=Live")
+    _wait(browser, lambda d: "No segment name contains" in _text(d, "main"))
+    browser.execute_script("window.stillTheSamePage = true")
+    tenant = data["tenant"]
+    body = segment_body(tenant.list_id, name="Live one", rules_json=_COUNTRY_NL)
+    answer = httpx.post(f"{server.url}/api/v2/segments/", json=body, headers=tenant.headers)
+    assert answer.status_code == 200, answer.text
+
+    row = "table.segments tbody tr"
+    _wait(browser, lambda d: "DONE" in _text(d, row))
+    cells = browser.find_elements(By.CSS_SELECTOR, f"{row} > *")
+    assert [cell.text for cell in cells][:3] == ["Live one", "DONE", "1"]
+    assert browser.execute_script("return window.stillTheSamePage") is True
+    assert _console_errors(browser) == []
