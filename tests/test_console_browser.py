@@ -166,7 +166,40 @@ def _console_errors(driver: webdriver.Chrome) -> list[dict[str, Any]]:
     ]
 
 
+# WCAG's contrast ratio of each visible text's colour against the first opaque background
+# behind it; returns the texts below AA (4.5:1, or 3:1 for large text).
+_LOW_CONTRAST_JS = """
+const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255;
+  return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+  .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+const background = (el) => { for (; el; el = el.parentElement) {
+  const c = rgb(getComputedStyle(el).backgroundColor); if (c.length === 3 || c[3] > 0.9) return c;
+} return [255, 255, 255]; };
+const low = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {
+  const el = walker.currentNode.parentElement; const text = walker.currentNode.textContent.trim();
+  if (!text || !el.getClientRects().length || el.closest('.visually-hidden, option, svg')) continue;
+  if (el.closest('button:disabled')) continue;  // WCAG exempts inactive controls
+  const style = getComputedStyle(el); const size = parseFloat(style.fontSize);
+  const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+  const [a, b] = [lum(rgb(style.color)), lum(background(el))];
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < (large ? 3 : 4.5)) low.push(`${text.slice(0, 40)}: ${ratio.toFixed(2)}`);
+}
+return low;
+"""
+
+
+def _low_contrast(driver: webdriver.Chrome) -> list[str]:
+    low: list[str] = driver.execute_script(_LOW_CONTRAST_JS)
+    return low
+
+
 def _screenshots(driver: webdriver.Chrome, name: str) -> None:
+    """Checked for contrast on every run; saved when SEGMENTS_CONSOLE_SCREENSHOTS is set."""
+    assert _low_contrast(driver) == [], name
     if not os.environ.get("SEGMENTS_CONSOLE_SCREENSHOTS"):
         return
     for width in _WIDTHS:
