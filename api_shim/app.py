@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
             min_size=settings.api_pool_min_size,
             max_size=settings.api_pool_max_size,
             statement_timeout_ms=settings.api_statement_timeout_ms,
+            application_name="segments-api",
         )
         try:
             async with contextlib.AsyncExitStack() as stack:

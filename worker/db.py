@@ -14,7 +14,6 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 # Timeouts are off by default in PostgreSQL; a service must never wait forever.
 _SERVER_SETTINGS = {
     "TimeZone": "UTC",
-    "application_name": "segments",
     "lock_timeout": "30s",
     "idle_in_transaction_session_timeout": "5min",
     # asyncpg prepares every statement; after five runs PostgreSQL may switch a statement to
@@ -32,27 +31,39 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-def _server_settings(statement_timeout_ms: int) -> dict[str, str]:
-    return {**_SERVER_SETTINGS, "statement_timeout": str(statement_timeout_ms)}
+def _server_settings(statement_timeout_ms: int, application_name: str) -> dict[str, str]:
+    # application_name shows in pg_stat_activity: an operator sees which part holds a session.
+    return {
+        **_SERVER_SETTINGS,
+        "statement_timeout": str(statement_timeout_ms),
+        "application_name": application_name,
+    }
 
 
-async def connect(dsn: str, statement_timeout_ms: int = 300_000) -> asyncpg.Connection:
+async def connect(
+    dsn: str, statement_timeout_ms: int = 300_000, application_name: str = "segments"
+) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(
-        dsn, server_settings=_server_settings(statement_timeout_ms)
+        dsn, server_settings=_server_settings(statement_timeout_ms, application_name)
     )
     await _init_connection(conn)
     return conn
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, statement_timeout_ms: int = 300_000
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    statement_timeout_ms: int = 300_000,
+    application_name: str = "segments",
 ) -> asyncpg.Pool:
     pool: asyncpg.Pool | None = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings=_server_settings(statement_timeout_ms),
+        server_settings=_server_settings(statement_timeout_ms, application_name),
     )
     assert pool is not None  # create_pool only returns None when awaited lazily
     return pool
