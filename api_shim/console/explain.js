@@ -22,8 +22,10 @@ function verdict(answer) {
     parts.push(notice("Membership and rules disagree: a change is on its way (membership "
       + "follows within seconds), or the segment is being built.", "warn"));
   }
-  parts.push(h("p", { class: "muted small" }, `Evaluated ${formatTime(answer.evaluated_at)}; `
-    + `membership fresh as of ${formatTime(answer.fresh_as_of)}.`));
+  const fresh = answer.fresh_as_of ? `membership fresh as of ${formatTime(answer.fresh_as_of)}`
+    : "the segment has not been built yet";
+  parts.push(h("p", { class: "muted small" }, `Evaluated ${formatTime(answer.evaluated_at)}; ${
+    fresh}.`));
   return parts;
 }
 
