@@ -74,6 +74,7 @@ export async function listView(root, route) {
   }
 
   async function refresh() {
+    if (!root.isConnected) return; // the user has moved on to another page
     remember();
     try {
       const data = await get(`/api/v2/segments/${query({ page: state.page, page_size: 25,
