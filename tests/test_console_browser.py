@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
@@ -124,8 +124,12 @@ def _wait(driver: webdriver.Chrome, condition: Any, timeout: float = _TIMEOUT_S)
 
 
 def _text(driver: webdriver.Chrome, css: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    """The first match's text, or "" (also when the page replaced it while it was read)."""
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 def _at(driver: webdriver.Chrome, loc: str) -> WebElement:
@@ -267,14 +271,17 @@ def test_a_segment_built_in_the_builder_reaches_done_with_the_right_count(
 
 
 def _explain(browser: webdriver.Chrome, server: ApiProcess, ref: str, data: dict[str, Any]) -> str:
+    # A new address that differs only after the # is no reload: wait for each new page.
     browser.get(f"{server.url}/console/#/")
+    _wait(browser, lambda d: _text(d, "h1") == "Segments")
     _wait(browser, lambda d: data["name"] in _text(d, "table.segments tbody"))
     browser.find_element(By.LINK_TEXT, data["name"]).send_keys(Keys.ENTER)
     _wait(browser, lambda d: _text(d, "h1") == data["name"])
     field = browser.find_element(By.XPATH, "//label[.='Contact id or email']")
     browser.find_element(By.ID, field.get_attribute("for")).send_keys(ref, Keys.ENTER)
-    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".explain .tree"))
-    return _text(browser, ".explain")
+    _wait(browser, lambda d: ref in _text(d, "h1") and _text(d, ".explain .tree"))
+    text: str = _wait(browser, lambda d: _text(d, ".explain"))
+    return text
 
 
 def test_explain_shows_why_a_member_is_in_and_a_non_member_is_not(
