@@ -105,6 +105,18 @@ export function timeEl(iso) {
   return h("time", { datetime: iso ?? undefined, title: iso ?? undefined }, formatTime(iso));
 }
 
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+/** "12 seconds ago", "3 minutes ago": how old an instant is, for freshness. */
+export function ago(iso, now = Date.now()) {
+  const seconds = Math.round((new Date(iso).getTime() - now) / 1000);
+  if (Number.isNaN(seconds)) return "";
+  for (const [unit, size] of [["day", 86400], ["hour", 3600], ["minute", 60]]) {
+    if (Math.abs(seconds) >= size) return relative.format(Math.round(seconds / size), unit);
+  }
+  return relative.format(seconds, "second");
+}
+
 export function debounce(fn, ms) {
   let timer = null;
   const debounced = (...args) => {

@@ -5,7 +5,7 @@
 import { ApiError, del, get, offers, post, query } from "./api.js";
 import { historyChart } from "./chart.js";
 import * as directory from "./directory.js";
-import { add, announce, button, debounce, field, formatCount, h, plural, replace, timeEl } from "./dom.js";
+import { add, ago, announce, button, debounce, field, formatCount, h, plural, replace, timeEl } from "./dom.js";
 import { contactForm } from "./explain.js";
 import { renderTree } from "./tree.js";
 import { errorNotice, heading, pager, poller, statusBadge, swatch, unavailable } from "./ui.js";
@@ -20,7 +20,8 @@ function summary(segment, listNames) {
   const rows = [
     ["Status", statusBadge(segment.status)],
     ["Contacts", formatCount(segment.total_count)],
-    ["Fresh as of", "fresh_as_of" in segment ? timeEl(segment.fresh_as_of) : "not reported"],
+    ["Fresh as of", !("fresh_as_of" in segment) ? "not reported" : segment.fresh_as_of
+      ? [timeEl(segment.fresh_as_of), ` (${ago(segment.fresh_as_of)})`] : "not yet known"],
     ["Last built", "last_built_at" in segment ? timeEl(segment.last_built_at) : "not reported"],
     ["Timezone", segment.timezone ?? "UTC"],
     ["Lists", segment.contact_list_ids.map((id) => listNames.get(id) ?? id).join(", ")],
