@@ -20,6 +20,30 @@ export class ApiError extends Error {
   }
 }
 
+// The key's request budget as the API's rate-limit headers last told it: background polling
+// slows down as it runs low, and waits out a 429's Retry-After, so that what the user does
+// keeps working.
+export const budget = { limit: null, remaining: null, retryAt: 0 };
+
+function track(response) {
+  const limit = Number.parseInt(response.headers.get("X-RateLimit-Limit") ?? "", 10);
+  const remaining = Number.parseInt(response.headers.get("X-RateLimit-Remaining") ?? "", 10);
+  if (Number.isFinite(limit)) budget.limit = limit;
+  if (Number.isFinite(remaining)) budget.remaining = remaining;
+  if (response.status === 429) {
+    const seconds = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+    budget.retryAt = Date.now() + (Number.isFinite(seconds) ? seconds : 5) * 1000;
+  }
+}
+
+/** How much longer than usual background polling should wait now. */
+export function pollSlowdown() {
+  if (!budget.limit || budget.remaining === null) return 1;
+  const share = budget.remaining / budget.limit;
+  if (share > 0.5) return 1;
+  return share > 0.25 ? 3 : 8;
+}
+
 export async function call(method, path, body) {
   const headers = { Accept: "application/json" };
   const key = apiKey.get();
@@ -37,6 +61,7 @@ export async function call(method, path, body) {
   } catch {
     throw new ApiError(0, [{ loc: null, msg: "The service did not answer.", type: "network" }]);
   }
+  track(response);
   if (response.status === 204) return null;
   let data = null;
   try {

@@ -100,7 +100,7 @@ export async function listView(root, route) {
         : "No segments yet. Create one with New segment.";
       pages.update(data.pagination, "segment");
       live.textContent = `Updated ${new Date().toLocaleTimeString()}${
-        items.some((i) => BUILDING.has(i.status)) ? " · builds running, refreshing every 1.5 s"
+        items.some((i) => BUILDING.has(i.status)) ? " · builds running, refreshing every 2 s"
           : ""}`;
       replace(problem);
     } catch (error) {

@@ -238,8 +238,8 @@ export async function segmentView(root, route) {
       stamp = next;
       await Promise.all([members.load(), history.load()]);
     }
-  }, { fast: 1500, slow: 5000, busy: () => BUILDING.has(segment.status) });
-  const stopChanges = poller(changes.load, { slow: 5000 });
+  }, { fast: 2000, slow: 10000, busy: () => BUILDING.has(segment.status) });
+  const stopChanges = poller(changes.load, { slow: 10000 });
   return () => {
     stopSegment();
     stopChanges();

@@ -1,6 +1,6 @@
 // Pieces every view uses: headings that take focus, notices, error lists, pagers.
 
-import { ApiError } from "./api.js";
+import { ApiError, budget, pollSlowdown } from "./api.js";
 import { button, h, plural } from "./dom.js";
 
 /** The view's heading; it takes focus on navigation so keyboard and screen reader users
@@ -21,6 +21,11 @@ export function unavailable(what) {
 export function errorNotice(error) {
   if (error instanceof ApiError && error.status === 401) {
     document.dispatchEvent(new CustomEvent("console:unauthorized"));
+  }
+  if (error instanceof ApiError && error.status === 429) {
+    const seconds = Math.max(1, Math.ceil((budget.retryAt - Date.now()) / 1000));
+    return notice(`Too many requests with this key (the API allows ${budget.limit ?? "a few"
+    } a minute). Try again in ${seconds} s; the pages refresh more slowly meanwhile.`, "warn");
   }
   if (error instanceof ApiError) {
     const items = error.errors.map((e) => h("li", {}, e.loc ? `${e.loc}: ${e.msg}` : e.msg));
@@ -54,9 +59,10 @@ export function swatch(color) {
   return el;
 }
 
-/** Calls `tick` now and again after each run, sooner while `busy()`; stops when the view
- * goes. Paused while the tab is hidden. */
-export function poller(tick, { fast = 1500, slow = 10000, busy = () => false } = {}) {
+/** Calls `tick` again after each run, sooner while `busy()`, later when the key's request
+ * budget runs low (and not before a 429's Retry-After); stops when the view goes. Paused while
+ * the tab is hidden. */
+export function poller(tick, { fast = 2000, slow = 15000, busy = () => false } = {}) {
   let timer = null;
   let stopped = false;
   const run = async () => {
@@ -68,9 +74,11 @@ export function poller(tick, { fast = 1500, slow = 10000, busy = () => false } =
         // the next tick retries; the view shows errors itself
       }
     }
-    if (!stopped) timer = setTimeout(run, busy() ? fast : slow);
+    if (!stopped) timer = setTimeout(run, delay());
   };
-  timer = setTimeout(run, busy() ? fast : slow);
+  const delay = () => Math.max((busy() ? fast : slow) * pollSlowdown(),
+    budget.retryAt - Date.now());
+  timer = setTimeout(run, delay());
   return () => {
     stopped = true;
     clearTimeout(timer);
