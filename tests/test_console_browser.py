@@ -34,7 +34,7 @@ from tests.api_fixtures import (
 )
 from tests.browser import chromium
 
-_TIMEOUT_S = 30
+_TIMEOUT_S = 45
 _IMAGES = Path(__file__).resolve().parent.parent / "docs" / "img"
 _WIDTHS = (1280, 390)
 # Answers the tests provoke on purpose: the invalid rule's 400 (Chromium logs every 4xx
