@@ -87,6 +87,7 @@ async function render(message) {
     const [form, input] = keyForm(message);
     main.append(form);
     input.focus();
+    firstRender = false; // after signing in, focus goes to the page's heading
     return;
   }
   const route = currentRoute();

@@ -214,6 +214,10 @@ export async function builderView(root, route) {
     const body = { ...model, rules_json: cleanRules(model.rules_json),
       description: model.description || null, timezone: model.timezone || "UTC" };
     save.disabled = true;
+    // The save's answer is what counts now: a preview still pending or in flight would
+    // redraw the errors under the user's feet.
+    runPreview.cancel();
+    previews += 1;
     try {
       let saved;
       if (original) {
