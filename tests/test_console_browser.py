@@ -196,6 +196,15 @@ return low;
 """
 
 
+# True when the page has no chart or its chart is drawn for the window's width.
+_CHART_FITS = """
+const chart = document.querySelector('svg.chart');
+if (!chart) return true;
+const width = Math.max(280, Math.min(640, document.documentElement.clientWidth - 32));
+return chart.viewBox.baseVal.width === width;
+"""
+
+
 def _low_contrast(driver: webdriver.Chrome) -> list[str]:
     low: list[str] = driver.execute_script(_LOW_CONTRAST_JS)
     return low
@@ -211,6 +220,7 @@ def _screenshots(driver: webdriver.Chrome, name: str) -> None:
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": 300, "deviceScaleFactor": 1, "mobile": width < 600},
         )
+        _wait(driver, lambda d: d.execute_script(_CHART_FITS))  # redrawn for this width
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.execute_cdp_cmd(
             "Emulation.setDeviceMetricsOverride",

@@ -240,8 +240,12 @@ export async function segmentView(root, route) {
     }
   }, { fast: 2000, slow: 10000, busy: () => BUILDING.has(segment.status) });
   const stopChanges = poller(changes.load, { slow: 10000 });
+  const redraw = debounce(history.load, 300); // the chart is drawn for the window's width
+  window.addEventListener("resize", redraw);
   return () => {
     stopSegment();
     stopChanges();
+    redraw.cancel();
+    window.removeEventListener("resize", redraw);
   };
 }
