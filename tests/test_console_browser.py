@@ -9,6 +9,7 @@ points at, all from the keyboard where a user would type, and with no console er
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -366,4 +367,66 @@ def test_the_list_follows_a_build_without_reloading(
     cells = browser.find_elements(By.CSS_SELECTOR, f"{row} > *")
     assert [cell.text for cell in cells][:3] == ["Live one", "DONE", "1"]
     assert browser.execute_script("return window.stillTheSamePage") is True
+    assert _console_errors(browser) == []
+
+
+def _rules_json(browser: webdriver.Chrome) -> Any:
+    area = browser.find_element(By.XPATH, "//label[.='rules_json']")
+    text = browser.find_element(By.ID, area.get_attribute("for")).get_attribute("value")
+    return json.loads(text)
+
+
+def test_every_condition_kind_and_value_shape_can_be_built(
+    browser: webdriver.Chrome, server: ApiProcess, data: dict[str, Any]
+) -> None:
+    browser.get(f"{server.url}/console/#/new")
+    _wait(browser, lambda d: _text(d, "h1") == "New segment")
+    first = "rules_json.all[0]"
+    for kind in ("activity", "deliverability", "membership", "isp", "segment", "field"):
+        Select(_at(browser, f"{first}.kind")).select_by_value(kind)
+        _wait(browser, lambda d, kind=kind: _rules_json(d)["all"][0]["kind"] == kind)
+    # A value control for each shape of value: a period, a list, a number, none.
+    shapes = [
+        ("created_at", "in_calendar", {"unit": "month", "offset": 0}),
+        ("tags", "has_any", []),
+        ("opens_count", "gt", 0),
+        ("city", "is_null", None),
+    ]
+    for field, operator, value in shapes:
+        Select(_at(browser, f"{first}.field")).select_by_value(field)
+        Select(_at(browser, f"{first}.operator")).select_by_value(operator)
+        condition = _rules_json(browser)["all"][0]
+        assert (condition["field"], condition["operator"]) == (field, operator)
+        assert condition.get("value") == value, condition
+    Select(_at(browser, f"{first}.kind")).select_by_value("activity")
+    Select(_at(browser, f"{first}.days_window")).select_by_value("calendar")
+    assert _rules_json(browser)["all"][0]["days_window"] == {
+        "mode": "calendar",
+        "unit": "month",
+        "offset": 0,
+    }
+    assert _console_errors(browser) == []
+
+
+def test_editing_a_segment_saves_what_changed(
+    browser: webdriver.Chrome, server: ApiProcess, data: dict[str, Any]
+) -> None:
+    tenant = data["tenant"]
+    listed = httpx.get(
+        f"{server.url}/api/v2/segments/?search=Openers", headers=tenant.headers
+    ).json()
+    (segment,) = listed["items"]
+    browser.get(f"{server.url}/console/#/segments/{segment['id']}/edit")
+    _wait(browser, lambda d: _text(d, "h1") == "Edit Openers")
+    name = _at(browser, "name")
+    _type(name, "Openers, renamed")
+    name.send_keys(Keys.ENTER)
+    _wait(browser, lambda d: _text(d, "h1") == "Openers, renamed")
+    saved = httpx.get(
+        f"{server.url}/api/v2/segments/{segment['id']}/", headers=tenant.headers
+    ).json()
+    assert saved["name"] == "Openers, renamed"
+    assert saved["rules_json"] == {
+        "any": [{"kind": "activity", "metric": "open", "operator": "ever"}]
+    }
     assert _console_errors(browser) == []
