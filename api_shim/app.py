@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from api_shim import (
+    console,
     contact_lookup,
     contacts,
     docs,
@@ -79,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     docs.install(app)
+    console.install(app)
     errors.install(app)
     for router in (
         v2.router,

@@ -4,52 +4,26 @@ they work on a machine with no internet."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.api_fixtures import ApiProcess, api_process
+from tests.browser import chromium
 
-CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 _RENDER_TIMEOUT_S = 30
 # ReDoc's "API docs by Redocly" footer logo: an image it hides itself when it cannot load
 # (offline), so the page does not need it.
 _OPTIONAL = {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
 
 
-def _browser_paths() -> tuple[str, str] | None:
-    binary = next((path for name in CHROMIUM if (path := shutil.which(name))), None)
-    driver = shutil.which("chromedriver")
-    return (binary, driver) if binary and driver else None
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
-    paths = _browser_paths()
-    if paths is None:
-        if os.environ.get("SEGMENTS_REQUIRE_BROWSER"):
-            raise AssertionError("Chromium is required (SEGMENTS_REQUIRE_BROWSER) but missing")
-        pytest.skip(
-            "Chromium and chromedriver not installed (CI installs them: "
-            "apt-get install chromium chromium-driver)"
-        )
-    binary, driver_path = paths
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    # The given driver path keeps Selenium Manager from trying to download one.
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

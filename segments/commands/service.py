@@ -51,6 +51,7 @@ async def run_all(settings: Settings, args: argparse.Namespace) -> int:
     log.info(
         "run.starting",
         api=base,
+        console=f"{base}/console/",
         docs=f"{base}/docs",
         metrics=f"{base}/metrics",
         stop="Ctrl-C",
