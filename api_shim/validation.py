@@ -97,14 +97,17 @@ def check_simple_rules(raw: Any, registry: FieldRegistry) -> RuleTree:
 
 
 def _rule_list_ids(raw: Any) -> set[UUID]:
-    """Every well-formed list id named in membership conditions of raw v2 rules."""
+    """Every well-formed list id named in membership conditions of raw v2 rules, at any depth
+    of a nested tree (`any`, `all`, `not`)."""
     found: set[UUID] = set()
-    groups = raw.get("any") if isinstance(raw, Mapping) else None
-    for group in groups if isinstance(groups, list) else ():
-        conditions = group.get("all") if isinstance(group, Mapping) else None
-        for condition in conditions if isinstance(conditions, list) else ():
-            ids = condition.get("list_ids") if isinstance(condition, Mapping) else None
-            found.update(_uuids(ids if isinstance(ids, list) else ()))
+    if isinstance(raw, Mapping):
+        if raw.get("kind") == "membership" and isinstance(raw.get("list_ids"), list):
+            found.update(_uuids(raw["list_ids"]))
+        for key in ("any", "all", "not"):
+            found.update(_rule_list_ids(raw.get(key)))
+    elif isinstance(raw, list):
+        for node in raw:
+            found.update(_rule_list_ids(node))
     return found
 
 

@@ -36,23 +36,37 @@ def _server_settings(statement_timeout_ms: int) -> dict[str, str]:
     return {**_SERVER_SETTINGS, "statement_timeout": str(statement_timeout_ms)}
 
 
+# Opening a connection ends after this: a database that accepts TCP and then says nothing
+# (a partition) must not hold a pool or the relay's listener forever.
+CONNECT_TIMEOUT_S = 10.0
+
+
 async def connect(dsn: str, statement_timeout_ms: int = 300_000) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(
-        dsn, server_settings=_server_settings(statement_timeout_ms)
+        dsn, server_settings=_server_settings(statement_timeout_ms), timeout=CONNECT_TIMEOUT_S
     )
     await _init_connection(conn)
     return conn
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, statement_timeout_ms: int = 300_000
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    statement_timeout_ms: int = 300_000,
+    command_timeout_s: float | None = None,
 ) -> asyncpg.Pool:
+    """`command_timeout_s` bounds every query on the client side too (the server's
+    statement_timeout cannot fire when the network between us hangs)."""
     pool: asyncpg.Pool | None = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
         server_settings=_server_settings(statement_timeout_ms),
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=command_timeout_s,
     )
     assert pool is not None  # create_pool only returns None when awaited lazily
     return pool

@@ -55,3 +55,16 @@ def _route_library_logs(renderer: structlog.typing.Processor, levelno: int) -> N
     # aiormq logs every failed connection attempt bare; the relay (outbox.relay_failed) and
     # the commands (process.failed, with a hint) report the same failure with its context.
     logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+    # aio-pika's robust connection warns at every reconnection attempt; worker/amqp.py says
+    # it once (amqp.connection_lost, amqp.reconnected). Its errors still show.
+    logging.getLogger("aio_pika.robust_connection").setLevel(logging.ERROR)
+    handler.addFilter(_drop_closing_channel_noise)
+
+
+def _drop_closing_channel_noise(record: logging.LogRecord) -> bool:
+    """aio-pika logs an error from each channel's close callback when the connection under
+    it is already gone (ChannelInvalidStateError): one per channel per lost connection, and
+    nothing to act on beyond amqp.connection_lost."""
+    return not (
+        record.name == "aio_pika.tools" and "ChannelInvalidStateError" in record.getMessage()
+    )

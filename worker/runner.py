@@ -25,6 +25,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import start_http_server
 
+from worker.amqp import connect_consumers
 from worker.consumer import BuildConsumer, ChangeConsumer
 from worker.db import create_pool
 from worker.idle import IdleProbe, QueuesOnChannel, stop_when_idle
@@ -124,7 +125,7 @@ async def run_worker(
         max_size=settings.build_concurrency + settings.change_parallelism + 3,
         statement_timeout_ms=settings.statement_timeout_ms,
     )
-    connection = await aio_pika.connect_robust(settings.amqp_url)
+    connection = await connect_consumers(settings)
     try:
         consumers = await _subscribe(connection, pool, settings)
         scheduler = Scheduler(settings, pool)
