@@ -111,6 +111,14 @@ async def _migrate(database_url: str) -> None:
     await migrate(database_url)
 
 
+_T0 = time.monotonic()
+
+
+def say(message: str) -> None:
+    """Progress on stdout, with the seconds since the suite started."""
+    print(f"[{time.monotonic() - _T0:6.1f}s] {message}", flush=True)
+
+
 def _schedule(
     rng: random.Random, kinds: list[str], duration: float, gap: tuple[float, float]
 ) -> list[tuple[float, str, float]]:
@@ -129,7 +137,7 @@ async def _inject(
 ) -> None:
     for at, kind, length in plan:
         await asyncio.sleep(max(0.0, start + at - time.monotonic()))
-        print(f"[{time.monotonic() - start:6.1f}s] fault {kind} for {length:.1f}s", flush=True)
+        say(f"fault {kind} for {length:.1f}s")
         outcome.faults[kind] = outcome.faults.get(kind, 0) + 1
         try:
             await FAULTS[kind](rig, length)
@@ -224,12 +232,10 @@ async def _open_rig(args: argparse.Namespace, work: Path) -> Rig:
 
 async def _close_rig(rig: Rig) -> None:
     await rig.producer.close()
-    for service in rig.services.values():
-        await service.stop()
+    await asyncio.gather(*(service.stop() for service in rig.services.values()))
     await rig.pg_proxy.close()
     await rig.amqp_proxy.close()
-    await asyncio.to_thread(rig.rabbit.stop)
-    await asyncio.to_thread(rig.pg.stop)
+    await asyncio.gather(asyncio.to_thread(rig.rabbit.stop), asyncio.to_thread(rig.pg.stop))
 
 
 async def _workload(args: argparse.Namespace, rig: Rig, outcome: Outcome) -> None:
@@ -243,6 +249,7 @@ async def _workload(args: argparse.Namespace, rig: Rig, outcome: Outcome) -> Non
     finally:
         await conn.close()
     rig.account = account
+    say("account, contacts and segments set up")
     if args.big_contacts:
         big = await _seed_big(api, rig.database_url, account, args.big_contacts)
         rig.big_segment = lambda: _start_big_build(api, account, big, rig.database_url)
@@ -264,7 +271,7 @@ async def _workload(args: argparse.Namespace, rig: Rig, outcome: Outcome) -> Non
         await d.finish(wait_s=60)
     if args.self_test:
         await _plant_unannounced(rig.database_url, account, history)
-    print(f"[{time.monotonic() - start:6.1f}s] workload done; settling", flush=True)
+    say("workload done; settling")
     problems, converge, dlq = await _settle(rig, account, history, VHOST, args.settle_timeout)
     outcome.violations += rig.violations + problems
     outcome.observations += rig.observations
@@ -276,12 +283,15 @@ async def run(args: argparse.Namespace) -> Outcome:
     outcome = Outcome(args.seed)
     work = Path(tempfile.mkdtemp(prefix="chaos-", dir=args.work_dir))
     work.chmod(0o755)  # the servers run as their own users (chaos_servers.py)
-    print(f"chaos: seed {args.seed}, logs in {work}", flush=True)
+    say(f"seed {args.seed}, logs in {work}")
     rig = await _open_rig(args, work)
+    say("servers and processes started")
     try:
         await _workload(args, rig, outcome)
     finally:
+        say("stopping")
         await _close_rig(rig)
+        say("stopped")
     _check_logs(work, outcome)
     if not args.keep:
         remove_tree(work)
@@ -303,7 +313,7 @@ async def _plant_unannounced(database_url: str, account: Account, history: Histo
     write = history.write(("contact", email, "status"), "unsubscribed")
     assert await write_directly(database_url, account, email, "status", "unsubscribed")
     history.settle([write], acked=True)
-    print(f"self-test: {email} unsubscribed in the database, not announced", flush=True)
+    say(f"self-test: {email} unsubscribed in the database, not announced")
 
 
 async def _seed_big(api: Api, database_url: str, account: Account, contacts: int) -> uuid.UUID:
