@@ -14,32 +14,20 @@ stopped (what was sent meanwhile is delivered late, as TCP retransmission would)
 from __future__ import annotations
 
 import asyncio
-import contextlib
+
+from tests.tcp_proxy import TcpProxy
 
 
-class FaultProxy:
+class FaultProxy(TcpProxy):
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
+        super().__init__(target_host, target_port)
         self.mode = "up"  # "up", "cut" or "blackhole"
         self._flowing = asyncio.Event()
         self._flowing.set()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
 
     async def close(self) -> None:
         self.cut()
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.stop()
 
     def cut(self) -> None:
         self.mode = "cut"
@@ -80,17 +68,5 @@ class FaultProxy:
         self._spawn(self._pipe(reader, up_writer))
         self._spawn(self._pipe(up_reader, writer))
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while data := await src.read(65536):
-                await self._flowing.wait()
-                if dst.transport.is_closing():
-                    break
-                dst.write(data)
-                await dst.drain()
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            self._writers.discard(dst)
-            with contextlib.suppress(Exception):
-                dst.transport.abort()
+    async def _forwarding(self) -> None:
+        await self._flowing.wait()

@@ -62,10 +62,17 @@ def test_self_test_catches_a_planted_unannounced_write() -> None:
     assert _summary(output)["wrong_memberships"] >= 1  # `subscribed`, and any it also left
 
 
-def test_smoke_run_with_every_fault_kind_holds_its_history() -> None:
-    """CI's smoke: 40 s of writes with faults on a fixed seed; nothing lost, nothing wrong."""
+def test_smoke_run_with_faults_holds_its_history() -> None:
+    """CI's smoke: 30 s of writes under the quick fault kinds on a fixed seed; nothing lost,
+    nothing wrong, nothing dead-lettered. (Broker restarts, with and without a backlog, take
+    ten seconds and more each: the long runs of docs/reliability.md cover them.)"""
+    quick = [
+        "kill_api", "kill_relay", "kill_worker", "stop_api", "stop_relay", "stop_worker",
+        "cut_pg", "cut_amqp", "blackhole_pg", "blackhole_amqp", "pg_terminate", "pg_restart",
+        "rabbit_stop_app",
+    ]  # fmt: skip
     code, output = _chaos(
-        "--seed", "7", "--duration", "40", "--gap", "0.5", "1.5", "--backlog", "200",
+        "--seed", "7", "--duration", "30", "--faults", ",".join(quick), "--gap", "0.5", "1.5",
         "--contacts", "60", "--drivers", "1", "--workers", "1", "--settle-timeout", "60",
         timeout=600,
     )  # fmt: skip

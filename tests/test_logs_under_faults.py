@@ -15,9 +15,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy, through
 from tests.waiting import wait_for
 
 
@@ -44,9 +44,7 @@ async def test_a_cut_broker_connection_is_one_warning_and_one_info_all_json(
     broker = urlsplit(amqp_url)
     proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
     port = await proxy.start()
-    proxied = urlunsplit(
-        broker._replace(netloc=f"{broker.username}:{broker.password}@127.0.0.1:{port}")
-    )
+    proxied = through(amqp_url, port)
     log = tmp_path / "worker.log"
     env = {
         **os.environ,

@@ -62,9 +62,9 @@ def _route_library_logs(renderer: structlog.typing.Processor, levelno: int) -> N
 
 
 def _drop_closing_channel_noise(record: logging.LogRecord) -> bool:
-    """aio-pika logs an error from each channel's close callback when the connection under
-    it is already gone (ChannelInvalidStateError): one per channel per lost connection, and
-    nothing to act on beyond amqp.connection_lost."""
+    """aio-pika logs an error from each robust channel's close callback when the connection
+    under it is already gone (ChannelInvalidStateError, "channel closed"): one per channel per
+    lost connection, and nothing to act on beyond amqp.connection_lost."""
     return not (
-        record.name == "aio_pika.tools" and "ChannelInvalidStateError" in record.getMessage()
+        record.name == "aio_pika.tools" and "RobustChannel._on_close" in record.getMessage()
     )
