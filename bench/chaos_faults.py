@@ -194,12 +194,12 @@ async def _pg_restart(rig: Rig, duration: float) -> None:
 
 
 async def _pg_terminate(rig: Rig, duration: float) -> None:
-    """End every backend of the service (application_name 'segments'), not the suite's."""
+    """End every backend of the service (application_name `segments...`), not the suite's."""
     conn = await asyncpg.connect(rig.database_url, timeout=10)
     try:
         await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'segments' AND pid <> pg_backend_pid()"
+            " WHERE application_name LIKE 'segments%' AND pid <> pg_backend_pid()"
         )
     finally:
         await conn.close()

@@ -9,13 +9,44 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.services import postgres_server, rabbitmq_server, unique_name, with_database
+from tests.statement_capture import TESTS_APPLICATION, StatementLog
 from worker.db import create_pool
 from worker.migrations import migrate
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_STATEMENTS = StatementLog()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _STATEMENTS.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when the service sent a statement Citus could not route to one account
+    (docs/scaling.md)."""
+    if exitstatus != 0 or not _STATEMENTS.statements:
+        return
+    violations = _STATEMENTS.violations(SQL_DIR)
+    if not violations:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [
+        f"{len(violations)} statement(s) the service sent are not pinned to one account, so "
+        "Citus could not route them to one shard group. Filter every distributed table by "
+        "account_id (or join it on account_id), or add the statement to MULTI_SHARD in "
+        "tests/statement_capture.py with the reason it must span accounts:"
+    ]
+    for statement, problems in violations.items():
+        lines += [f"  - {statement[:300]}", *(f"      {p}" for p in problems)]
+    if reporter is not None:
+        reporter.write_line("\n".join(lines), red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +76,10 @@ def amqp_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=8)
+    # Named, so the statement capture tells the tests' own queries from the service's.
+    pool = await create_pool(
+        database_url, min_size=1, max_size=8, application_name=TESTS_APPLICATION
+    )
     yield pool
     await pool.close()
 

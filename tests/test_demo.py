@@ -18,6 +18,7 @@ from segments.cli import _parser
 from segments.demo.command import DemoOptions, Interrupted, run_demo
 from segments.demo.data import LoadProgress
 from segments.demo.display import Display
+from tests.statement_capture import TESTS_APPLICATION
 from worker.compiler import compile_count
 from worker.db import connect
 from worker.settings import Settings
@@ -80,7 +81,7 @@ async def test_demo_end_to_end(database_url: str, amqp_url: str) -> None:
     ]
     assert result.settled and result.ok
 
-    conn = await connect(database_url)  # with the JSON codecs the rules need
+    conn = await connect(database_url, application_name=TESTS_APPLICATION)  # JSON codecs
     try:
         for s in result.segments:
             expected = await _compiled_count(conn, s.id)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reference import Data, Evaluator
+from tests.statement_capture import TESTS_APPLICATION
 from tests.strategies import (
     ACCOUNT,
     LISTS,
@@ -58,9 +59,13 @@ class Database:
 
     def __init__(self, dsn: str) -> None:
         self.loop = asyncio.new_event_loop()
-        self.conn: asyncpg.Connection = self.loop.run_until_complete(connect(dsn))
+        self.conn: asyncpg.Connection = self.loop.run_until_complete(
+            connect(dsn, application_name=TESTS_APPLICATION)
+        )
         # Another session, to hold a segment's lock as a running build would.
-        self.holder: asyncpg.Connection = self.loop.run_until_complete(connect(dsn))
+        self.holder: asyncpg.Connection = self.loop.run_until_complete(
+            connect(dsn, application_name=TESTS_APPLICATION)
+        )
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)

@@ -19,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.services import unique_name, with_database
+from tests.statement_capture import TESTS_APPLICATION
 from tests.test_worker_builds import SUBSCRIBED_IN_DE, _people
 from tests.waiting import wait_for
 from tests.worker_support import (
@@ -104,7 +105,7 @@ async def private_database(database_url: str) -> AsyncIterator[tuple[asyncpg.Con
     behind them."""
     dsn = with_database(database_url, unique_name("segments_stuck"))
     await migrate(dsn)
-    conn = await connect(dsn)
+    conn = await connect(dsn, application_name=TESTS_APPLICATION)
     try:
         yield conn, dsn
     finally:

@@ -29,15 +29,21 @@ log = structlog.get_logger(__name__)
 DEFAULT_BATCH_SIZE = 10_000
 DELETED_REASON = "the account is being deleted"
 
-# Each statement deletes at most $2 rows of account $1 (or of segment/list $1) and is
-# repeated until it deletes none. Batches are picked through an index on the scoping column.
-_SEGMENT_MEMBERS = """DELETE FROM segment_members WHERE segment_id = $1 AND contact_id IN (
-    SELECT contact_id FROM segment_members WHERE segment_id = $1 LIMIT $2)"""
-_LIST_MEMBERS = """DELETE FROM contact_list_members WHERE list_id = $1 AND contact_id IN (
-    SELECT contact_id FROM contact_list_members WHERE list_id = $1 LIMIT $2)"""
-_EVENTS = """DELETE FROM events WHERE ctid = ANY(ARRAY(
+# Each statement deletes at most $2 rows of segment/list $1 of account $3 (or of account $1)
+# and is repeated until it deletes none. Batches are picked through an index on the scoping
+# column; every table is also filtered by the account, so each statement stays on the
+# account's shard when the data is distributed (docs/scaling.md).
+_SEGMENT_MEMBERS = """DELETE FROM segment_members
+    WHERE account_id = $3 AND segment_id = $1 AND contact_id IN (
+        SELECT contact_id FROM segment_members
+        WHERE account_id = $3 AND segment_id = $1 LIMIT $2)"""
+_LIST_MEMBERS = """DELETE FROM contact_list_members
+    WHERE account_id = $3 AND list_id = $1 AND contact_id IN (
+        SELECT contact_id FROM contact_list_members
+        WHERE account_id = $3 AND list_id = $1 LIMIT $2)"""
+_EVENTS = """DELETE FROM events WHERE account_id = $3 AND ctid = ANY(ARRAY(
     SELECT ctid FROM events WHERE account_id = $1 LIMIT $2))"""
-_CONTACTS = """DELETE FROM contacts WHERE id IN (
+_CONTACTS = """DELETE FROM contacts WHERE account_id = $3 AND id IN (
     SELECT id FROM contacts WHERE account_id = $1 LIMIT $2)"""
 
 
@@ -111,7 +117,7 @@ async def _batches(
     """Run `statement` until it deletes nothing; each run commits on its own."""
     total = 0
     while True:
-        status = await conn.execute(statement, scope, batch_size)
+        status = await conn.execute(statement, scope, batch_size, account_id)
         deleted = int(status.split()[-1])
         if not deleted:
             return total

@@ -14,7 +14,6 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 # Timeouts are off by default in PostgreSQL; a service must never wait forever.
 _SERVER_SETTINGS = {
     "TimeZone": "UTC",
-    "application_name": "segments",
     "lock_timeout": "30s",
     "idle_in_transaction_session_timeout": "5min",
     # asyncpg prepares every statement; after five runs PostgreSQL may switch a statement to
@@ -32,8 +31,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-def _server_settings(statement_timeout_ms: int) -> dict[str, str]:
-    return {**_SERVER_SETTINGS, "statement_timeout": str(statement_timeout_ms)}
+def _server_settings(statement_timeout_ms: int, application_name: str) -> dict[str, str]:
+    # application_name shows in pg_stat_activity: an operator sees which part holds a session.
+    return {
+        **_SERVER_SETTINGS,
+        "statement_timeout": str(statement_timeout_ms),
+        "application_name": application_name,
+    }
 
 
 # Opening a connection ends after this: a database that accepts TCP and then says nothing
@@ -41,9 +45,13 @@ def _server_settings(statement_timeout_ms: int) -> dict[str, str]:
 CONNECT_TIMEOUT_S = 10.0
 
 
-async def connect(dsn: str, statement_timeout_ms: int = 300_000) -> asyncpg.Connection:
+async def connect(
+    dsn: str, statement_timeout_ms: int = 300_000, application_name: str = "segments"
+) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(
-        dsn, server_settings=_server_settings(statement_timeout_ms), timeout=CONNECT_TIMEOUT_S
+        dsn,
+        server_settings=_server_settings(statement_timeout_ms, application_name),
+        timeout=CONNECT_TIMEOUT_S,
     )
     await _init_connection(conn)
     return conn
@@ -55,6 +63,7 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     statement_timeout_ms: int = 300_000,
+    application_name: str = "segments",
     command_timeout_s: float | None = None,
 ) -> asyncpg.Pool:
     """`command_timeout_s` bounds every query on the client side too (the server's
@@ -64,7 +73,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
-        server_settings=_server_settings(statement_timeout_ms),
+        server_settings=_server_settings(statement_timeout_ms, application_name),
         timeout=CONNECT_TIMEOUT_S,
         command_timeout=command_timeout_s,
     )

@@ -131,7 +131,8 @@ async def _rebuild_affected(
             generation = await conn.fetchval(
                 """UPDATE segments SET generation = generation + 1, status = 'PENDING',
                        total_count = NULL, error_reason = NULL, updated_at = now()
-                   WHERE id = $1 RETURNING generation""",
+                   WHERE account_id = $1 AND id = $2 RETURNING generation""",
+                account_id,
                 row["id"],
             )
             await enqueue_segment(conn, "segment.updated", account_id, row["id"], generation)

@@ -20,7 +20,8 @@ from worker.db import Conn
 from worker.outbox import enqueue_contacts_changed
 
 _LIST_COLUMNS = """l.id, l.name, l.created_at,
-    (SELECT count(*) FROM contact_list_members m WHERE m.list_id = l.id) AS members_count"""
+    (SELECT count(*) FROM contact_list_members m
+     WHERE m.list_id = l.id AND m.account_id = l.account_id) AS members_count"""
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,14 @@ async def delete_list(conn: Conn, account_id: UUID, list_id: UUID) -> bool:
     if users:
         raise ListInUse(users)
     members = await conn.fetch(
-        "DELETE FROM contact_list_members WHERE list_id = $1 RETURNING contact_id", list_id
+        """DELETE FROM contact_list_members WHERE account_id = $1 AND list_id = $2
+           RETURNING contact_id""",
+        account_id,
+        list_id,
     )
-    await conn.execute("DELETE FROM contact_lists WHERE id = $1", list_id)
+    await conn.execute(
+        "DELETE FROM contact_lists WHERE account_id = $1 AND id = $2", account_id, list_id
+    )
     await enqueue_contacts_changed(conn, account_id, [r["contact_id"] for r in members])
     return True
 
@@ -123,7 +129,7 @@ async def change_members(
     added = await conn.fetch(
         """INSERT INTO contact_list_members (list_id, contact_id, account_id)
            SELECT $1, contact_id, $3 FROM unnest($2::uuid[]) AS u(contact_id)
-           ON CONFLICT (list_id, contact_id) DO NOTHING
+           ON CONFLICT DO NOTHING
            RETURNING contact_id""",
         list_id,
         list(add),

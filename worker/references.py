@@ -34,7 +34,11 @@ async def save_references(
     conn: Conn, account_id: UUID, segment_id: UUID, referenced: Collection[UUID]
 ) -> None:
     """Replace the segment's references (in the caller's transaction, with its rules)."""
-    await conn.execute("DELETE FROM segment_references WHERE segment_id = $1", segment_id)
+    await conn.execute(
+        "DELETE FROM segment_references WHERE account_id = $1 AND segment_id = $2",
+        account_id,
+        segment_id,
+    )
     if referenced:
         await conn.execute(
             """INSERT INTO segment_references (account_id, segment_id, referenced_segment_id)

@@ -124,6 +124,7 @@ async def run_worker(
         # Builds, a change batch's connections, the scheduler, the relay, and one to spare.
         max_size=settings.build_concurrency + settings.change_parallelism + 3,
         statement_timeout_ms=settings.statement_timeout_ms,
+        application_name="segments-worker",
     )
     connection = await connect_consumers(settings)
     try:

@@ -227,7 +227,8 @@ async def make_changes(
         """UPDATE contacts SET status = 'complained', updated_at = now()
            WHERE account_id = $1 AND id IN (
                SELECT c.id FROM contacts c
-               JOIN contact_list_members m ON m.contact_id = c.id AND m.list_id = $2
+               JOIN contact_list_members m
+                   ON m.contact_id = c.id AND m.account_id = c.account_id AND m.list_id = $2
                WHERE c.account_id = $1 AND c.status = 'subscribed'
                ORDER BY c.id LIMIT 25)
            RETURNING id""",

@@ -313,7 +313,7 @@ WITH final AS (
 ), added AS (
     INSERT INTO contact_list_members (list_id, contact_id, account_id)
     SELECT list_id, contact_id, $1 FROM final WHERE is_add
-    ON CONFLICT (list_id, contact_id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING contact_id
 ), removed AS (
     DELETE FROM contact_list_members AS m
