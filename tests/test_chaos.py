@@ -13,11 +13,17 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
+from bench.chaos_check import IndexedEvaluator
 from bench.chaos_servers import PG_BIN, RABBITMQ_SERVER
+from tests.reference import Data, Evaluator
+from tests.strategies import ACCOUNT, LISTS, NOW, REFERENCED, data_sets, nested_v2_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,3 +86,13 @@ def test_smoke_run_with_faults_holds_its_history() -> None:
     assert code == 0, output
     assert summary["violations"] == [] and summary["lost"] == 0, output
     assert sum(summary["faults"].values()) >= 5, summary  # type: ignore[union-attr]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data_sets(), nested_v2_rules())
+def test_the_checkers_indexed_evaluator_agrees_with_the_reference(data: Data, rules: Any) -> None:
+    """The checker's faster evaluator (bench/chaos_check.py) answers as the reference does."""
+    referenced: dict[uuid.UUID, set[uuid.UUID]] = {r: set() for r in REFERENCED}
+    want = Evaluator(data, ACCOUNT, NOW, segment_members=referenced).members("v2", rules, LISTS[:1])
+    have = IndexedEvaluator(data, ACCOUNT, NOW, segment_members=referenced)
+    assert have.members("v2", rules, LISTS[:1]) == want
