@@ -133,10 +133,16 @@ def _schedule(
 
 
 async def _inject(
-    rig: Rig, plan: list[tuple[float, str, float]], start: float, outcome: Outcome
+    rig: Rig,
+    plan: list[tuple[float, str, float]],
+    start: float,
+    duration: float,
+    outcome: Outcome,
 ) -> None:
     for at, kind, length in plan:
         await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        if time.monotonic() - start > duration:
+            break  # faults that take longer than planned (restarts) push the rest out
         say(f"fault {kind} for {length:.1f}s")
         outcome.faults[kind] = outcome.faults.get(kind, 0) + 1
         try:
@@ -265,7 +271,9 @@ async def _workload(args: argparse.Namespace, rig: Rig, outcome: Outcome) -> Non
     plan = [] if kinds == ["none"] else _schedule(rng, kinds, args.duration, args.gap)
     start = time.monotonic()
     until = start + args.duration
-    await asyncio.gather(*(d.run(until) for d in drivers), _inject(rig, plan, start, outcome))
+    await asyncio.gather(
+        *(d.run(until) for d in drivers), _inject(rig, plan, start, args.duration, outcome)
+    )
     await _repair(rig)
     for d in drivers:
         await d.finish(wait_s=60)
