@@ -25,7 +25,8 @@ from bench.chaos_servers import PrivatePostgres, PrivateRabbit
 from bench.chaos_workload import Account, Producer
 
 READY_WITHIN_S = 5.0  # under a blackhole, /readyz must say 503 this soon
-RECOVER_WITHIN_S = 30.0  # after any fault, /readyz must say 200 again this soon
+RECOVER_WITHIN_S = 30.0  # after a fault, /readyz must say 200 again this soon...
+RESTART_WITHIN_S = 90.0  # ...or this soon when the API process itself was killed (a start)
 
 
 @dataclass
