@@ -176,7 +176,20 @@ async def _rabbit_backlog(rig: Rig, duration: float) -> None:
     finally:
         for service in consumers:
             service.signal(signal.SIGCONT)
-    await asyncio.sleep(0.5)
+    # The consumers take their prefetch back: wait (up to 10 s) until the backlog is held
+    # unacknowledged by them, or as much of it as their prefetch allows.
+    ready = unacked = 0
+    for _ in range(50):
+        ready, unacked = await _in_flight(rig)
+        if unacked >= rig.backlog:
+            break
+        await asyncio.sleep(0.2)
+    rig.observations.append(f"rabbit_restart_backlog: {unacked} unacknowledged, {ready} ready")
+    await asyncio.to_thread(rig.rabbit.restart)
+
+
+async def _in_flight(rig: Rig) -> tuple[int, int]:
+    """Messages ready and unacknowledged over every queue of the suite's vhost."""
     out = await asyncio.to_thread(
         rig.rabbit.ctl, "list_queues", "-p", "chaos", "messages_ready",
         "messages_unacknowledged", "--no-table-headers",
@@ -186,8 +199,7 @@ async def _rabbit_backlog(rig: Rig, duration: float) -> None:
         parts = line.split()
         if len(parts) == 2:
             ready, unacked = ready + int(parts[0]), unacked + int(parts[1])
-    rig.observations.append(f"rabbit_restart_backlog: {unacked} unacknowledged, {ready} ready")
-    await asyncio.to_thread(rig.rabbit.restart)
+    return ready, unacked
 
 
 async def _pg_restart(rig: Rig, duration: float) -> None:
