@@ -41,6 +41,7 @@ _TYPE_BY_STATUS = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    410: "gone",
     413: "body_too_large",
     415: "unsupported_media_type",
     422: "unprocessable",

@@ -37,14 +37,20 @@ RulesJsonInput = Annotated[dict[str, Any], DocumentedAs(RulesJson)]
 ListIds = Annotated[list[UUID], Field(min_length=1, max_length=MAX_ARRAY_ITEMS)]
 
 
-class SegmentCreate(BaseModel):
+class SegmentRules(BaseModel):
+    """What a segment matches: the part of a create body that a preview takes too, so that
+    both validate it alike (api_shim.validation.check_segment_rules)."""
+
     model_config = ConfigDict(extra="forbid")
-    name: Name
-    color: Color
     contact_list_ids: ListIds
     rules_json: RulesJsonInput
-    description: Description | None = None
     timezone: Timezone = "UTC"
+
+
+class SegmentCreate(SegmentRules):
+    name: Name
+    color: Color
+    description: Description | None = None
 
 
 class SegmentPatch(TypedDict, total=False):

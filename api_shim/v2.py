@@ -27,9 +27,8 @@ from api_shim.models import (
 from api_shim.routing import SlashOptionalRouter
 from api_shim.store import OrderBy, SegmentValues, get_segment, list_segments
 from api_shim.types import SearchText
-from api_shim.validation import check_v2_input
+from api_shim.validation import check_segment_rules
 from worker.rules import v2_rules
-from worker.store import load_registry
 
 router = SlashOptionalRouter(
     prefix="/api/v2/segments", tags=["v2 segments"], responses={**ERROR_RESPONSES}
@@ -75,15 +74,7 @@ async def create(ctx: Ctx, who: Writer, body: SegmentCreate) -> Segment:
     # One transaction: the segments its rules reference are checked and saved under one lock
     # (api_shim.validation), so none of them can be deleted in between.
     async with ctx.pool.acquire() as conn, conn.transaction():
-        registry = await load_registry(conn, who.account_id)
-        tree = await check_v2_input(
-            conn,
-            who.account_id,
-            registry,
-            rules_json=body.rules_json,
-            contact_list_ids=body.contact_list_ids,
-        )
-        assert tree is not None
+        tree = await check_segment_rules(conn, who.account_id, body)
         values = SegmentValues(
             name=body.name,
             color=body.color,

@@ -433,6 +433,7 @@ DASHBOARD_MUST_SHOW = {
     "dead-lettered messages": [r'segments_messages_total\{outcome="dead_lettered"\}'],
     "DLQ depth": [r"rabbitmq_queue_messages\{[^}]*dlq"],
     "outbox backlog": [r"segments_outbox_backlog"],
+    "membership changes": [r"segments_membership_outbox_backlog", r"segments_change_log_rows"],
     "API latency": _quantiles("segments_http_request_duration_seconds_bucket", "0.5", "0.99"),
     "API errors": [r'segments_http_request_duration_seconds_count\{status=~"5'],
 }

@@ -198,6 +198,17 @@ class Evaluator:
 
     # -- events -------------------------------------------------------------------------------
     def activity(self, c: dict[str, Any], contact: Contact) -> bool:
+        n, value = self.activity_count(c, contact), c.get("value")
+        return {
+            "ever": lambda: n >= 1,
+            "never": lambda: n == 0,
+            "count_gte": lambda: n >= value,
+            "count_lte": lambda: n <= value,
+            "count_eq": lambda: n == value,
+        }[c["operator"]]()
+
+    def activity_count(self, c: dict[str, Any], contact: Contact) -> int:
+        """The contact's events an activity or deliverability condition counts."""
         events = self.events_of(contact, c["metric"])
         window = c.get("days_window")
         if window and window["mode"] == "calendar":
@@ -214,14 +225,7 @@ class Evaluator:
             events = [e for e in events if e.campaign_id in include]
         if exclude:
             events = [e for e in events if e.campaign_id is None or e.campaign_id not in exclude]
-        n, value = len(events), c.get("value")
-        return {
-            "ever": lambda: n >= 1,
-            "never": lambda: n == 0,
-            "count_gte": lambda: n >= value,
-            "count_lte": lambda: n <= value,
-            "count_eq": lambda: n == value,
-        }[c["operator"]]()
+        return len(events)
 
     # -- fields -------------------------------------------------------------------------------
     def field_type_and_value(self, name: str, contact: Contact) -> tuple[str, Any]:

@@ -121,6 +121,7 @@ async def test_openapi_documents_every_route_and_the_error_shape(client: httpx.A
     assert set(spec["paths"]) == {
         "/api/v2/segments/",
         "/api/v2/segments/{segment_id}/",
+        "/api/v2/segments/preview/",
         "/api/v2/segments/{segment_id}/rebuild/",
         "/api/v2/segments/{segment_id}/contacts/",
         "/api/v2/segments/{segment_id}/contacts/export/",

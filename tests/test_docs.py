@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import importlib.util
 import json
 import re
 import subprocess
@@ -22,6 +21,7 @@ import asyncpg
 import jsonschema
 import pytest
 
+from tests.examples_support import load_example
 from tests.waiting import wait_for
 from tests.worker_support import (
     members,
@@ -233,11 +233,7 @@ def test_readme_mentions_no_unknown_variable() -> None:
 
 
 def _example_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("produce_contact_changed", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example(EXAMPLE.name)
 
 
 def test_example_bodies_match_the_schema_in_chunks_of_1000() -> None:

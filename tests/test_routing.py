@@ -15,19 +15,18 @@ from hypothesis import strategies as st
 
 from tests.routing import unroutable
 from tests.statement_capture import distribution
-from tests.strategies import nested_v2_rules
+from tests.strategies import CUSTOM_FIELDS, nested_v2_rules
 from worker.compiler import (
     SegmentQuery,
     compile_count,
+    compile_explain,
     compile_matching_among,
     compile_member_ids,
 )
-from worker.rules import FieldRegistry, parse_rules
+from worker.rules import ActivityCondition, FieldRegistry, parse_rules
 
 TABLES = distribution(Path(__file__).resolve().parent.parent / "sql")
-REGISTRY = FieldRegistry.from_declarations(
-    {"c_text": "text", "c_num": "number", "c_bool": "boolean", "c_date": "datetime"}
-)
+REGISTRY = FieldRegistry.from_declarations(CUSTOM_FIELDS)  # what the rules draw from
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
 
@@ -113,10 +112,12 @@ def _queries(rules: dict[str, Any], universe: tuple[uuid.UUID, ...]) -> list[str
     tree = parse_rules("v2", rules, REGISTRY)
     query = SegmentQuery(uuid.uuid4(), tree, universe, NOW)
     candidates = [uuid.uuid4(), uuid.uuid4()]
+    counted = [c for c in tree.conditions() if isinstance(c, ActivityCondition)]
     forms = [
         compile_count(query),
         compile_member_ids(query),
         compile_matching_among(query, candidates),
+        compile_explain(query, [tree.root, *tree.conditions()], counted, candidates[0]),
     ]
     return [f.sql for f in forms]
 

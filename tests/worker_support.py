@@ -93,6 +93,16 @@ async def publisher(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchang
         await connection.close()
 
 
+def segment_message(segment: dict[str, Any]) -> SegmentMessage:
+    """The build message of a segment as save_segment returns it."""
+    return SegmentMessage(
+        schema_version=1,
+        account_id=segment["account_id"],
+        segment_id=segment["id"],
+        generation=segment["generation"],
+    )
+
+
 async def publish_segment(
     exchange: aio_pika.abc.AbstractExchange,
     routing_key: str,
@@ -101,13 +111,7 @@ async def publish_segment(
     headers: dict[str, Any] | None = None,
 ) -> str:
     """Publish a build message (with extra `headers`); returns its message_id."""
-    body = SegmentMessage(
-        schema_version=1,
-        account_id=segment["account_id"],
-        segment_id=segment["id"],
-        generation=segment["generation"],
-    )
-    message = contract_message(body)
+    message = contract_message(segment_message(segment))
     message.headers.update(headers or {})
     await exchange.publish(message, routing_key=routing_key)
     assert message.message_id is not None

@@ -21,6 +21,7 @@ import structlog
 from worker.compiler import CompiledQuery, compile_member_ids
 from worker.db import Conn
 from worker.locks import segment_lock_key
+from worker.membership_log import Recording, record_build
 from worker.messages import SegmentMessage
 from worker.propagation import queue_build_difference
 from worker.rules import RulesInvalid
@@ -105,9 +106,11 @@ async def build_segment(
     *,
     statement_timeout_ms: int,
     now: datetime | None = None,
+    record: bool = True,
 ) -> BuildResult:
     """Build `message.generation` of the segment. Raises transient errors for the caller to
-    retry; ends FAILED itself when the rules cannot be compiled."""
+    retry; ends FAILED itself when the rules cannot be compiled. `record`: record what it
+    moves (worker.membership_log)."""
     segment = await _claim(conn, message, trigger)
     if isinstance(segment, BuildResult):
         return segment
@@ -129,7 +132,10 @@ async def build_segment(
             # Room to hash a large account's events instead of probing them contact by
             # contact ("never opened" at 1M contacts: docs/benchmarks.md, work-mem).
             await conn.execute(f"SET LOCAL work_mem = '{BUILD_WORK_MEM}'")
-            written = await write_difference(conn, compiled, segment.segment_id, message.account_id)
+            recording = Recording.of_build(trigger, message.generation) if record else None
+            written = await write_difference(
+                conn, compiled, segment.segment_id, message.account_id, recording
+            )
             finished = await conn.fetchval(
                 """UPDATE segments
                    SET status = 'DONE', total_count = $3, built_generation = $2,
@@ -151,9 +157,14 @@ async def build_segment(
 
 
 async def write_difference(
-    conn: Conn, compiled: CompiledQuery, segment_id: UUID, account_id: UUID
+    conn: Conn,
+    compiled: CompiledQuery,
+    segment_id: UUID,
+    account_id: UUID,
+    recording: Recording | None = None,
 ) -> BuildResult:
-    """Steps 1 and 2, in the caller's transaction (which holds the segment's lock)."""
+    """Steps 1 and 2, in the caller's transaction (which holds the segment's lock), and the
+    record of what moved (part of step 2's time) unless `recording` is None."""
     started = time.perf_counter()
     has_members = await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM segment_members WHERE segment_id = $1)", segment_id
@@ -179,6 +190,17 @@ async def write_difference(
         status = await conn.execute(_INSERT_ALL, segment_id, account_id)
         total = added = int(status.split()[-1])  # "INSERT 0 <rows>"
         removed = 0
+    if recording is not None:
+        await record_build(
+            conn,
+            account_id,
+            segment_id,
+            recording,
+            total_count=total,
+            added=added,
+            removed=removed,
+            had_members=has_members,
+        )
     written = time.perf_counter()
     await queue_build_difference(conn, account_id, segment_id, first_build=not has_members)
     # Dropped now, not at commit, so that a build inside a caller's transaction can be

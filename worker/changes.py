@@ -22,6 +22,9 @@ import structlog
 from worker.compiler import SegmentQuery, compile_matching_among_each
 from worker.db import Conn
 from worker.locks import segment_lock_key
+from worker.membership_log import record_ctes
+from worker.messages import Cause
+from worker.outbox import notify_relay
 from worker.propagation import PROPAGATE_CTE
 from worker.rules import FieldRegistry, RulesInvalid
 from worker.store import SegmentRules, load_registry
@@ -36,7 +39,8 @@ MAX_PARAMS_PER_STATEMENT = 30_000
 # match"; {segments} and {candidates} are the placeholders of the segment and contact ids.
 # `current` is the candidates' membership now, read once through the contact index; the
 # differences both ways are then written, and nothing else is touched but the queue of the
-# segments that reference these ({propagated}: worker.propagation).
+# segments that reference these ({propagated}: worker.propagation) and, when recording, the
+# record of what moved ({record}: worker.membership_log).
 _APPLY = """
 WITH {with_clause},
 matched (segment_id, contact_id) AS MATERIALIZED (
@@ -63,12 +67,14 @@ matched (segment_id, contact_id) AS MATERIALIZED (
     FROM (SELECT segment_id, true AS is_added FROM added
           UNION ALL SELECT segment_id, false FROM removed) moved
     GROUP BY segment_id
-)
-UPDATE segments s
-SET total_count = s.total_count + d.added - d.removed, updated_at = now()
-FROM delta d
-WHERE s.id = d.segment_id
-RETURNING d.added, d.removed
+), counted AS (
+    UPDATE segments s
+    SET total_count = s.total_count + d.added - d.removed, updated_at = now()
+    FROM delta d
+    WHERE s.id = d.segment_id
+    RETURNING s.id AS segment_id, s.generation, s.total_count, d.added, d.removed
+){record}
+SELECT added, removed FROM counted
 """
 
 
@@ -100,10 +106,12 @@ PENDING_CHUNK = 10_000
 _TAKE_QUEUED = """
 DELETE FROM segment_pending_changes
 WHERE segment_id = $1 AND contact_id IN (
-    SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1
+    SELECT contact_id FROM segment_pending_changes WHERE segment_id = $1 AND cause = $3
     ORDER BY contact_id LIMIT $2)
 RETURNING contact_id
 """
+# Why contacts were queued (sql/011), the cause recorded for what their re-evaluation moves.
+QUEUE_CAUSES: tuple[Cause, ...] = ("data", "cascade")
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,7 @@ async def apply_changes(
     statement_timeout_ms: int,
     now: datetime | None = None,
     segment_ids: Sequence[UUID] | None = None,
+    record: bool = True,
 ) -> ChangeResult:
     """Re-evaluate `contact_ids` in the account's built segments (all of its live segments,
     or those of `segment_ids`), in one transaction. A segment whose lock a build holds is not
@@ -177,12 +186,18 @@ async def apply_changes(
                 candidates,
                 account_id,
             )
-        result = await _apply_locked(conn, account_id, locked, candidates, registry, moment)
+        cause: Cause | None = "data" if record else None
+        result = await _apply_locked(conn, account_id, locked, candidates, registry, moment, cause)
     return result + ChangeResult(0, 0, 0, deferred=len(busy))
 
 
 async def apply_pending(
-    conn: Conn, *, statement_timeout_ms: int, limit: int = 100, now: datetime | None = None
+    conn: Conn,
+    *,
+    statement_timeout_ms: int,
+    limit: int = 100,
+    now: datetime | None = None,
+    record: bool = True,
 ) -> ChangeResult:
     """Apply the queued changes of segments no build holds any more, one transaction each;
     `deferred` counts the segments still held (their turn comes at a later sweep)."""
@@ -193,9 +208,20 @@ async def apply_pending(
         segment_id, account_id = row["segment_id"], row["account_id"]
         if account_id not in registries:
             registries[account_id] = await load_registry(conn, account_id)
-        total += await _apply_queued(
-            conn, segment_id, account_id, registries[account_id], statement_timeout_ms, now
-        )
+        for cause in QUEUE_CAUSES:
+            applied = await _apply_queued(
+                conn,
+                segment_id,
+                account_id,
+                registries[account_id],
+                statement_timeout_ms,
+                now,
+                cause if record else None,
+                cause,
+            )
+            total += applied
+            if applied.deferred:
+                break  # a build holds it: the other cause waits too
     return total
 
 
@@ -206,10 +232,13 @@ async def _apply_queued(
     registry: FieldRegistry,
     statement_timeout_ms: int,
     now: datetime | None,
+    record: Cause | None,
+    queued_as: Cause,
 ) -> ChangeResult:
-    """One segment's queued contacts, PENDING_CHUNK per transaction: a referenced segment's
-    first build can queue all of its members for the segments referencing it, and one
-    statement over millions of candidates would not fit the statement timeout."""
+    """One segment's contacts queued as `queued_as`, PENDING_CHUNK per transaction: a
+    referenced segment's first build can queue all of its members for the segments
+    referencing it, and one statement over millions of candidates would not fit the
+    statement timeout."""
     total = NOTHING
     while True:
         async with conn.transaction():
@@ -218,10 +247,12 @@ async def _apply_queued(
             if not locked:
                 return total + ChangeResult(0, 0, 0, deferred=1)
             # Under the lock, and on the data as it is now: what the build read is behind us.
-            queued = await conn.fetch(_TAKE_QUEUED, segment_id, PENDING_CHUNK)
+            queued = await conn.fetch(_TAKE_QUEUED, segment_id, PENDING_CHUNK, queued_as)
             contact_ids = sorted(r["contact_id"] for r in queued)
             moment = now or datetime.now(UTC)
-            applied = await _apply_locked(conn, account_id, locked, contact_ids, registry, moment)
+            applied = await _apply_locked(
+                conn, account_id, locked, contact_ids, registry, moment, record
+            )
         # A segment counts once however many chunks it took.
         total = ChangeResult(
             max(total.segments, applied.segments),
@@ -261,11 +292,13 @@ async def _apply_locked(
     candidates: list[UUID],
     registry: FieldRegistry,
     now: datetime,
+    record: Cause | None,
 ) -> ChangeResult:
     """Re-evaluate the candidates in those of the (locked) segments built for their current
-    rules. One not built yet, or whose rules changed since, gets a build that will see the
-    data as it is. The segment rows are locked FOR KEY SHARE: a segment deleted meanwhile
-    waits for this transaction and then deletes the members it wrote (sql/006)."""
+    rules, recording what moves as `record` (None: not recorded). One not built yet, or
+    whose rules changed since, gets a build that will see the data as it is. The segment rows
+    are locked FOR KEY SHARE: a segment deleted meanwhile waits for this transaction and then
+    deletes the members it wrote (sql/006)."""
     if not segment_ids or not candidates:
         return NOTHING
     rows = await conn.fetch(
@@ -286,24 +319,29 @@ async def _apply_locked(
             # The account's fields changed under the rules; the next build marks it FAILED.
             log.warning("changes.rules_invalid", segment_id=str(row["id"]), error=str(exc))
     added = removed = 0
-    for sql, params in _statements(queries, candidates):
+    for sql, params in _statements(queries, candidates, record):
         for row in await conn.fetch(sql, *params):
             added += row["added"]
             removed += row["removed"]
+    if record is not None and (added or removed):
+        await notify_relay(conn)  # membership.changed rows were written
     return ChangeResult(len(queries), added, removed)
 
 
 def _statements(
-    queries: list[tuple[UUID, SegmentQuery]], candidates: list[UUID]
+    queries: list[tuple[UUID, SegmentQuery]], candidates: list[UUID], record: Cause | None
 ) -> list[tuple[str, tuple[object, ...]]]:
     """The apply statement(s) for these segments: one, unless the parameters overflow."""
     if not queries:
         return []
     compiled = compile_matching_among_each([q for _, q in queries], candidates)
-    if len(compiled.params) + 1 > MAX_PARAMS_PER_STATEMENT and len(queries) > 1:
+    if len(compiled.params) + 2 > MAX_PARAMS_PER_STATEMENT and len(queries) > 1:
         half = len(queries) // 2
-        return _statements(queries[:half], candidates) + _statements(queries[half:], candidates)
-    segments = f"${len(compiled.params) + 1}::uuid[]"
+        return _statements(queries[:half], candidates, record) + _statements(
+            queries[half:], candidates, record
+        )
+    n = len(compiled.params)
+    segments = f"${n + 1}::uuid[]"
     matched = "\nUNION ALL\n".join(
         # Only placeholders and the compiler's output: no value is ever in the text.
         f"SELECT ({segments})[{i}], q.id FROM (\n{select}\n) q"  # noqa: S608
@@ -315,5 +353,7 @@ def _statements(
         segments=segments,
         candidates=compiled.candidates,
         propagated=PROPAGATE_CTE,
+        record="" if record is None else ",\n" + record_ctes("$1::uuid", f"${n + 2}::text"),
     )
-    return [(sql, (*compiled.params, [segment_id for segment_id, _ in queries]))]
+    params = (*compiled.params, [segment_id for segment_id, _ in queries])
+    return [(sql, params if record is None else (*params, record))]

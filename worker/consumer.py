@@ -144,6 +144,7 @@ class BuildConsumer:
                     segment,
                     trigger,
                     statement_timeout_ms=self.settings.statement_timeout_ms,
+                    record=self.settings.record_membership_changes,
                 )
         except Exception as exc:  # classified in _failed, never swallowed
             decision = await self._failed(segment, exc, attempt)
@@ -314,7 +315,9 @@ class ChangeConsumer:
         try:
             async with self.pool.acquire() as conn:
                 result = await apply_pending(
-                    conn, statement_timeout_ms=self.settings.statement_timeout_ms
+                    conn,
+                    statement_timeout_ms=self.settings.statement_timeout_ms,
+                    record=self.settings.record_membership_changes,
                 )
         except Exception as exc:  # the next sweep tries again; nothing is lost meanwhile
             log.warning("changes.sweep_failed", error=f"{type(exc).__name__}: {exc}")
@@ -343,6 +346,7 @@ class ChangeConsumer:
                     contact_ids,
                     statement_timeout_ms=self.settings.statement_timeout_ms,
                     segment_ids=part,
+                    record=self.settings.record_membership_changes,
                 )
 
         parts = split_evenly(segment_ids, self.settings.change_parallelism)

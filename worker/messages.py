@@ -24,12 +24,19 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 EXCHANGE = "segments"
 SEGMENT_ROUTING_KEYS = ("segment.created", "segment.updated", "segment.rebuild", "segment.refresh")
 CONTACT_CHANGED = "contact.changed"
 MAX_CONTACT_IDS = 1000
+# Published by the service for systems downstream (docs/changes.md); nobody in the service
+# consumes it, so it may find no queue bound (the relay does not ask the broker to route it).
+MEMBERSHIP_CHANGED = "membership.changed"
+EVENT_ROUTING_KEYS = frozenset({MEMBERSHIP_CHANGED})
+MAX_MEMBERSHIP_IDS = 1000  # entered and left together, per membership.changed message
+Cause = Literal["rules", "data", "refresh", "cascade", "rebuild"]
 
 
 class _Message(BaseModel):
@@ -62,6 +69,37 @@ class ContactChanged(_Message):
 
     contact_ids: Annotated[list[UUID], Field(min_length=1, max_length=MAX_CONTACT_IDS)]
     changed_at: AwareDatetime
+
+
+Seq = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class MembershipChanged(_Message):
+    """membership.changed: contacts that entered and left a segment, the feed's items
+    seq_first .. seq_last (docs/changes.md); or, with `initial`, the segment's first build."""
+
+    segment_id: UUID
+    generation: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    at: AwareDatetime
+    seq_first: Seq
+    seq_last: Seq
+    cause: Cause | None = None
+    entered: Annotated[list[UUID], Field(max_length=MAX_MEMBERSHIP_IDS)] = []
+    left: Annotated[list[UUID], Field(max_length=MAX_MEMBERSHIP_IDS)] = []
+    initial: bool = False
+    total_count: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MembershipChanged:
+        ids = len(self.entered) + len(self.left)
+        if self.initial:
+            if self.total_count is None or ids or self.seq_first != self.seq_last:
+                raise ValueError("an initial message has total_count, one seq and no ids")
+        elif self.cause is None or not 1 <= ids <= MAX_MEMBERSHIP_IDS:
+            raise ValueError(f"a change has a cause and 1 to {MAX_MEMBERSHIP_IDS} ids in all")
+        elif ids != self.seq_last - self.seq_first + 1:
+            raise ValueError("one seq per id: seq_last - seq_first + 1 ids")
+        return self
 
 
 M = TypeVar("M", bound=_Message)

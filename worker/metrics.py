@@ -90,3 +90,26 @@ OUTBOX_PUBLISH_FAILURES = Counter(
     "segments_outbox_publish_failures",
     "Relay failures to reach the broker or get a publish confirmed.",
 )
+
+# Membership changes (docs/changes.md).
+MEMBERSHIP_OUTBOX_BACKLOG = Gauge(
+    "segments_membership_outbox_backlog",
+    "membership.changed outbox rows not yet confirmed by the broker (last relay pass).",
+)
+MEMBERSHIP_OUTBOX_OLDEST_AGE = Gauge(
+    "segments_membership_outbox_oldest_age_seconds",
+    "Age of the oldest unsent membership.changed outbox row (0 if none).",
+)
+CHANGE_LOG_ROWS = Gauge(
+    "segments_change_log_rows",
+    "Items in the membership changes feed, all segments (planner estimate, refreshed by the"
+    " scheduler's leader).",
+)
+CHANGE_LOG_BYTES = Gauge(
+    "segments_change_log_bytes",
+    "On-disk size of the membership changes feed with its indexes (scheduler's leader).",
+)
+CHANGE_LOG_PURGED = Counter(
+    "segments_change_log_purged",
+    "Feed items and history points deleted by retention (SEGMENTS_CHANGES_RETENTION_DAYS).",
+)

@@ -24,7 +24,12 @@ async def enqueue(conn: Conn, routing_key: str, body: Mapping[str, Any]) -> None
     await conn.execute(
         "INSERT INTO outbox (routing_key, body) VALUES ($1, $2)", routing_key, dict(body)
     )
-    # Delivered at COMMIT, once per transaction however many rows it wrote.
+    await notify_relay(conn)
+
+
+async def notify_relay(conn: Conn) -> None:
+    """Wake the relays: call in a transaction that wrote outbox rows. Delivered at COMMIT,
+    once per transaction however many rows it wrote (and however many calls)."""
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 

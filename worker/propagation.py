@@ -29,8 +29,8 @@ from worker.db import Conn
 # contact_id) of the segments it wrote, queue the contacts that moved for the segments
 # referencing those ($1 is the account).
 PROPAGATE_CTE = """propagated AS (
-    INSERT INTO segment_pending_changes (segment_id, contact_id, account_id)
-    SELECT r.segment_id, moved.contact_id, $1::uuid
+    INSERT INTO segment_pending_changes (segment_id, contact_id, account_id, cause)
+    SELECT r.segment_id, moved.contact_id, $1::uuid, 'cascade'
     FROM (SELECT segment_id, contact_id FROM added
           UNION SELECT segment_id, contact_id FROM removed) moved
     JOIN segment_references r
@@ -40,14 +40,14 @@ PROPAGATE_CTE = """propagated AS (
 
 # A build's difference (worker.builds' build_diff: `id` null = removed, `member` null =
 # added), queued for the referring segments $1.
-_QUEUE_DIFF = """INSERT INTO segment_pending_changes (segment_id, contact_id, account_id)
-SELECT r, coalesce(d.id, d.member), $2::uuid
+_QUEUE_DIFF = """INSERT INTO segment_pending_changes (segment_id, contact_id, account_id, cause)
+SELECT r, coalesce(d.id, d.member), $2::uuid, 'cascade'
 FROM build_diff d, unnest($1::uuid[]) r
 WHERE d.id IS NULL OR d.member IS NULL
 ON CONFLICT DO NOTHING"""
 # A first build's matches (build_diff holds only `id`): every one was added.
-_QUEUE_FIRST = """INSERT INTO segment_pending_changes (segment_id, contact_id, account_id)
-SELECT r, d.id, $2::uuid FROM build_diff d, unnest($1::uuid[]) r
+_QUEUE_FIRST = """INSERT INTO segment_pending_changes (segment_id, contact_id, account_id, cause)
+SELECT r, d.id, $2::uuid, 'cascade' FROM build_diff d, unnest($1::uuid[]) r
 ON CONFLICT DO NOTHING"""
 
 

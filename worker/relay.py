@@ -10,6 +10,15 @@ api`, `segments worker`, `segments run`); rows are written by worker/outbox.py.
 - Several processes may each run a relay: a claim locks rows `FOR UPDATE SKIP LOCKED`,
   and only one relay claims at a time (a transaction advisory lock), which keeps messages
   in outbox order, so per segment too. Another relay takes over as soon as one stops.
+- Order per segment, which `membership.changed` promises (docs/changes.md): a segment's
+  outbox rows get ids in seq order (its writers hold its lock one after the other, and each
+  inserts its rows in seq order), and the relay holding the claim publishes in id order,
+  on one channel, waiting for each confirm. A relay that dies after a confirm but before
+  marking rows sent rolls its claim back; the next relay publishes those rows again, in
+  the same order, before anything newer: a consumer sees a run of seqs it has seen again
+  (it skips them by seq), never a later seq before an earlier one. One relay at a time
+  rather than one per segment: ordering holds across segments too, with no lock per
+  segment; tests/test_membership_feed_relay.py kills a relay in that window.
 - The broker being down never fails a request: rows wait, the relay retries with backoff.
 
 Why a plain connection with its own backoff, where the consumers use aio-pika's robust
@@ -40,7 +49,7 @@ from worker import metrics
 from worker.db import connect
 from worker.deadline import within
 from worker.locks import OUTBOX_RELAY, SERVICE_LOCK_CLASS
-from worker.messages import amqp_message
+from worker.messages import EVENT_ROUTING_KEYS, MEMBERSHIP_CHANGED, amqp_message
 from worker.outbox import NOTIFY_CHANNEL
 from worker.settings import Settings
 from worker.topology import declare
@@ -219,6 +228,9 @@ class OutboxRelay:
         await exchange.publish(
             amqp_message(body, message_id=str(row["message_id"])),
             routing_key=row["routing_key"],
+            # The service's own messages must reach a queue (a returned one is a failure);
+            # events for systems downstream may find none bound (docs/changes.md).
+            mandatory=row["routing_key"] not in EVENT_ROUTING_KEYS,
             timeout=self._settings.outbox_publish_timeout_s,
         )
         metrics.OUTBOX_PUBLISHED.labels(row["routing_key"]).inc()
@@ -264,12 +276,19 @@ class OutboxRelay:
     async def _report_backlog(self) -> None:
         row = await self._pool.fetchrow(
             """SELECT count(*) AS backlog,
-                      coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
-               FROM outbox WHERE sent_at IS NULL"""
+                      coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age,
+                      count(*) FILTER (WHERE routing_key = $1) AS events,
+                      coalesce(extract(epoch FROM now() - min(created_at)
+                                                  FILTER (WHERE routing_key = $1)), 0)
+                          AS events_age
+               FROM outbox WHERE sent_at IS NULL""",
+            MEMBERSHIP_CHANGED,
         )
         if row is not None:
             metrics.OUTBOX_BACKLOG.set(row["backlog"])
             metrics.OUTBOX_OLDEST_AGE.set(float(row["age"]))
+            metrics.MEMBERSHIP_OUTBOX_BACKLOG.set(row["events"])
+            metrics.MEMBERSHIP_OUTBOX_OLDEST_AGE.set(float(row["events_age"]))
 
     async def _prune(self) -> None:
         if time.monotonic() - self._last_prune < _PRUNE_EVERY_S:

@@ -7,7 +7,9 @@
   send `segment.refresh` for each DONE one last computed before its latest local midnight.
   A tick comes at least every 30 s, so the refresh is asked within a minute of midnight;
 - sweep: a segment PENDING or RUNNING for long with no build holding its lock lost its
-  message or its worker: send `segment.rebuild` so it is never stuck.
+  message or its worker: send `segment.rebuild` so it is never stuck;
+- retention: delete membership changes feed items older than SEGMENTS_CHANGES_RETENTION_DAYS
+  and history points older than 400 days, in bounded batches (worker.membership_feed).
 
 Messages go through the outbox (worker/outbox.py), in the transaction that marks the segment,
 so a refresh is never marked requested without its message; the relay publishes them.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
@@ -30,7 +32,11 @@ import structlog
 from worker.db import Conn, connect
 from worker.errors import TRANSIENT_ERRORS
 from worker.locks import SCHEDULER, SERVICE_LOCK_CLASS, segment_lock_key
+from worker.membership_feed import purge_expired
 from worker.metrics import (
+    CHANGE_LOG_BYTES,
+    CHANGE_LOG_PURGED,
+    CHANGE_LOG_ROWS,
     PENDING_CHANGES_OLDEST,
     REFRESHES_PUBLISHED,
     SCHEDULER_LEADER,
@@ -81,6 +87,7 @@ class Scheduler:
             await self.refresh_due()
             await self.refresh_after_local_midnight()
             await self.requeue_stuck()
+            await self.purge_changes()
 
     async def _lead(self) -> bool:
         if self._leader_conn is None or self._leader_conn.is_closed():
@@ -167,6 +174,25 @@ class Scheduler:
         if got:
             await self._leader_conn.execute("SELECT pg_advisory_unlock($1)", key)
         return bool(got)
+
+    async def purge_changes(self) -> int:
+        """Retention of the changes feed and the history, a bounded amount per tick."""
+        async with self.pool.acquire() as conn:
+            deleted = await purge_expired(
+                conn, retention=timedelta(days=self.settings.changes_retention_days)
+            )
+            size = await conn.fetchrow(
+                """SELECT greatest(reltuples, 0)::float8 AS rows,
+                          pg_total_relation_size(oid)::float8 AS bytes
+                   FROM pg_class WHERE oid = 'segment_membership_changes'::regclass"""
+            )
+        CHANGE_LOG_PURGED.inc(deleted)
+        if size is not None:
+            CHANGE_LOG_ROWS.set(size["rows"])
+            CHANGE_LOG_BYTES.set(size["bytes"])
+        if deleted:
+            log.info("scheduler.changes_purged", rows=deleted)
+        return deleted
 
     async def _update_status_gauge(self) -> None:
         async with self.pool.acquire() as conn:

@@ -22,8 +22,11 @@ from worker.messages import (
     CONTACT_CHANGED,
     EXCHANGE,
     MAX_CONTACT_IDS,
+    MAX_MEMBERSHIP_IDS,
+    MEMBERSHIP_CHANGED,
     SEGMENT_ROUTING_KEYS,
     ContactChanged,
+    MembershipChanged,
     SegmentMessage,
     _Message,
 )
@@ -32,6 +35,7 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 DEFAULT_DIR = Path("docs/schemas")
 
 _ACCOUNT = "3f2c5a7e-9b1d-4c8e-a6f0-2d4b8c1e7a95"
+_SEGMENT = "9c1a2b3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
 _SCHEMA_FIELD = "Version of this message format: always 1."
 _PROPERTIES = (
     "Body: UTF-8 JSON. Properties: content_type application/json, delivery_mode 2 "
@@ -118,8 +122,79 @@ MESSAGES = (
             {
                 "schema": 1,
                 "account_id": _ACCOUNT,
-                "segment_id": "9c1a2b3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d",
+                "segment_id": _SEGMENT,
                 "generation": 3,
+            },
+        ),
+    ),
+    MessageDoc(
+        file_name="membership-changed.schema.json",
+        model=MembershipChanged,
+        title=MEMBERSHIP_CHANGED,
+        description=(
+            f"Routing key `{MEMBERSHIP_CHANGED}` on the durable topic exchange `{EXCHANGE}`: "
+            "contacts entered or left a segment (the changes feed's items seq_first to "
+            "seq_last, one per contact), or, with `initial`, the segment's first build. "
+            "Published by the service (outbox) in the transaction that changed the membership; "
+            "bind a queue of your own to the routing key before you read the members (a "
+            f"message finds no queue otherwise). {_PROPERTIES} Delivery is at least once, and "
+            "for one segment in seq order: skip a message whose seq_last you have applied; a "
+            "seq_first beyond the next one you expect means you missed changes, which the "
+            "changes feed (GET /api/v2/segments/{id}/changes/?after=) still has."
+        ),
+        fields={
+            "schema": _SCHEMA_FIELD,
+            "account_id": "The account the segment belongs to.",
+            "segment_id": "The segment whose membership changed (segments.id).",
+            "generation": "The segment's generation (rules version) that made the change.",
+            "at": "When the change was recorded: an RFC 3339 date-time with an offset.",
+            "seq_first": (
+                "The first feed seq this message carries. Seqs of a segment go 1, 2, 3, ... "
+                "with no gaps, one per contact moved (the initial item takes one)."
+            ),
+            "seq_last": "The last feed seq this message carries (seq_first for the initial).",
+            "cause": (
+                "What moved the contacts: `rules` (rules changed), `data` (their data "
+                "changed), `refresh` (time passed), `cascade` (a segment the rules reference "
+                "changed), `rebuild` (a rebuild found a difference). Absent in the initial."
+            ),
+            "entered": (
+                f"Contacts that entered. With `left`, 1 to {MAX_MEMBERSHIP_IDS} ids in all, "
+                "seq_last - seq_first + 1 of them; larger changes come as several messages."
+            ),
+            "left": "Contacts that left.",
+            "initial": (
+                "True once per segment, after its first build: read its members then (GET "
+                "/api/v2/segments/{id}/contacts/ or the export) and follow later messages."
+            ),
+            "total_count": "With `initial`: the members the first build found.",
+        },
+        examples=(
+            {
+                "schema": 1,
+                "account_id": _ACCOUNT,
+                "segment_id": _SEGMENT,
+                "generation": 3,
+                "at": "2026-05-01T10:00:12.345678+00:00",
+                "seq_first": 41,
+                "seq_last": 43,
+                "cause": "data",
+                "entered": [
+                    "0b8e4f6a-1c2d-4e3f-9a5b-6c7d8e9f0a1b",
+                    "5d6e7f80-9a1b-4c2d-8e3f-4a5b6c7d8e9f",
+                ],
+                "left": ["7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"],
+            },
+            {
+                "schema": 1,
+                "account_id": _ACCOUNT,
+                "segment_id": _SEGMENT,
+                "generation": 1,
+                "at": "2026-05-01T09:58:01.000001+00:00",
+                "seq_first": 1,
+                "seq_last": 1,
+                "initial": True,
+                "total_count": 1200,
             },
         ),
     ),

@@ -65,6 +65,14 @@ class Settings(BaseSettings):
         description="Log one `http.request` line per request (method, path, status,"
         " duration_ms; never the query string or the key).",
     )
+    preview_timeout_ms: int = Field(
+        3000,
+        ge=0,
+        le=60_000,
+        description="POST /api/v2/segments/preview/ counts exactly for this long; past it, it"
+        " answers an estimate from a random sample instead, at most 200 ms later (0: always"
+        " estimate).",
+    )
     outbox_relay_enabled: bool = Field(
         True,
         description="Run the outbox relay (publishes outbox rows) here; safe in several.",
@@ -124,6 +132,15 @@ class Settings(BaseSettings):
     )
     shutdown_grace_s: float = Field(
         30, ge=0, description="On SIGTERM, in-flight work gets this long to finish."
+    )
+    record_membership_changes: bool = Field(
+        True,
+        description="Record every membership change: the changes feed, membership.changed"
+        " messages, the count history. Off only to measure what recording costs (the feed then"
+        " misses changes until a segment's next build).",
+    )
+    changes_retention_days: int = Field(
+        7, ge=1, le=3650, description="Items of the changes feed are kept this many days."
     )
     worker_metrics_port: int = Field(
         9100,

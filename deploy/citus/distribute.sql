@@ -22,6 +22,9 @@ SELECT create_distributed_table('segments', 'account_id', colocate_with => 'acco
 SELECT create_distributed_table('segment_members', 'account_id', colocate_with => 'accounts');
 SELECT create_distributed_table('segment_pending_changes', 'account_id', colocate_with => 'accounts');
 SELECT create_distributed_table('segment_references', 'account_id', colocate_with => 'accounts');
+SELECT create_distributed_table('segment_change_feeds', 'account_id', colocate_with => 'accounts');
+SELECT create_distributed_table('segment_membership_changes', 'account_id', colocate_with => 'accounts');
+SELECT create_distributed_table('segment_count_history', 'account_id', colocate_with => 'accounts');
 
 -- Kept on the coordinator: the outbox (one relay scan, FOR UPDATE SKIP LOCKED, across
 -- accounts, which Citus does not run on distributed tables) and the migrations' ledger.

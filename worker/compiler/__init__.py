@@ -14,18 +14,22 @@ Read in this order:
 from worker.compiler.forms import (
     CompiledAmong,
     compile_count,
+    compile_explain,
     compile_matching_among,
     compile_matching_among_each,
     compile_member_ids,
 )
 from worker.compiler.query import CompiledQuery, SegmentQuery
+from worker.compiler.translate import field_reader
 
 __all__ = [
     "CompiledAmong",
     "CompiledQuery",
     "SegmentQuery",
     "compile_count",
+    "compile_explain",
     "compile_matching_among",
     "compile_matching_among_each",
     "compile_member_ids",
+    "field_reader",
 ]

@@ -1,19 +1,22 @@
-"""The three forms of a segment's query (docs/rules.md is the meaning of every piece):
-`count`, `member_ids` (materialisation) and `matching_among` (incremental updates), the
-first two over all the account's contacts, the third over candidates (worker.compiler.sources).
+"""The forms of a segment's query (docs/rules.md is the meaning of every piece): `count`,
+`member_ids` (materialisation) and `matching_among` (incremental updates), the first two over
+all the account's contacts, the third over candidates (worker.compiler.sources); and
+`explain`, the verdict of every node of the rules for one contact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
-from worker.compiler.plan import plan
+from worker.compiler.plan import event_filters, plan
 from worker.compiler.query import CompiledQuery, SegmentQuery
-from worker.compiler.sources import AllContacts, Candidates, Source
+from worker.compiler.sources import CHANGED_CONTACTS, AllContacts, Candidates, Source
 from worker.compiler.translate import Translator
+from worker.rules.tree import ActivityCondition, AllNode, AnyNode, RuleTree
+from worker.rules.tree import Node as TreeNode
 
 
 def compile_count(query: SegmentQuery) -> CompiledQuery:
@@ -69,3 +72,39 @@ def compile_matching_among_each(
     source = Candidates.of(accounts.pop(), candidates)
     selects = tuple(_select(q, source, count=False) for q in queries)
     return CompiledAmong(source.with_clause(), selects, tuple(source.params.values), source.ids)
+
+
+def compile_explain(
+    query: SegmentQuery,
+    nodes: Sequence[TreeNode],
+    counted: Sequence[ActivityCondition],
+    contact_id: UUID,
+) -> CompiledQuery:
+    """One statement answering, for one contact of the query's account, one row (none when
+    the account has no such contact) of booleans then counts:
+    - the segment's verdict: the query as incremental updates run it (matching_among);
+    - whether the contact is in the universe (on one of the lists; true when there are none);
+    - the verdict of each of `nodes` (any nodes of the rules), each compiled as rules of
+      their own, without the universe;
+    - for each of `counted`, the number of the contact's events it counts (its window and
+      campaigns applied, docs/rules.md).
+    """
+    source = Candidates.of(query.account_id, [contact_id])
+    alone = replace(query, list_ids=())  # a node's verdict ignores the universe
+    verdicts = [_select(query, source, count=False)]
+    verdicts += [_select(replace(alone, rules=_as_rules(n)), source, False) for n in nodes]
+    universe = source.in_lists(query.list_ids) if query.list_ids else "TRUE"
+    translator = Translator(alone, source)
+    counts = [translator.event_count(c.metric, event_filters(c, query.now)) for c in counted]
+    columns = [
+        f"EXISTS (\n{verdicts[0]}\n)",
+        universe,
+        *(f"EXISTS (\n{v}\n)" for v in verdicts[1:]),
+        *counts,
+    ]
+    sql = f"WITH {source.with_clause()}\nSELECT " + ",\n".join(columns)
+    return CompiledQuery(f"{sql}\nFROM {CHANGED_CONTACTS} c", tuple(source.params.values))
+
+
+def _as_rules(node: TreeNode) -> RuleTree:
+    return RuleTree(node if isinstance(node, AnyNode | AllNode) else AllNode((node,)))

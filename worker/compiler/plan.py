@@ -230,6 +230,12 @@ def _on_the_row(n: Node) -> bool:
 def _activity(c: ActivityCondition, now: datetime) -> EventTest | Truth:
     if c.operator == "count_gte" and c.value == 0:
         return Truth(True)  # every contact has at least zero events
+    return _count(c.metric, event_filters(c, now), c.operator, c.value)
+
+
+def event_filters(c: ActivityCondition, now: datetime) -> tuple[EventFilter, ...]:
+    """The filters on the events an activity or deliverability condition counts: its window
+    and its campaigns (also what `segments explain` counts, worker.compiler.forms)."""
     filters: list[EventFilter] = []
     if isinstance(c.days_window, CalendarPeriod):
         filters.extend(_in_period(c.days_window))
@@ -240,7 +246,7 @@ def _activity(c: ActivityCondition, now: datetime) -> EventTest | Truth:
         filters.append(CampaignIn(c.include_campaign_ids))
     if c.exclude_campaign_ids:
         filters.append(CampaignNotIn(c.exclude_campaign_ids))
-    return _count(c.metric, tuple(filters), c.operator, c.value)
+    return tuple(filters)
 
 
 def _count(

@@ -42,6 +42,7 @@ from worker.compiler.nodes import (
     Value,
 )
 from worker.compiler.operators import AGGREGATE_OPS, COLUMNS, CUSTOM_READERS, ROW_OPERATORS
+from worker.compiler.params import Params
 from worker.compiler.query import SegmentQuery
 from worker.compiler.sources import Source
 from worker.rules.fields import FieldSource, FieldSpec
@@ -144,12 +145,7 @@ class Translator:
         return template.format(x=self.field_expr(c.field), v=self.field_value(c))
 
     def field_expr(self, spec: FieldSpec) -> str:
-        if spec.source is FieldSource.CUSTOM:
-            key = self.params.add(spec.name, "text")
-            return f"{CUSTOM_READERS[spec.type]}(c.attributes -> {key})"
-        if spec.name == "tags":
-            return "segments_lower_array(c.tags)"
-        return COLUMNS[spec.name]
+        return field_reader(spec, self.params)
 
     def field_value(self, c: FieldCondition) -> str:
         """The value's placeholder(s), typed for the field; '' for operators without one."""
@@ -240,6 +236,17 @@ class Translator:
         # Contacts without qualifying events match: an anti-join against those that fail.
         return f"NOT EXISTS (SELECT 1 FROM ({events}) x WHERE x.contact_id = c.id)"
 
+    def event_count(self, event_type: str, filters: tuple[EventFilter, ...]) -> str:
+        """The number of the contact `c`'s events of a type that pass `filters`, as a scalar
+        subquery (what `segments explain` shows for an activity condition)."""
+        where = [
+            f"e.account_id = {self.source.account}",
+            "e.contact_id = c.id",
+            self.event_type(event_type),
+            *(self.event_filter(f) for f in filters),
+        ]
+        return "(SELECT count(*) FROM events e WHERE " + " AND ".join(where) + ")"
+
     def event_type(self, event_type: str | tuple[str, ...]) -> str:
         if isinstance(event_type, tuple):
             return f"e.type = ANY({self.params.add(list(event_type), 'text[]')})"
@@ -270,6 +277,17 @@ class Translator:
 
     def bind(self, value: Value) -> str:
         return self.params.add(value.value, value.pg_type)
+
+
+def field_reader(spec: FieldSpec, params: Params) -> str:
+    """The SQL reading a column or custom field of the contact `c` as rules read it (a
+    custom value of the wrong type is null; list elements lower-cased): docs/rules.md."""
+    if spec.source is FieldSource.CUSTOM:
+        key = params.add(spec.name, "text")
+        return f"{CUSTOM_READERS[spec.type]}(c.attributes -> {key})"
+    if spec.name == "tags":
+        return "segments_lower_array(c.tags)"
+    return COLUMNS[spec.name]
 
 
 def _utc_midnight(day: date) -> datetime:
