@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import structlog
 
@@ -43,6 +44,7 @@ def _route_library_logs(renderer: structlog.typing.Processor, levelno: int) -> N
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,  # the traceback inside the line
             ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
@@ -59,6 +61,20 @@ def _route_library_logs(renderer: structlog.typing.Processor, levelno: int) -> N
     # it once (amqp.connection_lost, amqp.reconnected). Its errors still show.
     logging.getLogger("aio_pika.robust_connection").setLevel(logging.ERROR)
     handler.addFilter(_drop_closing_channel_noise)
+    # An exception nobody caught (in the main thread, in a thread such as /metrics's, or one
+    # Python can only ignore, in a finaliser) would print a bare multi-line traceback: log
+    # it as one line instead.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = lambda args: _log_uncaught(
+        args.exc_type, args.exc_value, args.exc_traceback
+    )
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException | None, tb: object) -> None:
+    logging.getLogger("segments").critical(
+        "process.uncaught_exception",
+        exc_info=(kind, exc, tb),  # type: ignore[arg-type]
+    )
 
 
 def _drop_closing_channel_noise(record: logging.LogRecord) -> bool:
