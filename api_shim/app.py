@@ -53,6 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
             max_size=settings.api_pool_max_size,
             statement_timeout_ms=settings.api_statement_timeout_ms,
             application_name="segments-api",
+            # A request never waits on a hung database much past its statement timeout.
+            command_timeout_s=settings.api_statement_timeout_ms / 1000 + 5,
         )
         try:
             async with contextlib.AsyncExitStack() as stack:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -43,9 +44,15 @@ class TcpProxy:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def _forwarding(self) -> None:
+        """Waited on before each chunk is passed on (a subclass may hold data back)."""
+
     async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         try:
             while data := await src.read(65536):
+                await self._forwarding()
+                if dst.transport.is_closing():
+                    break
                 dst.write(data)
                 await dst.drain()
         except (OSError, asyncio.CancelledError):
@@ -54,3 +61,9 @@ class TcpProxy:
             self._writers.discard(dst)
             with contextlib.suppress(Exception):
                 dst.transport.abort()
+
+
+def through(url: str, port: int) -> str:
+    """`url` (with its credentials and path) pointed at a proxy on 127.0.0.1:`port`."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{port}"))

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from api_shim.app import create_app
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import Tenant, http_client, segment_body
-from tests.tcp_proxy import TcpProxy
+from tests.tcp_proxy import TcpProxy, through
 from tests.waiting import wait_for
 from worker.settings import Settings
 from worker.topology import declare
@@ -194,9 +194,7 @@ async def test_broker_down_then_back(
     broker = urlsplit(amqp_url)
     proxy = TcpProxy(broker.hostname or "127.0.0.1", broker.port or 5672)
     port = await proxy.start()
-    proxied = urlunsplit(
-        broker._replace(netloc=f"{broker.username}:{broker.password}@127.0.0.1:{port}")
-    )
+    proxied = through(amqp_url, port)
     settings = api_settings.model_copy(update={"amqp_url": proxied})
     try:
         async with tap(amqp_url) as queue, running_app(settings) as (app, client):

@@ -564,3 +564,22 @@ async def test_a_bad_nested_node_is_a_400_at_its_location(
     assert response.status_code == 400
     (error,) = response.json()["errors"]
     assert error["loc"] == "rules_json.all[0].any[0].not.value"
+
+
+async def test_lists_named_deep_in_a_nested_tree_are_checked_as_the_accounts(
+    client: httpx.AsyncClient, tenant: Tenant, other: Tenant
+) -> None:
+    """A membership condition under `not` or a nested `all` names a list of the account (the
+    chaos suite's workload found these refused) and one of another account is still a 400."""
+
+    def nested(list_id: uuid.UUID) -> dict[str, Any]:
+        member = {"kind": "membership", "operator": "in", "list_ids": [str(list_id)]}
+        return {"any": [{"all": [{"not": member}]}, {"all": [{"any": [member]}]}]}
+
+    body = segment_body(tenant.list_id, rules_json=nested(tenant.list_id))
+    answer = await client.post("/api/v2/segments", json=body, headers=tenant.headers)
+    assert answer.status_code == 200, answer.text
+    body = segment_body(tenant.list_id, rules_json=nested(other.list_id))
+    answer = await client.post("/api/v2/segments", json=body, headers=tenant.headers)
+    assert answer.status_code == 400
+    assert answer.json()["errors"][0]["type"] == "unknown_list"

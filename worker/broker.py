@@ -65,22 +65,21 @@ class RoundRobinConnection(RobustConnection):
         self.__dict__["_round_robin_transport"] = value
 
 
-def with_heartbeat(url: str, heartbeat_s: int) -> str:
-    """`url` asking for an AMQP heartbeat of `heartbeat_s`, unless it names one itself."""
+def with_options(url: str, options: dict[str, Any]) -> str:
+    """`url` with the connection `options` (aio-pika reads them from the query string) it does
+    not set itself."""
     parsed = URL(url)
-    return str(
-        parsed if "heartbeat" in parsed.query else parsed.update_query(heartbeat=heartbeat_s)
-    )
+    missing = {k: str(v) for k, v in options.items() if k not in parsed.query}
+    return str(parsed.update_query(missing)) if missing else url
 
 
 async def connect_robust(
-    setting: str, timeout: float | None = None, heartbeat_s: int | None = None
+    setting: str, timeout: float | None = None, **options: Any
 ) -> AbstractRobustConnection:
     """A robust connection to the first address that answers, then to whichever answers after
-    a loss. Raises the last error if no address answers at start (the caller retries)."""
-    urls = broker_urls(setting)
-    if heartbeat_s is not None:
-        urls = tuple(with_heartbeat(u, heartbeat_s) for u in urls)
+    a loss; `options` (heartbeat, reconnect_interval, ...) apply to every address. Raises the
+    last error if no address answers at start (the caller retries)."""
+    urls = tuple(with_options(u, options) for u in broker_urls(setting))
     error: BaseException | None = None
     for start in range(len(urls)):
         connection = RoundRobinConnection(urls[start:] + urls[:start])

@@ -40,11 +40,18 @@ def _server_settings(statement_timeout_ms: int, application_name: str) -> dict[s
     }
 
 
+# Opening a connection ends after this: a database that accepts TCP and then says nothing
+# (a partition) must not hold a pool or the relay's listener forever.
+CONNECT_TIMEOUT_S = 10.0
+
+
 async def connect(
     dsn: str, statement_timeout_ms: int = 300_000, application_name: str = "segments"
 ) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(
-        dsn, server_settings=_server_settings(statement_timeout_ms, application_name)
+        dsn,
+        server_settings=_server_settings(statement_timeout_ms, application_name),
+        timeout=CONNECT_TIMEOUT_S,
     )
     await _init_connection(conn)
     return conn
@@ -57,13 +64,18 @@ async def create_pool(
     max_size: int = 10,
     statement_timeout_ms: int = 300_000,
     application_name: str = "segments",
+    command_timeout_s: float | None = None,
 ) -> asyncpg.Pool:
+    """`command_timeout_s` bounds every query on the client side too (the server's
+    statement_timeout cannot fire when the network between us hangs)."""
     pool: asyncpg.Pool | None = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
         server_settings=_server_settings(statement_timeout_ms, application_name),
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=command_timeout_s,
     )
     assert pool is not None  # create_pool only returns None when awaited lazily
     return pool

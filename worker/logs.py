@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import structlog
 
@@ -43,6 +44,7 @@ def _route_library_logs(renderer: structlog.typing.Processor, levelno: int) -> N
                 structlog.stdlib.add_log_level,
                 structlog.stdlib.add_logger_name,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,  # the traceback inside the line
             ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
@@ -55,3 +57,30 @@ def _route_library_logs(renderer: structlog.typing.Processor, levelno: int) -> N
     # aiormq logs every failed connection attempt bare; the relay (outbox.relay_failed) and
     # the commands (process.failed, with a hint) report the same failure with its context.
     logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+    # aio-pika's robust connection warns at every reconnection attempt; worker/amqp.py says
+    # it once (amqp.connection_lost, amqp.reconnected). Its errors still show.
+    logging.getLogger("aio_pika.robust_connection").setLevel(logging.ERROR)
+    handler.addFilter(_drop_closing_channel_noise)
+    # An exception nobody caught (in the main thread, in a thread such as /metrics's, or one
+    # Python can only ignore, in a finaliser) would print a bare multi-line traceback: log
+    # it as one line instead.
+    sys.excepthook = _log_uncaught
+    threading.excepthook = lambda args: _log_uncaught(
+        args.exc_type, args.exc_value, args.exc_traceback
+    )
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException | None, tb: object) -> None:
+    logging.getLogger("segments").critical(
+        "process.uncaught_exception",
+        exc_info=(kind, exc, tb),  # type: ignore[arg-type]
+    )
+
+
+def _drop_closing_channel_noise(record: logging.LogRecord) -> bool:
+    """aio-pika logs an error from each robust channel's close callback when the connection
+    under it is already gone (ChannelInvalidStateError, "channel closed"): one per channel per
+    lost connection, and nothing to act on beyond amqp.connection_lost."""
+    return not (
+        record.name == "aio_pika.tools" and "RobustChannel._on_close" in record.getMessage()
+    )

@@ -49,6 +49,7 @@ from aio_pika.abc import AbstractConnection, AbstractExchange
 from worker import metrics
 from worker.broker import broker_urls
 from worker.db import connect
+from worker.deadline import within
 from worker.locks import OUTBOX_RELAY, SERVICE_LOCK_CLASS
 from worker.messages import EVENT_ROUTING_KEYS, MEMBERSHIP_CHANGED, amqp_message
 from worker.outbox import NOTIFY_CHANNEL
@@ -86,6 +87,25 @@ class OutboxRelay:
     @property
     def broker_connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
+
+    async def broker_answers(self, timeout: float) -> bool:
+        """True if the broker answers on the relay's connection within `timeout`: a channel
+        opened and closed. A connection can look open while the broker behind it has stopped
+        answering (a partition); heartbeats notice that only after a while, this at once."""
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            return False
+
+        async def round_trip() -> None:
+            channel = await connection.channel()
+            await channel.close()
+
+        try:
+            await within(round_trip(), timeout)
+        except (*_BROKER_ERRORS, TimeoutError) as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            return False
+        return True
 
     async def __aenter__(self) -> OutboxRelay:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")
@@ -225,7 +245,9 @@ class OutboxRelay:
         await self._close_broker()
         try:
             self._connection = await aio_pika.connect(
-                next(self._addresses), timeout=self._settings.outbox_publish_timeout_s
+                next(self._addresses),
+                timeout=self._settings.outbox_publish_timeout_s,
+                heartbeat=self._settings.amqp_heartbeat_s,
             )
             self._connection.close_callbacks.add(self._on_close(self._connection))
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)

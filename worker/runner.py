@@ -25,7 +25,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import start_http_server
 
-from worker.broker import connect_robust
+from worker.amqp import connect_consumers
 from worker.consumer import BuildConsumer, ChangeConsumer
 from worker.db import create_pool
 from worker.errors import TRANSIENT_ERRORS
@@ -133,7 +133,7 @@ async def run_worker(
         statement_timeout_ms=settings.statement_timeout_ms,
         application_name="segments-worker",
     )
-    connection = await connect_robust(settings.amqp_url, heartbeat_s=AMQP_HEARTBEAT_S)
+    connection = await connect_consumers(settings)
     freshness = FreshnessTracker(settings)
     try:
         await _register(freshness, pool)
@@ -162,12 +162,6 @@ async def run_worker(
         await connection.close()
         await pool.close()
         log.info("worker.stopped")
-
-
-# The AMQP heartbeat a worker asks for unless its URL says: a stopped worker's connection is
-# closed by the broker, and its deliveries given to others, well within
-# SEGMENTS_FRESHNESS_WORKER_EXPIRY_S (worker.freshness relies on it).
-AMQP_HEARTBEAT_S = 15
 
 
 async def _register(freshness: FreshnessTracker, pool: asyncpg.Pool) -> None:

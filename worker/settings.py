@@ -24,6 +24,19 @@ class Settings(BaseSettings):
             "try them in turn and move to the next node when one is lost."
         ),
     )
+    amqp_heartbeat_s: int = Field(
+        5,
+        ge=1,
+        le=600,
+        description="AMQP heartbeat: a broker silent for about three of these is taken as gone"
+        " and the connection replaced (a hung broker or a partition, not only a closed socket).",
+    )
+    amqp_timeout_s: float = Field(
+        10.0, gt=0, description="Upper bound on opening a broker connection (and reconnecting)."
+    )
+    amqp_reconnect_interval_s: float = Field(
+        2.0, gt=0, description="Consumers retry a lost broker connection this often."
+    )
     log_format: str = Field(
         "auto", description="'json', 'console', or 'auto' (console on a TTY, JSON otherwise)."
     )

@@ -1,0 +1,253 @@
+"""The service's processes as the chaos suite runs them, and the faults it injects into them
+and into the servers under them (bench/chaos.py).
+
+Each fault is a coroutine that breaks something, keeps it broken for `duration` seconds,
+repairs it, and returns what it observed (e.g. how long /readyz took to say 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from bench.chaos_proxy import FaultProxy
+from bench.chaos_servers import PrivatePostgres, PrivateRabbit
+from bench.chaos_workload import Account, Producer
+
+READY_WITHIN_S = 5.0  # under a blackhole, /readyz must say 503 this soon
+RECOVER_WITHIN_S = 30.0  # after a fault, /readyz must say 200 again this soon...
+RESTART_WITHIN_S = 90.0  # ...or this soon when the API process itself was killed (a start)
+
+
+@dataclass
+class Service:
+    """One `segments` process (api or worker), restarted on demand after a kill."""
+
+    name: str
+    command: str
+    env: dict[str, str]
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+
+    async def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "segments.cli", self.command,
+            env={**os.environ, **self.env},
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        log.close()
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
+
+    async def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            await self.process.wait()
+
+    async def ensure_running(self) -> None:
+        self.signal(signal.SIGCONT)
+        if self.process is None or self.process.returncode is not None:
+            self.restarts += 1
+            await self.start()
+
+    async def stop(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        if self.process is not None:
+            try:
+                await asyncio.wait_for(self.process.wait(), 30)
+            except TimeoutError:
+                await self.kill()
+
+
+@dataclass
+class Rig:
+    """Everything a fault may touch."""
+
+    services: dict[str, Service]
+    pg: PrivatePostgres
+    rabbit: PrivateRabbit
+    pg_proxy: FaultProxy
+    amqp_proxy: FaultProxy
+    api_url: str
+    database_url: str  # direct, not through the proxy
+    producer: Producer | None = None  # the outside producer of contact.changed
+    account: Account | None = None
+    big_segment: Callable[[], Awaitable[bool]] | None = None  # starts a large build
+    backlog: int = 1000  # contact.changed waiting in the broker at rabbit_restart_backlog
+    observations: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+    def of_role(self, role: str) -> list[Service]:
+        return [s for s in self.services.values() if s.name.startswith(role)]
+
+
+async def readyz_status(api_url: str, timeout: float) -> int | None:
+    try:
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            return (await http.get(f"{api_url}/readyz")).status_code
+    except httpx.HTTPError:
+        return None
+
+
+async def wait_readyz(rig: Rig, want: int, within: float) -> float | None:
+    """Seconds until /readyz answered `want`, or None if it did not within `within`."""
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < within:
+        left = within - elapsed
+        if await readyz_status(rig.api_url, timeout=max(0.1, min(left, 5.0))) == want:
+            return time.monotonic() - start
+        await asyncio.sleep(0.2)
+    return None
+
+
+async def _kill(rig: Rig, role: str, duration: float) -> None:
+    for service in rig.of_role(role)[:1]:
+        await service.kill()
+    await asyncio.sleep(duration)
+    for service in rig.of_role(role):
+        await service.ensure_running()
+
+
+async def _pause(rig: Rig, role: str, duration: float) -> None:
+    services = rig.of_role(role)[:1]
+    for service in services:
+        service.signal(signal.SIGSTOP)
+    await asyncio.sleep(duration)
+    for service in services:
+        service.signal(signal.SIGCONT)
+
+
+async def _network(rig: Rig, proxy: FaultProxy, how: str, duration: float, label: str) -> None:
+    if how == "cut":
+        proxy.cut()
+    else:
+        proxy.blackhole()
+        # The promise: a hung dependency is noticed by /readyz within READY_WITHIN_S. It is
+        # the API's relay that speaks to the broker and the API's pool to the database.
+        took = await wait_readyz(rig, 503, READY_WITHIN_S + 0.5)
+        if took is None or took > READY_WITHIN_S:
+            rig.violations.append(
+                f"/readyz did not answer 503 within {READY_WITHIN_S} s of {label}"
+            )
+        else:
+            rig.observations.append(f"{label}: /readyz 503 after {took:.1f} s")
+    await asyncio.sleep(max(0.0, duration))
+    proxy.heal()
+
+
+async def _rabbit(rig: Rig, how: str, duration: float) -> None:
+    if how == "stop_app":
+        await asyncio.to_thread(rig.rabbit.stop_app)
+        await asyncio.sleep(duration)
+        await asyncio.to_thread(rig.rabbit.start_app)
+    else:
+        await asyncio.to_thread(rig.rabbit.restart)
+
+
+async def _rabbit_backlog(rig: Rig, duration: float) -> None:
+    """A broker restart with a backlog in flight: the consumers paused while an outside
+    producer publishes `rig.backlog` contact.changed, resumed so that they take their
+    prefetch (unacknowledged), and the node restarted under them."""
+    assert rig.producer is not None and rig.account is not None
+    consumers = [*rig.of_role("relay"), *rig.of_role("worker")]
+    for service in consumers:
+        service.signal(signal.SIGSTOP)
+    ids = list(rig.account.contact_ids.values())
+    try:
+        for i in range(rig.backlog):
+            while not await rig.producer.publish(rig.account.account_id, [ids[i % len(ids)]]):
+                await asyncio.sleep(0.2)
+    finally:
+        for service in consumers:
+            service.signal(signal.SIGCONT)
+    # The consumers take their prefetch back: wait (up to 10 s) until the backlog is held
+    # unacknowledged by them, or as much of it as their prefetch allows.
+    ready = unacked = 0
+    for _ in range(50):
+        ready, unacked = await _in_flight(rig)
+        if unacked >= rig.backlog:
+            break
+        await asyncio.sleep(0.2)
+    rig.observations.append(f"rabbit_restart_backlog: {unacked} unacknowledged, {ready} ready")
+    await asyncio.to_thread(rig.rabbit.restart)
+
+
+async def _in_flight(rig: Rig) -> tuple[int, int]:
+    """Messages ready and unacknowledged over every queue of the suite's vhost."""
+    out = await asyncio.to_thread(
+        rig.rabbit.ctl, "list_queues", "-p", "chaos", "messages_ready",
+        "messages_unacknowledged", "--no-table-headers",
+    )  # fmt: skip
+    ready = unacked = 0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            ready, unacked = ready + int(parts[0]), unacked + int(parts[1])
+    return ready, unacked
+
+
+async def _pg_restart(rig: Rig, duration: float) -> None:
+    await asyncio.to_thread(rig.pg.restart)
+
+
+async def _pg_terminate(rig: Rig, duration: float) -> None:
+    """End every backend of the service (application_name `segments...`), not the suite's."""
+    conn = await asyncpg.connect(rig.database_url, timeout=10)
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name LIKE 'segments%' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+
+
+async def _kill_in_build(rig: Rig, duration: float) -> None:
+    """Start a large build, and kill every worker once it runs (one of them holds it)."""
+    if rig.big_segment is None or not await rig.big_segment():
+        rig.observations.append("kill_in_build: the build did not start running in time")
+    for service in [*rig.of_role("relay"), *rig.of_role("worker")]:
+        await service.kill()
+    await asyncio.sleep(duration)
+    for service in [*rig.of_role("relay"), *rig.of_role("worker")]:
+        await service.ensure_running()
+
+
+Fault = Callable[[Rig, float], Awaitable[None]]
+
+FAULTS: dict[str, Fault] = {
+    "kill_api": lambda rig, d: _kill(rig, "api", d),
+    "kill_relay": lambda rig, d: _kill(rig, "relay", d),
+    "kill_worker": lambda rig, d: _kill(rig, "worker", d),
+    "stop_api": lambda rig, d: _pause(rig, "api", d),
+    "stop_relay": lambda rig, d: _pause(rig, "relay", d),
+    "stop_worker": lambda rig, d: _pause(rig, "worker", d),
+    "cut_pg": lambda rig, d: _network(rig, rig.pg_proxy, "cut", d, "cut_pg"),
+    "cut_amqp": lambda rig, d: _network(rig, rig.amqp_proxy, "cut", d, "cut_amqp"),
+    "blackhole_pg": lambda rig, d: _network(rig, rig.pg_proxy, "blackhole", d, "blackhole_pg"),
+    "blackhole_amqp": lambda rig, d: _network(
+        rig, rig.amqp_proxy, "blackhole", d, "blackhole_amqp"
+    ),
+    "rabbit_stop_app": lambda rig, d: _rabbit(rig, "stop_app", d),
+    "rabbit_restart": lambda rig, d: _rabbit(rig, "restart", d),
+    "rabbit_restart_backlog": _rabbit_backlog,
+    "pg_restart": _pg_restart,
+    "pg_terminate": _pg_terminate,
+    "kill_in_build": _kill_in_build,
+}
