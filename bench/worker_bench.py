@@ -44,7 +44,7 @@ from segments.demo.data import COUNTRIES, TAGS
 from worker.builds import BUILD_WORK_MEM
 from worker.compiler import compile_member_ids
 from worker.db import connect
-from worker.messages import ContactChanged, SegmentMessage, contract_message
+from worker.messages import ChangeHints, ContactChanged, SegmentMessage, contract_message
 from worker.store import load_registry, load_segment_rules
 from worker.topology import declare
 
@@ -394,10 +394,12 @@ async def publish_flips(
     until: Callable[[], bool],
     account: uuid.UUID = ACCOUNT_SMALL,
     per_message: int = 100,
+    hints: bool = False,
 ) -> int:
     """Change contacts at `rate` per second until `until()`: flip the status of
-    `per_message` random contacts (so memberships move), then tell the worker. Returns how
-    many contacts were changed."""
+    `per_message` random contacts (so memberships move), then tell the worker, with the
+    exact change hint (`status`) when `hints`. Returns how many contacts were changed."""
+    changed = ChangeHints(fields=["status"]) if hints else None
     sent = 0
     started = time.perf_counter()
     rng = random.Random(rate)
@@ -410,7 +412,7 @@ async def publish_flips(
         )
         body = ContactChanged(
             schema_version=1, account_id=account, contact_ids=batch,
-            changed_at=datetime.now(UTC),
+            changed_at=datetime.now(UTC), changed=changed,
         )  # fmt: skip
         await exchange.publish(contract_message(body), routing_key="contact.changed")
         sent += per_message
@@ -425,12 +427,18 @@ async def _change_run(
     ids: list[uuid.UUID],
     rate: int,
     seconds: float,
+    hints: bool = False,
 ) -> dict[str, Any]:
     """contact.changed at `rate` contacts/s for `seconds`: throughput and lag quantiles."""
     before = await worker.metrics()
     started = time.perf_counter()
     sent = await publish_flips(
-        conn, exchange, ids, rate, lambda: time.perf_counter() - started >= seconds
+        conn,
+        exchange,
+        ids,
+        rate,
+        lambda: time.perf_counter() - started >= seconds,
+        hints=hints,
     )
     publish_s = time.perf_counter() - started
     await _all_settled(worker, before, sent // 100)
@@ -456,12 +464,12 @@ async def bench_changes(
         "SELECT id FROM contacts WHERE account_id = $1", ACCOUNT_SMALL)]  # fmt: skip
     try:
         runs = [
-            await _change_run(conn, worker, exchange, ids, rate, args.seconds)
+            await _change_run(conn, worker, exchange, ids, rate, args.seconds, args.hints)
             for rate in args.rates
         ]
     finally:
         await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
-    return {"segments": args.segments, "runs": runs}
+    return {"segments": args.segments, "hints": args.hints, "runs": runs}
 
 
 @asynccontextmanager
@@ -515,5 +523,8 @@ if __name__ == "__main__":
     )
     parser.add_argument("--seconds", type=float, default=30, help="per rate")
     parser.add_argument("--segments", type=int, default=100, help="live segments")
+    parser.add_argument(
+        "--hints", action="store_true", help="contact.changed carries its change hint (status)"
+    )
     parser.add_argument("--code-dir", help="run the worker from this checkout (to compare)")
     asyncio.run(main(parser.parse_args()))
