@@ -11,11 +11,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aio_pika
 import asyncpg
 import pytest
 
 from tests.services import postgres_server, rabbitmq_server, unique_name, with_database
 from tests.statement_capture import TESTS_APPLICATION, StatementLog
+from tests.worker_support import publisher, running_worker, worker_settings
 from worker.db import create_pool
 from worker.migrations import migrate
 
@@ -97,3 +99,17 @@ async def account_id(conn: asyncpg.Connection) -> uuid.UUID:
         "INSERT INTO accounts (name) VALUES ($1) RETURNING id", unique_name("test")
     )
     return value
+
+
+@pytest.fixture
+async def exchange(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
+    """The segments exchange on this session's vhost, publishing with confirms."""
+    async with publisher(amqp_url) as exchange:
+        yield exchange
+
+
+@pytest.fixture
+async def worker(database_url: str, amqp_url: str) -> AsyncIterator[None]:
+    """A worker running in this event loop for the test."""
+    async with running_worker(worker_settings(database_url, amqp_url)):
+        yield

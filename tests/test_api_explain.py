@@ -4,17 +4,15 @@ or not, node by node, with what each condition read; nothing of another account,
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import Tenant, make_contact, make_list, segment_body
-from tests.worker_support import running_worker, wait_status, worker_settings
+from tests.worker_support import wait_status
 
 STATUS = {"kind": "field", "field": "status", "operator": "equals", "value": "subscribed"}
 OPENED = {
@@ -30,12 +28,6 @@ def rules(blocklist: uuid.UUID) -> dict[str, Any]:
     """Subscribed, opened in 30 days or tagged VIP, and not on the blocklist."""
     not_blocked = {"not": {"kind": "membership", "operator": "in", "list_ids": [str(blocklist)]}}
     return {"all": [STATUS, {"any": [OPENED, VIP]}, not_blocked]}
-
-
-@pytest.fixture
-async def worker(database_url: str, amqp_url: str) -> AsyncIterator[None]:
-    async with running_worker(worker_settings(database_url, amqp_url)):
-        yield
 
 
 async def explain(

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from tests.api_fixtures import *  # noqa: F403
 from tests.api_fixtures import Tenant, make_contact, segment_body
 from tests.test_api_outbox import tap
 from tests.waiting import wait_for
-from tests.worker_support import running_worker, wait_status, worker_settings
+from tests.worker_support import wait_status
 
 
 async def changed_ids(conn: asyncpg.Connection, tenant: Tenant) -> list[list[str]]:
@@ -264,12 +262,6 @@ async def test_a_member_change_by_email_reaches_the_broker_as_contact_changed(
 
         body = await wait_for(arrived, timeout=30)
     assert body["contact_ids"] == [str(contact)]
-
-
-@pytest.fixture
-async def worker(database_url: str, amqp_url: str) -> AsyncIterator[None]:
-    async with running_worker(worker_settings(database_url, amqp_url)):
-        yield
 
 
 # --- custom fields --------------------------------------------------------------------------

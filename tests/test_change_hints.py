@@ -5,11 +5,9 @@ PostgreSQL; a malformed `changed` is a poison message."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import asyncpg
 import pytest
 
@@ -19,13 +17,10 @@ from tests.worker_support import (
     members,
     publish_changes,
     publish_segment,
-    publisher,
-    running_worker,
     save_segment,
     seed_contacts,
     take_dead_letter,
     wait_status,
-    worker_settings,
 )
 from worker.batching import ChangeBatcher
 from worker.dependencies import EVERYTHING, Reads, SegmentReads
@@ -187,18 +182,6 @@ async def test_a_segment_whose_rules_no_longer_parse_is_selected_by_any_hint(
     await conn.execute("UPDATE segments SET status = 'DONE' WHERE id = $1", undeclared["id"])
     selection = await SegmentReads().select(conn, account_id, Hints(fields=frozenset({"city"})))
     assert selection.segment_ids == [undeclared["id"]]
-
-
-@pytest.fixture
-async def exchange(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
-    async with publisher(amqp_url) as exchange:
-        yield exchange
-
-
-@pytest.fixture
-async def worker(database_url: str, amqp_url: str) -> AsyncIterator[None]:
-    async with running_worker(worker_settings(database_url, amqp_url)):
-        yield
 
 
 async def test_the_worker_skips_segments_that_read_nothing_the_hints_name(

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import asyncpg
 import pytest
 
@@ -24,7 +22,6 @@ from tests.worker_support import (
     members,
     publish_changes,
     publish_segment,
-    publisher,
     run_until_idle,
     running_worker,
     save_segment,
@@ -115,12 +112,6 @@ class Account:
             assert await members(self.conn, s["id"]) == expected[s["id"]], s["rules"]
             assert row["total_count"] == len(expected[s["id"]])
         assert not await self.conn.fetchval("SELECT count(*) FROM segment_pending_changes")
-
-
-@pytest.fixture
-async def exchange(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
-    async with publisher(amqp_url) as exchange:
-        yield exchange
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ contact changes, poison messages, permanent failures."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
 import asyncpg
-import pytest
 
 from tests.waiting import wait_for
 from tests.worker_support import (
@@ -19,13 +17,10 @@ from tests.worker_support import (
     publish_changes,
     publish_raw,
     publish_segment,
-    publisher,
-    running_worker,
     save_segment,
     seed_contacts,
     segment_row,
     wait_status,
-    worker_settings,
 )
 from worker.locks import segment_lock_key
 from worker.settle import REASON_HEADER
@@ -41,18 +36,6 @@ SUBSCRIBED_IN_DE = {
         }
     ]
 }
-
-
-@pytest.fixture
-async def exchange(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
-    async with publisher(amqp_url) as exchange:
-        yield exchange
-
-
-@pytest.fixture
-async def worker(database_url: str, amqp_url: str) -> AsyncIterator[None]:
-    async with running_worker(worker_settings(database_url, amqp_url)):
-        yield
 
 
 async def _people(conn: Any, account_id: uuid.UUID) -> list[uuid.UUID]:

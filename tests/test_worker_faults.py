@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,7 +25,6 @@ from tests.worker_support import (
     SegmentLock,
     members,
     publish_segment,
-    publisher,
     run_until_idle,
     running_worker,
     save_segment,
@@ -39,12 +37,6 @@ from tests.worker_support import (
 from worker.metrics import MESSAGES
 from worker.settle import ATTEMPT_HEADER, DETAIL_HEADER, ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER
 from worker.topology import BUILD_QUEUE
-
-
-@pytest.fixture
-async def exchange(amqp_url: str) -> AsyncIterator[Any]:
-    async with publisher(amqp_url) as exchange:
-        yield exchange
 
 
 def _through(url: str, proxy: Proxy) -> str:

@@ -6,19 +6,16 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
 import asyncpg
-import pytest
 
 from tests.test_worker_builds import SUBSCRIBED_IN_DE, _people
 from tests.worker_support import (
     members,
     publish_changes,
     publish_segment,
-    publisher,
     run_until_idle,
     save_segment,
     segment_row,
@@ -26,12 +23,6 @@ from tests.worker_support import (
 )
 from worker.outbox import enqueue_segment
 from worker.topology import WORK_QUEUES
-
-
-@pytest.fixture
-async def exchange(amqp_url: str) -> AsyncIterator[Any]:
-    async with publisher(amqp_url) as exchange:
-        yield exchange
 
 
 async def _ready_messages(amqp_url: str) -> dict[str, int]:

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aio_pika
 import asyncpg
 import httpx
 import pytest
@@ -23,7 +22,6 @@ from tests.test_worker_builds import SUBSCRIBED_IN_DE, _people
 from tests.waiting import wait_for
 from tests.worker_support import (
     publish_segment,
-    publisher,
     running_worker,
     save_segment,
     segment_row,
@@ -46,12 +44,6 @@ OPENED_LAST_30_DAYS = {
         }
     ]
 }
-
-
-@pytest.fixture
-async def exchange(amqp_url: str) -> AsyncIterator[aio_pika.abc.AbstractExchange]:
-    async with publisher(amqp_url) as exchange:
-        yield exchange
 
 
 async def test_clock_dependent_segments_are_refreshed_on_schedule(
