@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.waiting import wait_for
 from worker.batching import Batch
 from worker.consumer import ChangeConsumer
 from worker.settings import Settings
@@ -55,17 +56,21 @@ class RecordingConsumer(ChangeConsumer):
         self.flush()
 
 
-async def _turns(n: int = 3) -> None:
-    """Let the event loop run n turns (what call_later(0) waits for)."""
-    for _ in range(n):
-        await asyncio.sleep(0)
+async def _recorded(consumer: RecordingConsumer, count: int) -> None:
+    """Until the consumer has started `count` batches (its call_later(0) has run), with a
+    deadline rather than a fixed number of event-loop turns."""
+
+    async def started() -> bool:
+        return len(consumer.batches) >= count
+
+    await wait_for(started, timeout=5)
 
 
 async def test_a_lone_change_starts_a_batch_at_once() -> None:
     consumer = RecordingConsumer()
     lone = _delivery()
     await consumer.on_message(lone)
-    await _turns()
+    await _recorded(consumer, 1)
     assert consumer.batches == [[lone]]
 
 
@@ -73,13 +78,14 @@ async def test_changes_that_arrive_during_a_batch_form_the_next_one_when_it_is_d
     consumer = RecordingConsumer()
     first, second, third = _delivery(), _delivery(), _delivery()
     await consumer.on_message(first)
-    await _turns()
+    await _recorded(consumer, 1)
     await consumer.on_message(second)
     await consumer.on_message(third)
-    await _turns()
+    # Nothing is scheduled for them while a batch is applied: they wait in the batcher.
+    assert consumer._timer is None and len(consumer.batcher) == 2
     assert consumer.batches == [[first]]  # the others wait for it
     consumer.release.set()
-    await _turns()
+    await _recorded(consumer, 2)
     assert consumer.batches == [[first], [second, third]]
 
 
@@ -88,5 +94,5 @@ async def test_a_burst_read_in_one_turn_is_one_batch() -> None:
     burst = [_delivery() for _ in range(5)]
     for delivery in burst:
         await consumer.on_message(delivery)
-    await _turns()
+    await _recorded(consumer, 1)
     assert consumer.batches == [burst]
