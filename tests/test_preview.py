@@ -3,6 +3,7 @@ estimate's interval over seeded trials, the time bound, and that nothing is writ
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import AsyncIterator
 from uuid import UUID
@@ -22,7 +23,11 @@ from worker.db import Conn
 from worker.estimate import Interval, wilson_interval
 from worker.preview import GRACE_MS, preview
 
-TRIALS = 50
+# The issue asks for nine in ten of at least 50 trials. A 95% interval misses in about 1 trial
+# of 20, so 50 trials fall below 45 held about 4% of the time by chance alone (three rules:
+# about 1 CI run in 9). 400 trials keep the same bar with chance out of it: below 360 held
+# needs coverage near 93% or worse (binomial tail 2e-6 at the nominal 95%).
+TRIALS = 400
 SAMPLE = 400  # of 4,000 contacts: a tenth, so that the interval is not trivially exact
 _LONG_MS = 60_000  # a timeout that no count here reaches
 # Time enough for the whole estimate, however loaded the machine (the deadline's own tests
@@ -59,6 +64,22 @@ def test_wilson_interval_holds_nothing_when_none_matched() -> None:
 def test_wilson_interval_rejects_impossible_counts() -> None:
     with pytest.raises(ValueError):
         wilson_interval(5, 4, 10)
+
+
+@pytest.mark.parametrize("matching", [20, 400, 2_680, 3_900])
+def test_wilson_interval_holds_the_truth_95_times_in_100(matching: int) -> None:
+    """The interval's calibration, without a database: 2,000 seeded draws of 400 of 4,000
+    without replacement, as the estimate draws. Nominal coverage is 95%; Wilson's interval
+    with the finite population correction gives 94-97% here. Below 92% would be a miscounted
+    interval, not chance (more than four standard deviations)."""
+    rng = random.Random(matching)
+    population, tested, trials = 4_000, 400, 2_000
+    held = 0
+    for _ in range(trials):
+        matched = sum(1 for i in rng.sample(range(population), tested) if i < matching)
+        interval = wilson_interval(matched, tested, population)
+        held += interval.low <= matching <= interval.high
+    assert 0.92 <= held / trials <= 0.99, f"{held} of {trials}"
 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
