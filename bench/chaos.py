@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,12 @@ from bench.chaos_faults import (
     Service,
     wait_readyz,
 )
+from bench.chaos_feeds import Baseline, take_baselines
 from bench.chaos_history import History
 from bench.chaos_proxy import FaultProxy
 from bench.chaos_servers import PrivatePostgres, PrivateRabbit, free_port, remove_tree
 from bench.chaos_workload import Account, Api, Driver, Producer, set_up, write_directly
+from worker.locks import segment_lock_key
 
 VHOST = "chaos"
 DATABASE = "segments_chaos"
@@ -74,6 +77,7 @@ class Outcome:
     def summary(self) -> dict[str, Any]:
         wrong = sum(v.startswith("wrong membership") for v in self.violations)
         lost = sum(v.startswith("lost") for v in self.violations)
+        feeds = sum(v.startswith("feed of") for v in self.violations)
         return {
             "seed": self.seed,
             "faults": self.faults,
@@ -81,6 +85,7 @@ class Outcome:
             "writes_uncertain": self.uncertain,
             "lost": lost,
             "wrong_memberships": wrong,
+            "feed_inconsistencies": feeds,
             "dead_letters": self.dead_letters,
             "converge_s": None if self.converge_s is None else round(self.converge_s, 1),
             "violations": self.violations,
@@ -173,7 +178,12 @@ async def _repair(rig: Rig) -> None:
 
 
 async def _settle(
-    rig: Rig, account: Account, history: History, vhost: str, timeout: float
+    rig: Rig,
+    account: Account,
+    history: History,
+    baselines: Mapping[uuid.UUID, Baseline],
+    vhost: str,
+    timeout: float,
 ) -> tuple[list[str], float | None, int]:
     start = time.monotonic()
     problems: list[str] = ["not checked"]
@@ -181,7 +191,7 @@ async def _settle(
     while time.monotonic() - start < timeout:
         try:
             queues = await asyncio.to_thread(rig.rabbit.queue_depths, vhost)
-            problems = await check(rig.database_url, account, history, queues)
+            problems = await check(rig.database_url, account, history, queues, baselines)
         except Exception as exc:  # a server still restarting: try again
             problems = [f"check failed: {exc!r}"]
         if not problems:
@@ -202,24 +212,36 @@ def _check_logs(work: Path, outcome: Outcome) -> None:
                 break
 
 
-async def _start_big_build(
-    api: Api, account: Account, segment_id: uuid.UUID, database_url: str
-) -> bool:
-    await api.call("POST", f"/api/v2/segments/{segment_id}/rebuild", None)
-    conn = await asyncpg.connect(database_url, timeout=5)
+def _big_rules(flip: bool) -> dict[str, Any]:
+    """The big segment's rules: the two variants swap every DE contact (half of them) in or
+    out, so a rules change moves half the segment, a build of seconds."""
+    c_num = {"kind": "field", "field": "c_num", "operator": "lt" if flip else "gte", "value": 50}
+    not_de = {"not": {"kind": "field", "field": "country", "operator": "equals", "value": "DE"}}
+    return {"any": [c_num, not_de]}
+
+
+async def _change_big_rules(api: Api, segment_id: uuid.UUID, flips: list[bool]) -> bool:
+    """A rules change of the big segment, to the variant it does not have: acknowledged?"""
+    flips.append(not flips[-1])
+    body = {"rules_json": _big_rules(flips[-1])}
+    answer = await api.call("PATCH", f"/api/v2/segments/{segment_id}", body)
+    return answer is not None and answer.is_success
+
+
+async def _baselines(
+    database_url: str, account_id: uuid.UUID, timeout: float
+) -> dict[uuid.UUID, Baseline]:
+    """Every segment's members and feed seq once its first build is done (chaos_feeds.py)."""
+    conn = await asyncpg.connect(database_url)
     try:
-        for _ in range(300):  # up to 15 s: its message may wait behind others
-            status = await conn.fetchval(
-                "SELECT status FROM segments WHERE account_id = $1 AND id = $2",
-                account.account_id,
-                segment_id,
-            )
-            if status == "RUNNING":
-                return True
-            await asyncio.sleep(0.05)
+        deadline = time.monotonic() + timeout
+        while (taken := await take_baselines(conn, account_id)) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the first builds did not finish within {timeout} s")
+            await asyncio.sleep(0.5)
     finally:
         await conn.close()
-    return False
+    return taken
 
 
 async def _open_rig(args: argparse.Namespace, work: Path) -> Rig:
@@ -267,7 +289,11 @@ async def _workload(args: argparse.Namespace, rig: Rig, outcome: Outcome) -> Non
     say("account, contacts and segments set up")
     if args.big_contacts:
         big = await _seed_big(api, rig.database_url, account, args.big_contacts)
-        rig.big_segment = lambda: _start_big_build(api, account, big, rig.database_url)
+        flips = [False]  # the variants the big segment's rules were changed to, in turn
+        rig.big_segment = lambda: _change_big_rules(api, big, flips)
+        rig.big_segment_id = big
+    baselines = await _baselines(rig.database_url, account.account_id, args.settle_timeout)
+    say("first builds done; the feeds' baselines taken")
     rng = random.Random(args.seed)
     drivers = [
         Driver(i, Api(rig.api_url, account), account, history, rig.database_url, rig.producer,
@@ -288,8 +314,11 @@ async def _workload(args: argparse.Namespace, rig: Rig, outcome: Outcome) -> Non
         await d.finish(wait_s=60)
     if args.self_test:
         await _plant_unannounced(rig.database_url, account, history)
+        await _plant_unrecorded(rig.database_url, account)
     say("workload done; settling")
-    problems, converge, dlq = await _settle(rig, account, history, VHOST, args.settle_timeout)
+    problems, converge, dlq = await _settle(
+        rig, account, history, baselines, VHOST, args.settle_timeout
+    )
     outcome.violations += rig.violations + problems
     outcome.observations += rig.observations
     outcome.converge_s, outcome.dead_letters = converge, dlq
@@ -333,6 +362,37 @@ async def _plant_unannounced(database_url: str, account: Account, history: Histo
     say(f"self-test: {email} unsubscribed in the database, not announced")
 
 
+async def _plant_unrecorded(database_url: str, account: Account) -> None:
+    """The self-test's second bug: a feed item saying a member left when it did not, written
+    as the service would (the segment's lock held, the counter moved), with no message."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            member = await conn.fetchrow(
+                "SELECT segment_id, contact_id FROM segment_members WHERE account_id = $1"
+                " ORDER BY segment_id, contact_id LIMIT 1",
+                account.account_id,
+            )
+            assert member is not None
+            segment_id, contact_id = member["segment_id"], member["contact_id"]
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", segment_lock_key(segment_id))
+            await conn.execute(
+                """WITH feed AS (
+                       UPDATE segment_change_feeds SET last_seq = last_seq + 1
+                       WHERE account_id = $1 AND segment_id = $2 RETURNING last_seq)
+                   INSERT INTO segment_membership_changes (account_id, segment_id, seq_first,
+                       seq_last, left_ids, cause, generation, at)
+                   SELECT $1, $2, last_seq, last_seq, ARRAY[$3::uuid], 'data', 1, now()
+                   FROM feed""",
+                account.account_id,
+                segment_id,
+                contact_id,
+            )
+    finally:
+        await conn.close()
+    say(f"self-test: {contact_id} recorded as leaving segment {segment_id}, still a member")
+
+
 async def _seed_big(api: Api, database_url: str, account: Account, contacts: int) -> uuid.UUID:
     """Many contacts straight into the database, in a list of their own, and a segment over
     them whose build takes seconds: what kill_in_build lands in."""
@@ -362,11 +422,10 @@ async def _seed_big(api: Api, database_url: str, account: Account, contacts: int
     for start in range(0, len(ids), 10_000):
         chunk = [str(r["id"]) for r in ids[start : start + 10_000]]
         await api.must("POST", "/api/v2/contacts/changes", {"contact_ids": chunk})
-    rules = {"any": [
-        {"kind": "field", "field": "c_num", "operator": "gt", "value": 30},
-        {"not": {"kind": "field", "field": "country", "operator": "equals", "value": "DE"}},
-    ]}  # fmt: skip
-    body = {"name": "big", "color": "#7cb7de", "contact_list_ids": [big_list], "rules_json": rules}
+    body = {
+        "name": "big", "color": "#7cb7de", "contact_list_ids": [big_list],
+        "rules_json": _big_rules(False),
+    }  # fmt: skip
     return uuid.UUID((await api.must("POST", "/api/v2/segments", body))["id"])
 
 
@@ -428,9 +487,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"VIOLATION {line}", flush=True)
     print(json.dumps(summary), flush=True)
     if args.self_test:
-        caught = any(v.startswith("wrong membership") for v in outcome.violations)
-        print("self-test: planted violation " + ("caught" if caught else "NOT caught"), flush=True)
-        return 0 if caught else 1
+        for planted in ("wrong membership", "feed of"):
+            caught = any(v.startswith(planted) for v in outcome.violations)
+            print(f"self-test: planted {planted!r} " + ("caught" if caught else "NOT caught"))
+        return 0 if summary["wrong_memberships"] and summary["feed_inconsistencies"] else 1
     return 1 if outcome.violations else 0
 
 

@@ -6,6 +6,8 @@ final state one the recorded history allows?
 - every segment is DONE at its current generation, and its members and total_count are what
   the tests' reference evaluator (tests/reference.py, which shares no code with the compiler)
   finds on the final data, so every acknowledged contact.changed was applied;
+- every segment's membership-change feed, replayed from its baseline, gives its members
+  (chaos_feeds.py);
 - nothing waits: the outbox is sent, no message is left in a work or dead-letter queue.
 """
 
@@ -19,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.chaos_feeds import Baseline, feed_violations
 from bench.chaos_history import History, register_violations
 from bench.chaos_workload import DIRECT_FIELDS, FIELDS, Account
 from tests.reference import Contact, Data, Evaluator, Event
@@ -180,7 +183,11 @@ async def backlog(conn: asyncpg.Connection) -> int:
 
 
 async def check(
-    database_url: str, account: Account, history: History, queues: Mapping[str, int]
+    database_url: str,
+    account: Account,
+    history: History,
+    queues: Mapping[str, int],
+    baselines: Mapping[uuid.UUID, Baseline],
 ) -> list[str]:
     """Every violation of the final state (empty: the history holds)."""
     conn = await asyncpg.connect(database_url, timeout=10)
@@ -193,6 +200,7 @@ async def check(
         problems += await missing_events(conn, account, history)
         problems += [f"rejected valid write: {r}" for r in history.rejected]
         problems += await membership_violations(conn, account)
+        problems += await feed_violations(conn, account.account_id, baselines)
         if unsent := await backlog(conn):
             problems.append(f"outbox: {unsent} rows never sent")
     finally:

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +24,12 @@ import httpx
 from bench.chaos_proxy import FaultProxy
 from bench.chaos_servers import PrivatePostgres, PrivateRabbit
 from bench.chaos_workload import Account, Producer
+from worker.locks import segment_lock_key
 
 READY_WITHIN_S = 5.0  # under a blackhole, /readyz must say 503 this soon
 RECOVER_WITHIN_S = 30.0  # after a fault, /readyz must say 200 again this soon...
 RESTART_WITHIN_S = 90.0  # ...or this soon when the API process itself was killed (a start)
+KILL_INTO_BUILD_S = 1.0  # kill_in_build kills this long into the build's transaction
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Rig:
     producer: Producer | None = None  # the outside producer of contact.changed
     account: Account | None = None
     big_segment: Callable[[], Awaitable[bool]] | None = None  # starts a large build
+    big_segment_id: uuid.UUID | None = None  # ...of this segment
     backlog: int = 1000  # contact.changed waiting in the broker at rabbit_restart_backlog
     observations: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
@@ -219,14 +223,62 @@ async def _pg_terminate(rig: Rig, duration: float) -> None:
 
 
 async def _kill_in_build(rig: Rig, duration: float) -> None:
-    """Start a large build, and kill every worker once it runs (one of them holds it)."""
-    if rig.big_segment is None or not await rig.big_segment():
-        rig.observations.append("kill_in_build: the build did not start running in time")
+    """Start a large build, and kill every worker (one of them holds it) once the build's
+    transaction has run KILL_INTO_BUILD_S; record how far into it the kill landed."""
+    assert rig.big_segment is not None and rig.big_segment_id is not None
+    if not await rig.big_segment():
+        rig.observations.append("kill_in_build: the rules change was not acknowledged")
+    seen = await _into_build(rig.database_url, rig.big_segment_id, KILL_INTO_BUILD_S, 30)
     for service in [*rig.of_role("relay"), *rig.of_role("worker")]:
         await service.kill()
+    if seen is None:
+        rig.observations.append("kill_in_build: no build seen running within 30 s")
+    elif seen[1] is None:
+        rig.observations.append(f"kill_in_build: the build ended {seen[0]:.1f} s in, unkilled")
+    else:
+        rig.observations.append(f"kill_in_build: killed {seen[0]:.1f} s into a {seen[1]} build")
     await asyncio.sleep(duration)
     for service in [*rig.of_role("relay"), *rig.of_role("worker")]:
         await service.ensure_running()
+
+
+# The backend building a segment: it holds the segment's advisory lock (a bigint key, which
+# pg_locks shows as classid, objid and objsubid 1) and runs one of the build's statements on
+# its temporary table (worker/builds.py). Seconds since its transaction began, and the
+# segment's status.
+_BUILD_RUNNING = """
+SELECT extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS into_s,
+       (SELECT status FROM segments WHERE id = $3) AS status
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.classid::bigint = $1 AND l.objid::bigint = $2
+  AND a.state = 'active' AND a.query LIKE '%build_diff%'
+"""
+
+
+async def _into_build(
+    database_url: str, segment_id: uuid.UUID, at_least: float, within: float
+) -> tuple[float, str | None] | None:
+    """Once a build of the segment has run `at_least` seconds: how long, and the segment's
+    status (polled every 20 ms). If the build ends sooner: how long it was last seen running,
+    and None. None if no build was seen within `within` seconds."""
+    key = segment_lock_key(segment_id) & 0xFFFF_FFFF_FFFF_FFFF
+    conn = await asyncpg.connect(database_url, timeout=10)
+    seen: float | None = None
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            row = await conn.fetchrow(_BUILD_RUNNING, key >> 32, key & 0xFFFF_FFFF, segment_id)
+            if row is None and seen is not None:
+                return seen, None
+            if row is not None:
+                seen = row["into_s"]
+                if row["into_s"] >= at_least:
+                    return row["into_s"], row["status"]
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+    return None if seen is None else (seen, None)
 
 
 Fault = Callable[[Rig, float], Awaitable[None]]
