@@ -41,6 +41,7 @@ from bench.chaos_faults import (
 )
 from bench.chaos_feeds import Baseline, take_baselines
 from bench.chaos_history import History
+from bench.chaos_messages import MessageCopy
 from bench.chaos_proxy import FaultProxy
 from bench.chaos_servers import PrivatePostgres, PrivateRabbit, free_port, remove_tree
 from bench.chaos_workload import Account, Api, Driver, Producer, set_up, write_directly
@@ -78,6 +79,7 @@ class Outcome:
         wrong = sum(v.startswith("wrong membership") for v in self.violations)
         lost = sum(v.startswith("lost") for v in self.violations)
         feeds = sum(v.startswith("feed of") for v in self.violations)
+        messages = sum(v.startswith("messages of") for v in self.violations)
         return {
             "seed": self.seed,
             "faults": self.faults,
@@ -86,6 +88,7 @@ class Outcome:
             "lost": lost,
             "wrong_memberships": wrong,
             "feed_inconsistencies": feeds,
+            "message_inconsistencies": messages,
             "dead_letters": self.dead_letters,
             "converge_s": None if self.converge_s is None else round(self.converge_s, 1),
             "violations": self.violations,
@@ -182,6 +185,7 @@ async def _settle(
     account: Account,
     history: History,
     baselines: Mapping[uuid.UUID, Baseline],
+    copy: MessageCopy,
     vhost: str,
     timeout: float,
 ) -> tuple[list[str], float | None, int]:
@@ -191,7 +195,7 @@ async def _settle(
     while time.monotonic() - start < timeout:
         try:
             queues = await asyncio.to_thread(rig.rabbit.queue_depths, vhost)
-            problems = await check(rig.database_url, account, history, queues, baselines)
+            problems = await check(rig.database_url, account, history, queues, baselines, copy)
         except Exception as exc:  # a server still restarting: try again
             problems = [f"check failed: {exc!r}"]
         if not problems:
@@ -275,10 +279,13 @@ async def _close_rig(rig: Rig) -> None:
     await asyncio.gather(asyncio.to_thread(rig.rabbit.stop), asyncio.to_thread(rig.pg.stop))
 
 
-async def _workload(args: argparse.Namespace, rig: Rig, outcome: Outcome) -> None:
+async def _workload(
+    args: argparse.Namespace, rig: Rig, outcome: Outcome, copy: MessageCopy
+) -> None:
     api = Api(rig.api_url)
     if await wait_readyz(rig, 200, 90) is None:
         raise RuntimeError("the API did not get ready; see api.log (--keep keeps it)")
+    await copy.start(f"{rig.rabbit.url}{VHOST}")  # bound before any segment exists
     history = History()
     conn = await asyncpg.connect(rig.database_url)
     try:
@@ -317,10 +324,14 @@ async def _workload(args: argparse.Namespace, rig: Rig, outcome: Outcome) -> Non
         await _plant_unrecorded(rig.database_url, account)
     say("workload done; settling")
     problems, converge, dlq = await _settle(
-        rig, account, history, baselines, VHOST, args.settle_timeout
+        rig, account, history, baselines, copy, VHOST, args.settle_timeout
     )
     outcome.violations += rig.violations + problems
     outcome.observations += rig.observations
+    applied = sum(len(items) for items in copy.items.values())
+    outcome.observations.append(
+        f"membership.changed: {copy.received} messages received, {applied} feed items applied"
+    )
     outcome.converge_s, outcome.dead_letters = converge, dlq
     outcome.acked, outcome.uncertain = history.acked, history.uncertain
 
@@ -332,10 +343,12 @@ async def run(args: argparse.Namespace) -> Outcome:
     say(f"seed {args.seed}, logs in {work}")
     rig = await _open_rig(args, work)
     say("servers and processes started")
+    copy = MessageCopy()
     try:
-        await _workload(args, rig, outcome)
+        await _workload(args, rig, outcome, copy)
     finally:
         say("stopping")
+        await copy.close()
         await _close_rig(rig)
         say("stopped")
     _check_logs(work, outcome)

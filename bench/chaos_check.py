@@ -7,7 +7,8 @@ final state one the recorded history allows?
   the tests' reference evaluator (tests/reference.py, which shares no code with the compiler)
   finds on the final data, so every acknowledged contact.changed was applied;
 - every segment's membership-change feed, replayed from its baseline, gives its members
-  (chaos_feeds.py);
+  (chaos_feeds.py), and the membership.changed messages brought exactly the feed's items
+  (chaos_messages.py);
 - nothing waits: the outbox is sent, no message is left in a work or dead-letter queue.
 """
 
@@ -21,8 +22,9 @@ from typing import Any
 
 import asyncpg
 
-from bench.chaos_feeds import Baseline, feed_violations
+from bench.chaos_feeds import Baseline, feed_violations, read_feeds
 from bench.chaos_history import History, register_violations
+from bench.chaos_messages import MessageCopy
 from bench.chaos_workload import DIRECT_FIELDS, FIELDS, Account
 from tests.reference import Contact, Data, Evaluator, Event
 from tests.reference_db import load_data
@@ -188,6 +190,7 @@ async def check(
     history: History,
     queues: Mapping[str, int],
     baselines: Mapping[uuid.UUID, Baseline],
+    copy: MessageCopy,
 ) -> list[str]:
     """Every violation of the final state (empty: the history holds)."""
     conn = await asyncpg.connect(database_url, timeout=10)
@@ -200,7 +203,9 @@ async def check(
         problems += await missing_events(conn, account, history)
         problems += [f"rejected valid write: {r}" for r in history.rejected]
         problems += await membership_violations(conn, account)
-        problems += await feed_violations(conn, account.account_id, baselines)
+        feeds = await read_feeds(conn, account.account_id)
+        problems += feed_violations(feeds, baselines)
+        problems += copy.violations(baselines, feeds.items)
         if unsent := await backlog(conn):
             problems.append(f"outbox: {unsent} rows never sent")
     finally:

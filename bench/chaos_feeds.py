@@ -142,11 +142,18 @@ async def _members(conn: asyncpg.Connection, account_id: uuid.UUID) -> dict[uuid
     return members
 
 
-async def feed_violations(
-    conn: asyncpg.Connection, account_id: uuid.UUID, baselines: Mapping[uuid.UUID, Baseline]
-) -> list[str]:
-    """feed_problems of every segment with a baseline, read in one snapshot (the service may
-    still be writing: each of its transactions changes members, feed and counter together)."""
+@dataclass(frozen=True)
+class Feeds:
+    """An account's feeds, counters and members, read in one snapshot."""
+
+    items: dict[uuid.UUID, list[Item]]
+    counters: dict[uuid.UUID, int]
+    members: dict[uuid.UUID, set[Any]]
+
+
+async def read_feeds(conn: asyncpg.Connection, account_id: uuid.UUID) -> Feeds:
+    """One snapshot: the service may still be writing, and each of its transactions changes
+    members, feed and counter together."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await conn.fetch(
             """SELECT segment_id, seq_first, seq_last, total_count, entered, left_ids
@@ -165,12 +172,17 @@ async def feed_violations(
     items: dict[uuid.UUID, list[Item]] = {}
     for row in rows:
         items.setdefault(row["segment_id"], []).extend(unnest(row))
+    return Feeds(items, counters, members)
+
+
+def feed_violations(feeds: Feeds, baselines: Mapping[uuid.UUID, Baseline]) -> list[str]:
+    """feed_problems of every segment with a baseline."""
     problems = []
     for segment_id, baseline in baselines.items():
         problems += feed_problems(
             baseline,
-            items.get(segment_id, []),
-            counters.get(segment_id),
-            members.get(segment_id, set()),
+            feeds.items.get(segment_id, []),
+            feeds.counters.get(segment_id),
+            feeds.members.get(segment_id, set()),
         )
     return problems

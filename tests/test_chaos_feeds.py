@@ -1,7 +1,8 @@
 """The chaos checker's feed check (bench/chaos_feeds.py) against real PostgreSQL: a segment
 built and changed by the service's own code passes it; each planted inconsistency between
 the feed and the members (a change nobody recorded, one recorded that did not happen, a
-duplicate or missing seq, a counter that disagrees, a wrong initial count) is caught."""
+duplicate or missing seq, a counter that disagrees, a wrong initial count) is caught. And the
+checker's copy kept from membership.changed messages (bench/chaos_messages.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bench.chaos_feeds import Baseline, feed_violations, take_baselines
+from bench.chaos_feeds import Baseline, Item, feed_violations, read_feeds, take_baselines
+from bench.chaos_messages import MessageCopy
 from tests.test_membership_changes import build, country, set_country
 from tests.worker_support import save_segment, seed_contacts
 from worker.changes import apply_changes
@@ -96,7 +98,7 @@ async def test_the_service_s_own_feed_passes(
     conn: asyncpg.Connection, account_id: uuid.UUID
 ) -> None:
     segment, baselines, _ = await _consistent_segment(conn, account_id)
-    assert await feed_violations(conn, account_id, baselines) == []
+    assert feed_violations(await read_feeds(conn, account_id), baselines) == []
     # A rules change's build moves all but one, and records it consistently.
     segment["generation"] = await conn.fetchval(
         """UPDATE segments SET rules = $2, generation = generation + 1, status = 'PENDING'
@@ -111,7 +113,7 @@ async def test_the_service_s_own_feed_passes(
         )
         == 1 + 3 + 6
     )  # the initial item, the data change's three, the rules change's six
-    assert await feed_violations(conn, account_id, baselines) == []
+    assert feed_violations(await read_feeds(conn, account_id), baselines) == []
 
 
 @pytest.mark.parametrize("plant", sorted(PLANTS))
@@ -123,5 +125,30 @@ async def test_a_planted_inconsistency_is_caught(
     # ids[1] is a member throughout; ids[5] never is.
     status = await conn.execute(sql, account_id, segment["id"], ids[1], ids[5])
     assert not status.endswith(" 0"), f"the plant changed nothing: {status}"
-    problems = await feed_violations(conn, account_id, baselines)
+    problems = feed_violations(await read_feeds(conn, account_id), baselines)
     assert any(expected in p for p in problems), problems
+
+
+def test_the_message_copy_skips_repeats_and_reports_gaps_and_differences() -> None:
+    """bench/chaos_messages.py on crafted messages: a repeat changes nothing; a gap and an
+    item that differs from the feed are each reported."""
+    segment, a, b = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    baselines = {segment: Baseline("s", 1, frozenset())}
+    initial = {"segment_id": str(segment), "seq_first": 1, "seq_last": 1, "initial": True,
+               "total_count": 0}  # fmt: skip
+    moved = {"segment_id": str(segment), "seq_first": 2, "seq_last": 3, "entered": [str(a)],
+             "left": [str(b)]}  # fmt: skip
+    feed = [Item(1, "initial", total_count=0), Item(2, "entered", a), Item(3, "left", b)]
+
+    copy = MessageCopy()
+    for body in (initial, moved, initial, moved):  # at least once: each twice
+        copy.apply(body)
+    assert copy.violations(baselines, {segment: feed}) == []
+    assert copy.violations(baselines, {segment: [*feed, Item(4, "entered", b)]})  # one missing
+    wrong = [feed[0], Item(2, "entered", b), feed[2]]
+    assert "first difference at seq 2" in copy.violations(baselines, {segment: wrong})[0]
+
+    gapped = MessageCopy()
+    for body in (initial, {**moved, "seq_first": 3, "seq_last": 4}):
+        gapped.apply(body)
+    assert any("(a gap)" in p for p in gapped.violations(baselines, {})), gapped.problems
