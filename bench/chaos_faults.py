@@ -29,7 +29,7 @@ from worker.locks import segment_lock_key
 READY_WITHIN_S = 5.0  # under a blackhole, /readyz must say 503 this soon
 RECOVER_WITHIN_S = 30.0  # after a fault, /readyz must say 200 again this soon...
 RESTART_WITHIN_S = 90.0  # ...or this soon when the API process itself was killed (a start)
-KILL_INTO_BUILD_S = 1.0  # kill_in_build kills this long into the build's transaction
+KILL_INTO_BUILD_S = 2.0  # kill_in_build kills this long into the build's transaction
 
 
 @dataclass
@@ -236,49 +236,54 @@ async def _kill_in_build(rig: Rig, duration: float) -> None:
     elif seen[1] is None:
         rig.observations.append(f"kill_in_build: the build ended {seen[0]:.1f} s in, unkilled")
     else:
-        rig.observations.append(f"kill_in_build: killed {seen[0]:.1f} s into a {seen[1]} build")
+        rig.observations.append(
+            f"kill_in_build: killed {seen[0]:.1f} s into a build (segment {seen[1]})"
+        )
     await asyncio.sleep(duration)
     for service in [*rig.of_role("relay"), *rig.of_role("worker")]:
         await service.ensure_running()
 
 
-# The backend building a segment: it holds the segment's advisory lock (a bigint key, which
-# pg_locks shows as classid, objid and objsubid 1) and runs one of the build's statements on
-# its temporary table (worker/builds.py). Seconds since its transaction began, and the
-# segment's status.
-_BUILD_RUNNING = """
-SELECT extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS into_s,
+# Who holds a segment's advisory lock (a bigint key, which pg_locks shows as classid, objid
+# and objsubid 1): the backend, its transaction's start, whether it is running one of a
+# build's statements on its temporary table (worker/builds.py) right now, the seconds since
+# its transaction began, and the segment's status.
+_LOCK_HOLDER = """
+SELECT a.pid, a.xact_start, a.state = 'active' AND a.query LIKE '%build_diff%' AS building,
+       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS into_s,
        (SELECT status FROM segments WHERE id = $3) AS status
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid::bigint = $1 AND l.objid::bigint = $2
-  AND a.state = 'active' AND a.query LIKE '%build_diff%'
 """
 
 
 async def _into_build(
     database_url: str, segment_id: uuid.UUID, at_least: float, within: float
 ) -> tuple[float, str | None] | None:
-    """Once a build of the segment has run `at_least` seconds: how long, and the segment's
-    status (polled every 20 ms). If the build ends sooner: how long it was last seen running,
-    and None. None if no build was seen within `within` seconds."""
+    """Once a build of the segment (a transaction holding its lock, seen running a build's
+    statement) has run `at_least` seconds: how long, and the segment's status (polled every
+    20 ms). If that transaction ends sooner: how long it was last seen, and None. None if no
+    build was seen within `within` seconds."""
     key = segment_lock_key(segment_id) & 0xFFFF_FFFF_FFFF_FFFF
     conn = await asyncpg.connect(database_url, timeout=10)
-    seen: float | None = None
+    build: tuple[int, object] | None = None  # (pid, xact_start) of the build seen
+    seen = 0.0
     try:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            row = await conn.fetchrow(_BUILD_RUNNING, key >> 32, key & 0xFFFF_FFFF, segment_id)
-            if row is None and seen is not None:
-                return seen, None
-            if row is not None:
-                seen = row["into_s"]
-                if row["into_s"] >= at_least:
-                    return row["into_s"], row["status"]
+            row = await conn.fetchrow(_LOCK_HOLDER, key >> 32, key & 0xFFFF_FFFF, segment_id)
+            holder = None if row is None else (row["pid"], row["xact_start"])
+            if build is not None and holder != build:
+                return seen, None  # it ended (committed or rolled back) before `at_least`
+            if row is not None and (build is not None or row["building"]):
+                build, seen = holder, row["into_s"]
+                if seen >= at_least:
+                    return seen, row["status"]
             await asyncio.sleep(0.02)
     finally:
         await conn.close()
-    return None if seen is None else (seen, None)
+    return None if build is None else (seen, None)
 
 
 Fault = Callable[[Rig, float], Awaitable[None]]
