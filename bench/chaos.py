@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -224,12 +225,33 @@ def _big_rules(flip: bool) -> dict[str, Any]:
     return {"any": [c_num, not_de]}
 
 
-async def _change_big_rules(api: Api, segment_id: uuid.UUID, flips: list[bool]) -> bool:
-    """A rules change of the big segment, to the variant it does not have: acknowledged?"""
-    flips.append(not flips[-1])
-    body = {"rules_json": _big_rules(flips[-1])}
+async def _change_big_rules(
+    api: Api, database_url: str, account: Account, segment_id: uuid.UUID
+) -> datetime | None:
+    """Once the big segment is built at its generation (up to 60 s: the build after an
+    earlier kill may still run), a rules change to the variant it does not have, so that the
+    build moves half its members. When it was sent (the database's clock), if acknowledged."""
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            row = await conn.fetchrow(
+                """SELECT status = 'DONE' AND built_generation = generation AS built,
+                          rules::text AS rules
+                   FROM segments WHERE account_id = $1 AND id = $2""",
+                account.account_id,
+                segment_id,
+            )
+            assert row is not None
+            if row["built"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        sent: datetime = await conn.fetchval("SELECT clock_timestamp()")
+    finally:
+        await conn.close()
+    body = {"rules_json": _big_rules(flip='"gte"' in row["rules"])}
     answer = await api.call("PATCH", f"/api/v2/segments/{segment_id}", body)
-    return answer is not None and answer.is_success
+    return sent if answer is not None and answer.is_success else None
 
 
 async def _baselines(
@@ -296,8 +318,7 @@ async def _workload(
     say("account, contacts and segments set up")
     if args.big_contacts:
         big = await _seed_big(api, rig.database_url, account, args.big_contacts)
-        flips = [False]  # the variants the big segment's rules were changed to, in turn
-        rig.big_segment = lambda: _change_big_rules(api, big, flips)
+        rig.big_segment = lambda: _change_big_rules(api, rig.database_url, account, big)
         rig.big_segment_id = big
     baselines = await _baselines(rig.database_url, account.account_id, args.settle_timeout)
     say("first builds done; the feeds' baselines taken")

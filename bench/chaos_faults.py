@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -91,7 +92,8 @@ class Rig:
     database_url: str  # direct, not through the proxy
     producer: Producer | None = None  # the outside producer of contact.changed
     account: Account | None = None
-    big_segment: Callable[[], Awaitable[bool]] | None = None  # starts a large build
+    # Starts a large build; when (the database's clock), None if not acknowledged.
+    big_segment: Callable[[], Awaitable[datetime | None]] | None = None
     big_segment_id: uuid.UUID | None = None  # ...of this segment
     backlog: int = 1000  # contact.changed waiting in the broker at rabbit_restart_backlog
     observations: list[str] = field(default_factory=list)
@@ -223,67 +225,79 @@ async def _pg_terminate(rig: Rig, duration: float) -> None:
 
 
 async def _kill_in_build(rig: Rig, duration: float) -> None:
-    """Start a large build, and kill every worker (one of them holds it) once the build's
-    transaction has run KILL_INTO_BUILD_S; record how far into it the kill landed."""
+    """Change the big segment's rules (a build of seconds follows), and kill every worker
+    (one of them holds the build) once that build has worked KILL_INTO_BUILD_S; record how
+    far into it the kill landed."""
     assert rig.big_segment is not None and rig.big_segment_id is not None
-    if not await rig.big_segment():
-        rig.observations.append("kill_in_build: the rules change was not acknowledged")
-    seen = await _into_build(rig.database_url, rig.big_segment_id, KILL_INTO_BUILD_S, 30)
+    since = await rig.big_segment()
+    seen = None
+    if since is not None:
+        conn = await asyncpg.connect(rig.database_url, timeout=10)
+        try:
+            seen = await _into_build(conn, rig.big_segment_id, since, KILL_INTO_BUILD_S, 30)
+        finally:
+            await conn.close()
     for service in [*rig.of_role("relay"), *rig.of_role("worker")]:
         await service.kill()
-    if seen is None:
-        rig.observations.append("kill_in_build: no build seen running within 30 s")
+    if since is None:
+        landed = "the rules change was not acknowledged"
+    elif seen is None:
+        landed = "no build seen running within 30 s"
     elif seen[1] is None:
-        rig.observations.append(f"kill_in_build: the build ended {seen[0]:.1f} s in, unkilled")
+        landed = f"the build ended {seen[0]:.1f} s in, unkilled"
     else:
-        rig.observations.append(
-            f"kill_in_build: killed {seen[0]:.1f} s into a build (segment {seen[1]})"
-        )
+        landed = f"killed {seen[0]:.1f} s into a build (segment {seen[1]})"
+    rig.observations.append(f"kill_in_build: {landed}")
     await asyncio.sleep(duration)
     for service in [*rig.of_role("relay"), *rig.of_role("worker")]:
         await service.ensure_running()
 
 
 # Who holds a segment's advisory lock (a bigint key, which pg_locks shows as classid, objid
-# and objsubid 1): the backend, its transaction's start, whether it is running one of a
-# build's statements on its temporary table (worker/builds.py) right now, the seconds since
-# its transaction began, and the segment's status.
+# and objsubid 1), in a transaction begun since $4 (a build begun before the rules change, or
+# a killed worker's backend still running its statement, is not the one to kill): the
+# backend, its transaction's start, whether it is running one of a build's statements on its
+# temporary table (worker/builds.py) right now, since when, the time now, and the segment's
+# status.
 _LOCK_HOLDER = """
-SELECT a.pid, a.xact_start, a.state = 'active' AND a.query LIKE '%build_diff%' AS building,
-       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS into_s,
+SELECT a.pid, a.xact_start, a.query_start, clock_timestamp() AS now,
+       a.state = 'active' AND a.query LIKE '%build_diff%' AS building,
        (SELECT status FROM segments WHERE id = $3) AS status
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-  AND l.classid::bigint = $1 AND l.objid::bigint = $2
+  AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND a.xact_start >= $4
 """
 
 
 async def _into_build(
-    database_url: str, segment_id: uuid.UUID, at_least: float, within: float
+    conn: asyncpg.Connection,
+    segment_id: uuid.UUID,
+    since: datetime,
+    at_least: float,
+    within: float,
 ) -> tuple[float, str | None] | None:
-    """Once a build of the segment (a transaction holding its lock, seen running a build's
-    statement) has run `at_least` seconds: how long, and the segment's status (polled every
-    20 ms). If that transaction ends sooner: how long it was last seen, and None. None if no
-    build was seen within `within` seconds."""
+    """Once a build of the segment begun since `since` has worked `at_least` seconds (from
+    the start of its first statement seen on its temporary table; polled every 20 ms): how
+    long, and the segment's status. If that build's transaction ends sooner: how long it was
+    last seen working, and None. None if no build was seen within `within` seconds."""
     key = segment_lock_key(segment_id) & 0xFFFF_FFFF_FFFF_FFFF
-    conn = await asyncpg.connect(database_url, timeout=10)
-    build: tuple[int, object] | None = None  # (pid, xact_start) of the build seen
-    seen = 0.0
-    try:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            row = await conn.fetchrow(_LOCK_HOLDER, key >> 32, key & 0xFFFF_FFFF, segment_id)
-            holder = None if row is None else (row["pid"], row["xact_start"])
-            if build is not None and holder != build:
-                return seen, None  # it ended (committed or rolled back) before `at_least`
-            if row is not None and (build is not None or row["building"]):
-                build, seen = holder, row["into_s"]
-                if seen >= at_least:
-                    return seen, row["status"]
-            await asyncio.sleep(0.02)
-    finally:
-        await conn.close()
-    return None if build is None else (seen, None)
+    build: tuple[int, datetime] | None = None  # (pid, xact_start) of the build seen
+    worked_since: datetime | None = None
+    into = 0.0
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        row = await conn.fetchrow(_LOCK_HOLDER, key >> 32, key & 0xFFFF_FFFF, segment_id, since)
+        holder = None if row is None else (row["pid"], row["xact_start"])
+        if build is not None and holder != build:
+            return into, None  # it ended (committed or rolled back) before `at_least`
+        if row is not None and worked_since is None and row["building"]:
+            build, worked_since = holder, row["query_start"]
+        if row is not None and worked_since is not None:
+            into = (row["now"] - worked_since).total_seconds()
+            if into >= at_least:
+                return into, row["status"]
+        await asyncio.sleep(0.02)
+    return None if build is None else (into, None)
 
 
 Fault = Callable[[Rig, float], Awaitable[None]]

@@ -1,6 +1,7 @@
 """The chaos suite (bench/chaos.py, docs/reliability.md) runs here in two short forms: its
-self-test (a planted unannounced write must be caught, so the checker can fail) and a smoke
-run with a fixed seed and every fault kind that fits in it.
+self-test (a planted unannounced write and a planted feed item must each be caught, so the
+checker can fail) and a 60-second smoke run with a fixed seed and every fault kind that fits
+in it.
 
 Both start a PostgreSQL server and a RabbitMQ node of their own (never the shared ones) and
 the service as real processes, so they need the server binaries: skipped without them.
@@ -58,27 +59,29 @@ def _summary(output: str) -> dict[str, object]:
     return summary
 
 
-def test_self_test_catches_a_planted_unannounced_write() -> None:
+def test_self_test_catches_a_planted_unannounced_write_and_feed_item() -> None:
     code, output = _chaos(
         "--self-test", "--seed", "5", "--duration", "5", "--faults", "none",
         "--contacts", "40", "--drivers", "1", "--workers", "1", timeout=600,
     )  # fmt: skip
     assert code == 0, output
-    assert "planted violation caught" in output
-    assert _summary(output)["wrong_memberships"] >= 1  # `subscribed`, and any it also left
+    summary = _summary(output)
+    assert summary["wrong_memberships"] >= 1  # `subscribed`, and any it also left
+    assert summary["feed_inconsistencies"] >= 1, output  # a recorded change that did not happen
 
 
 def test_smoke_run_with_faults_holds_its_history() -> None:
-    """CI's smoke: 30 s of writes under the quick fault kinds on a fixed seed; nothing lost,
-    nothing wrong, nothing dead-lettered. (Broker restarts, with and without a backlog, take
-    ten seconds and more each: the long runs of docs/reliability.md cover them.)"""
+    """CI's smoke: 60 s of writes under the quick fault kinds on a fixed seed; nothing lost,
+    nothing wrong, no feed or message at odds with the members, nothing dead-lettered.
+    (Broker restarts, with and without a backlog, take ten seconds and more each: the long
+    runs of docs/reliability.md cover them.)"""
     quick = [
         "kill_api", "kill_relay", "kill_worker", "stop_api", "stop_relay", "stop_worker",
         "cut_pg", "cut_amqp", "blackhole_pg", "blackhole_amqp", "pg_terminate", "pg_restart",
         "rabbit_stop_app",
     ]  # fmt: skip
     code, output = _chaos(
-        "--seed", "7", "--duration", "30", "--faults", ",".join(quick), "--gap", "0.5", "1.5",
+        "--seed", "7", "--duration", "60", "--faults", ",".join(quick), "--gap", "0.5", "1.5",
         "--contacts", "60", "--drivers", "1", "--workers", "1", "--settle-timeout", "60",
         timeout=600,
     )  # fmt: skip
