@@ -40,6 +40,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, LISTS, list_id
+from bench.sample_check import sample_disagreements
 from segments.demo.data import COUNTRIES, TAGS
 from worker.builds import BUILD_WORK_MEM
 from worker.compiler import compile_member_ids
@@ -420,6 +421,91 @@ async def publish_flips(
     return sent
 
 
+# The mixed workload's writes, in turn: each changes `per_message` random contacts one way and
+# says so with its exact hint (what the shim's own ingestion would send).
+_FIELD_WRITES = {
+    "status": """UPDATE contacts SET status = CASE status WHEN 'subscribed' THEN 'unsubscribed'
+                     ELSE 'subscribed' END WHERE account_id = $2 AND id = ANY($1::uuid[])""",
+    "country": """UPDATE contacts SET country = $3[1 + floor(random() * cardinality($3))::int]
+                  WHERE account_id = $2 AND id = ANY($1::uuid[])""",
+    "tags": """UPDATE contacts SET tags = ARRAY[$3[1 + floor(random() * cardinality($3))::int]]
+               WHERE account_id = $2 AND id = ANY($1::uuid[])""",
+}
+# The values a field write draws from (the generator's own, so that memberships move).
+_FIELD_VALUES: dict[str, list[str]] = {"country": list(COUNTRIES), "tags": list(TAGS)}
+_EVENT_TYPES = ("open", "click", "bounce")
+_CHANGED_LISTS = ("newsletter", "customers", "webinar", "blocklist")
+
+
+async def _mixed_write(
+    conn: asyncpg.Connection, account: uuid.UUID, batch: list[uuid.UUID], turn: int
+) -> ChangeHints:
+    """Write number `turn` of the mixed workload: a field update, events or a list change,
+    a third each; returns its exact hint."""
+    kind, which = turn % 3, (turn // 3) % 12
+    if kind == 0:
+        name = list(_FIELD_WRITES)[which % len(_FIELD_WRITES)]
+        values = (_FIELD_VALUES[name],) if name in _FIELD_VALUES else ()
+        await conn.execute(_FIELD_WRITES[name], batch, account, *values)
+        return ChangeHints(fields=[name, "updated_at"])
+    if kind == 1:
+        event_type = _EVENT_TYPES[which % len(_EVENT_TYPES)]
+        await conn.execute(
+            """INSERT INTO events (account_id, contact_id, type, occurred_at)
+               SELECT $2, c, $3, now() FROM unnest($1::uuid[]) c""",
+            batch,
+            account,
+            event_type,
+        )
+        return ChangeHints(events=[event_type])
+    key = _CHANGED_LISTS[which % len(_CHANGED_LISTS)]
+    # Half joins the list, half leaves it (whoever is on it already stays).
+    half = len(batch) // 2
+    await conn.execute(
+        """INSERT INTO contact_list_members (list_id, contact_id, account_id)
+           SELECT $2, c, $3 FROM unnest($1::uuid[]) c ON CONFLICT DO NOTHING""",
+        batch[:half],
+        list_id(account, key),
+        account,
+    )
+    await conn.execute(
+        "DELETE FROM contact_list_members WHERE list_id = $2 AND contact_id = ANY($1::uuid[])",
+        batch[half:],
+        list_id(account, key),
+    )
+    return ChangeHints(lists=True)
+
+
+async def publish_mixed(
+    conn: asyncpg.Connection,
+    exchange: Any,
+    ids: list[uuid.UUID],
+    rate: int,
+    until: Callable[[], bool],
+    account: uuid.UUID = ACCOUNT_SMALL,
+    per_message: int = 100,
+    hints: bool = False,
+) -> int:
+    """Change contacts at `rate` per second until `until()`, a third by field updates, a
+    third by events, a third by list changes (_mixed_write), each write announced by one
+    contact.changed, with its exact hint when `hints`. Returns how many contacts changed."""
+    sent = turn = 0
+    started = time.perf_counter()
+    rng = random.Random(rate)
+    while not until():
+        batch = rng.sample(ids, per_message)
+        hint = await _mixed_write(conn, account, batch, turn)
+        body = ContactChanged(
+            schema_version=1, account_id=account, contact_ids=batch,
+            changed_at=datetime.now(UTC), changed=hint if hints else None,
+        )  # fmt: skip
+        await exchange.publish(contract_message(body), routing_key="contact.changed")
+        sent += per_message
+        turn += 1
+        await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
+    return sent
+
+
 async def _change_run(
     conn: asyncpg.Connection,
     worker: ServiceProcess,
@@ -428,11 +514,13 @@ async def _change_run(
     rate: int,
     seconds: float,
     hints: bool = False,
+    workload: str = "flips",
 ) -> dict[str, Any]:
     """contact.changed at `rate` contacts/s for `seconds`: throughput and lag quantiles."""
     before = await worker.metrics()
     started = time.perf_counter()
-    sent = await publish_flips(
+    publish = publish_mixed if workload == "mixed" else publish_flips
+    sent = await publish(
         conn,
         exchange,
         ids,
@@ -464,12 +552,22 @@ async def bench_changes(
         "SELECT id FROM contacts WHERE account_id = $1", ACCOUNT_SMALL)]  # fmt: skip
     try:
         runs = [
-            await _change_run(conn, worker, exchange, ids, rate, args.seconds, args.hints)
+            await _change_run(
+                conn, worker, exchange, ids, rate, args.seconds, args.hints, args.workload
+            )
             for rate in args.rates
         ]
+        # Settled: every change applied. The memberships must be right, or nothing counts.
+        disagreements = await sample_disagreements(conn, ACCOUNT_SMALL, segments)
     finally:
         await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
-    return {"segments": args.segments, "hints": args.hints, "runs": runs}
+    return {
+        "segments": args.segments,
+        "hints": args.hints,
+        "workload": args.workload,
+        "runs": runs,
+        "reference_sample": {"contacts": 300, "segments_disagreeing": disagreements},
+    }
 
 
 @asynccontextmanager
@@ -525,6 +623,12 @@ if __name__ == "__main__":
     parser.add_argument("--segments", type=int, default=100, help="live segments")
     parser.add_argument(
         "--hints", action="store_true", help="contact.changed carries its change hint (status)"
+    )
+    parser.add_argument(
+        "--workload",
+        choices=("flips", "mixed"),
+        default="flips",
+        help="flips: status flips; mixed: a third field updates, events, list changes",
     )
     parser.add_argument("--code-dir", help="run the worker from this checkout (to compare)")
     asyncio.run(main(parser.parse_args()))
