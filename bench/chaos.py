@@ -218,11 +218,11 @@ def _check_logs(work: Path, outcome: Outcome) -> None:
 
 
 def _big_rules(flip: bool) -> dict[str, Any]:
-    """The big segment's rules: the two variants swap every DE contact (half of them) in or
-    out, so a rules change moves half the segment, a build of seconds."""
+    """The big segment's rules: the two variants swap every member out and every other
+    contact in, so a rules change moves all N contacts, a build of seconds."""
     c_num = {"kind": "field", "field": "c_num", "operator": "lt" if flip else "gte", "value": 50}
-    not_de = {"not": {"kind": "field", "field": "country", "operator": "equals", "value": "DE"}}
-    return {"any": [c_num, not_de]}
+    not_nl = {"not": {"kind": "field", "field": "country", "operator": "equals", "value": "NL"}}
+    return {"all": [c_num, not_nl]}
 
 
 async def _change_big_rules(
