@@ -230,6 +230,7 @@ async def _kill_in_build(rig: Rig, duration: float) -> None:
     far into it the kill landed. A build quicker than that (a quiet machine) is let be, and
     the rules changed again, to be killed in half the time."""
     assert rig.big_segment is not None and rig.big_segment_id is not None
+    assert rig.account is not None
     landed: list[str] = []
     for at_least in (KILL_INTO_BUILD_S, KILL_INTO_BUILD_S / 2, KILL_INTO_BUILD_S / 4):
         if (since := await rig.big_segment()) is None:
@@ -237,7 +238,9 @@ async def _kill_in_build(rig: Rig, duration: float) -> None:
             break
         conn = await asyncpg.connect(rig.database_url, timeout=10)
         try:
-            seen = await _into_build(conn, rig.big_segment_id, since, at_least, 30)
+            seen = await _into_build(
+                conn, rig.account.account_id, rig.big_segment_id, since, at_least, 30
+            )
         finally:
             await conn.close()
         if seen is None:
@@ -259,12 +262,12 @@ async def _kill_in_build(rig: Rig, duration: float) -> None:
 # and objsubid 1), in a transaction begun since $4 (a build begun before the rules change, or
 # a killed worker's backend still running its statement, is not the one to kill): the
 # backend, its transaction's start, whether it is running one of a build's statements on its
-# temporary table (worker/builds.py) right now, since when, the time now, and the segment's
-# status.
+# temporary table (worker/builds.py) right now, since when, the time now, and the status of
+# the segment ($3 of account $5).
 _LOCK_HOLDER = """
 SELECT a.pid, a.xact_start, a.query_start, clock_timestamp() AS now,
        a.state = 'active' AND a.query LIKE '%build_diff%' AS building,
-       (SELECT status FROM segments WHERE id = $3) AS status
+       (SELECT status FROM segments WHERE account_id = $5 AND id = $3) AS status
 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
   AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND a.xact_start >= $4
@@ -273,6 +276,7 @@ WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
 
 async def _into_build(
     conn: asyncpg.Connection,
+    account_id: uuid.UUID,
     segment_id: uuid.UUID,
     since: datetime,
     at_least: float,
@@ -288,7 +292,9 @@ async def _into_build(
     into = 0.0
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        row = await conn.fetchrow(_LOCK_HOLDER, key >> 32, key & 0xFFFF_FFFF, segment_id, since)
+        row = await conn.fetchrow(
+            _LOCK_HOLDER, key >> 32, key & 0xFFFF_FFFF, segment_id, since, account_id
+        )
         holder = None if row is None else (row["pid"], row["xact_start"])
         if build is not None and holder != build:
             return into, None  # it ended (committed or rolled back) before `at_least`
