@@ -12,13 +12,15 @@ recorded as problems.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from bench.chaos_feeds import Baseline, Item, unnest
 
@@ -32,23 +34,56 @@ class MessageCopy:
         self.items: dict[uuid.UUID, list[Item]] = {}
         self.problems: list[tuple[uuid.UUID, str]] = []
         self.received = 0
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._keeper: asyncio.Task[None] | None = None
 
     async def start(self, amqp_url: str) -> None:
+        """Consume, and from now on reconnect within a second of any loss (a broker restart
+        or stop_app). A plain connection and a loop of our own rather than aio-pika's robust
+        connection: with that one, a run of four broker restarts ended with the queue holding
+        730 messages ready and none unacknowledged: no consumer left on it."""
+        await self._connect(amqp_url)
+        self._keeper = asyncio.create_task(self._keep(amqp_url))
+
+    async def _connect(self, amqp_url: str) -> None:
         """Declare and bind the queue (durable, quorum: it outlives broker restarts) and
-        consume; the robust connection comes back after every broker fault."""
-        self._connection = await aio_pika.connect_robust(amqp_url, timeout=10)
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=100)
-        queue = await channel.declare_queue(
-            QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        await queue.bind("segments", routing_key="membership.changed")
-        await queue.consume(self._on_message)
+        consume from it."""
+        connection = await aio_pika.connect(amqp_url, timeout=10)
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=100)
+            queue = await channel.declare_queue(
+                QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            await queue.bind("segments", routing_key="membership.changed")
+            await queue.consume(self._on_message)
+        except BaseException:
+            await connection.close()
+            raise
+        self._connection, self._channel = connection, channel
+
+    async def _keep(self, amqp_url: str) -> None:
+        while True:
+            await asyncio.sleep(1)
+            alive = self._connection is not None and not self._connection.is_closed
+            if alive and self._channel is not None and not self._channel.is_closed:
+                continue
+            if self._connection is not None:
+                with contextlib.suppress(Exception):  # already broken
+                    await self._connection.close()
+                self._connection = self._channel = None
+            with contextlib.suppress(Exception):  # the broker still down: next second
+                await self._connect(amqp_url)
 
     async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
         if self._connection is not None:
-            await self._connection.close()
+            with contextlib.suppress(Exception):
+                await self._connection.close()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self.apply(json.loads(message.body))
