@@ -351,10 +351,16 @@ def change_shape(i: int, account: uuid.UUID = ACCOUNT_SMALL) -> dict[str, Any]:
 
 
 async def live_segments(
-    conn: asyncpg.Connection, exchange: Any, n: int, account: uuid.UUID = ACCOUNT_SMALL
+    conn: asyncpg.Connection,
+    exchange: Any,
+    n: int,
+    account: uuid.UUID = ACCOUNT_SMALL,
+    first: int = 0,
 ) -> list[uuid.UUID]:
-    """n segments of the account (default: the 100k one), change_shape(0..n-1), built."""
-    segments = [await new_segment(conn, account, change_shape(i, account)) for i in range(n)]
+    """n segments of the account (default: the 100k one), change_shape(first..first+n-1),
+    built."""
+    shapes = range(first, first + n)
+    segments = [await new_segment(conn, account, change_shape(i, account)) for i in shapes]
     start_db = await conn.fetchval("SELECT clock_timestamp()")
     for segment in segments:
         await publish_segment(exchange, "segment.created", account, segment)
@@ -362,6 +368,23 @@ async def live_segments(
         await wait_built(conn, segment, start_db)
     # What autovacuum does soon after the builds' millions of inserts (statistics, visibility
     # map): the change runs measure the steady state, not the minute after a bulk load.
+    await conn.execute("VACUUM ANALYZE segment_members")
+    return segments
+
+
+async def reused_segments(conn: asyncpg.Connection, exchange: Any, n: int) -> list[uuid.UUID]:
+    """n built segments of the 100k-contact account: those an earlier run with --reuse left,
+    and new ones (built now, and left too) for the rest. Building a thousand takes minutes,
+    changing them seconds."""
+    rows = await conn.fetch(
+        """SELECT id FROM segments WHERE account_id = $1 AND name = 'bench' AND status = 'DONE'
+           ORDER BY created_at, id LIMIT $2""",
+        ACCOUNT_SMALL,
+        n,
+    )
+    segments = [r["id"] for r in rows]
+    if len(segments) < n:
+        segments += await live_segments(conn, exchange, n - len(segments), first=len(segments))
     await conn.execute("VACUUM ANALYZE segment_members")
     return segments
 
@@ -547,23 +570,35 @@ async def _change_run(
 async def bench_changes(
     conn: asyncpg.Connection, worker: ServiceProcess, exchange: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
-    segments = await live_segments(conn, exchange, args.segments)
+    started = time.perf_counter()
+    if args.reuse:
+        segments = await reused_segments(conn, exchange, args.segments)
+    else:
+        segments = await live_segments(conn, exchange, args.segments)
+    created_s = time.perf_counter() - started
     ids = [r[0] for r in await conn.fetch(
         "SELECT id FROM contacts WHERE account_id = $1", ACCOUNT_SMALL)]  # fmt: skip
+    # With and without hints side by side, rate by rate, when both are asked for.
+    modes = [True, False] if args.hints == "both" else [args.hints == "on"]
     try:
         runs = [
-            await _change_run(
-                conn, worker, exchange, ids, rate, args.seconds, args.hints, args.workload
-            )
+            {
+                "hints": hints,
+                **await _change_run(
+                    conn, worker, exchange, ids, rate, args.seconds, hints, args.workload
+                ),
+            }
             for rate in args.rates
+            for hints in modes
         ]
         # Settled: every change applied. The memberships must be right, or nothing counts.
         disagreements = await sample_disagreements(conn, ACCOUNT_SMALL, segments)
     finally:
-        await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
+        if not args.reuse:
+            await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
     return {
         "segments": args.segments,
-        "hints": args.hints,
+        "created_and_built_s": None if args.reuse else round(created_s, 1),
         "workload": args.workload,
         "runs": runs,
         "reference_sample": {"contacts": 300, "segments_disagreeing": disagreements},
@@ -622,13 +657,24 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30, help="per rate")
     parser.add_argument("--segments", type=int, default=100, help="live segments")
     parser.add_argument(
-        "--hints", action="store_true", help="contact.changed carries its change hint (status)"
+        "--hints",
+        nargs="?",
+        const="on",
+        default="off",
+        choices=("on", "off", "both"),
+        help="contact.changed carries its exact change hint (on), none (off), or each rate"
+        " is run both ways (both)",
     )
     parser.add_argument(
         "--workload",
         choices=("flips", "mixed"),
         default="flips",
         help="flips: status flips; mixed: a third field updates, events, list changes",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the segments for the next run, and use those an earlier one kept",
     )
     parser.add_argument("--code-dir", help="run the worker from this checkout (to compare)")
     asyncio.run(main(parser.parse_args()))

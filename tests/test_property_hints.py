@@ -1,7 +1,8 @@
 """Change hints skip nothing that a change could move: for generated rules (every dialect,
-universes, references), generated data and generated changes of that data with their exact
-hints, re-evaluating only the segments the hints select (worker.dependencies) ends in the
-state the reference evaluator gives for every segment on the changed data."""
+universes, references), generated data and generated changes of that data, each announced by
+its own message with its exact hints, re-evaluating each segment for the contacts of just the
+messages whose hints concern it (worker.dependencies' plan) ends in the state the reference
+evaluator gives for every segment on the changed data."""
 
 from __future__ import annotations
 
@@ -153,28 +154,29 @@ async def _check(
             segments.append((segment_id, dialect, rules, universe))
         ours = [c for c in data.contacts if c.account_id == ACCOUNT]
         changed = [c for c in drawn if c[1] < len(ours)]
-        hints = Hints()
+        messages: list[tuple[Hints | None, list[uuid.UUID]]] = []
         for change in changed:
             data = await _apply(conn, data, change)
-            hints |= _exact_hints(change)
-        selection = await SegmentReads().select(conn, ACCOUNT, hints)
-        contact_ids = sorted({data.contacts[index].id for _, index, _ in changed})
-        if contact_ids:
+            # One message per change, as the shim sends them: its contact, its exact hints.
+            messages.append((_exact_hints(change), [data.contacts[change[1]].id]))
+        plan = await SegmentReads().plan(conn, ACCOUNT, messages)
+        for work in plan.work:
             await apply_changes(
                 conn,
                 ACCOUNT,
-                contact_ids,
+                work.contact_ids,
                 statement_timeout_ms=60_000,
                 now=NOW,
-                segment_ids=selection.segment_ids,
+                segment_ids=work.segment_ids,
             )
+        planned = {s: w.contact_ids for w in plan.work for s in w.segment_ids}
         after = Evaluator(data, ACCOUNT, NOW, segment_members=referenced)
         for segment_id, dialect, rules, universe in segments:
             rows = await conn.fetch(
                 "SELECT contact_id FROM segment_members WHERE segment_id = $1", segment_id
             )
-            skipped = segment_id not in selection.segment_ids
-            context = f"{dialect} rules={rules} universe={universe} changes={changed} {skipped=}"
+            evaluated_for = planned.get(segment_id, [])
+            context = f"{dialect} {rules=} {universe=} {changed=} {evaluated_for=}"
             assert {r[0] for r in rows} == after.members(dialect, rules, universe), context
     finally:
         await transaction.rollback()
