@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.property_support import EXAMPLES, Database, load_generated, load_referenced
 from tests.reference import Data, Evaluator, Event, Member
 from tests.strategies import (
     ACCOUNT,
@@ -33,7 +32,6 @@ from tests.strategies import (
     stored_text,
     universes,
 )
-from tests.test_property import EXAMPLES, Database, _load, _load_referenced
 from worker.changes import apply_changes
 from worker.dependencies import SegmentReads
 from worker.hints import Hints
@@ -134,8 +132,8 @@ async def _check(
     transaction = conn.transaction()
     await transaction.start()
     try:
-        await _load(conn, data)
-        referenced = await _load_referenced(conn, data, memberships)
+        await load_generated(conn, data)
+        referenced = await load_referenced(conn, data, memberships)
         before = Evaluator(data, ACCOUNT, NOW, segment_members=referenced)
         segments = []
         for dialect, rules, universe in cases:
@@ -180,13 +178,6 @@ async def _check(
             assert {r[0] for r in rows} == after.members(dialect, rules, universe), context
     finally:
         await transaction.rollback()
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    yield database
-    database.close()
 
 
 @settings(
