@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -410,40 +411,6 @@ async def _all_settled(worker: ServiceProcess, before: str, messages: int) -> No
         await asyncio.sleep(0.02)
 
 
-async def publish_flips(
-    conn: asyncpg.Connection,
-    exchange: Any,
-    ids: list[uuid.UUID],
-    rate: int,
-    until: Callable[[], bool],
-    account: uuid.UUID = ACCOUNT_SMALL,
-    per_message: int = 100,
-    hints: bool = False,
-) -> int:
-    """Change contacts at `rate` per second until `until()`: flip the status of
-    `per_message` random contacts (so memberships move), then tell the worker, with the
-    exact change hint (`status`) when `hints`. Returns how many contacts were changed."""
-    changed = ChangeHints(fields=["status"]) if hints else None
-    sent = 0
-    started = time.perf_counter()
-    rng = random.Random(rate)
-    while not until():
-        batch = rng.sample(ids, per_message)
-        await conn.execute(
-            """UPDATE contacts SET status = CASE status WHEN 'subscribed' THEN 'unsubscribed'
-                   ELSE 'subscribed' END WHERE id = ANY($1::uuid[])""",
-            batch,
-        )
-        body = ContactChanged(
-            schema_version=1, account_id=account, contact_ids=batch,
-            changed_at=datetime.now(UTC), changed=changed,
-        )  # fmt: skip
-        await exchange.publish(contract_message(body), routing_key="contact.changed")
-        sent += per_message
-        await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
-    return sent
-
-
 # The mixed workload's writes, in turn: each changes `per_message` random contacts one way and
 # says so with its exact hint (what the shim's own ingestion would send).
 _FIELD_WRITES = {
@@ -499,25 +466,37 @@ async def _mixed_write(
     return ChangeHints(lists=True)
 
 
-async def publish_mixed(
+# A write of the workload: changes `batch` (write number `turn`) and returns its exact hint.
+Write = Callable[[asyncpg.Connection, uuid.UUID, list[uuid.UUID], int], Awaitable[ChangeHints]]
+
+
+async def _flip_status(
+    conn: asyncpg.Connection, account: uuid.UUID, batch: list[uuid.UUID], turn: int
+) -> ChangeHints:
+    await conn.execute(_FIELD_WRITES["status"], batch, account)
+    return ChangeHints(fields=["status"])
+
+
+async def publish_writes(
     conn: asyncpg.Connection,
     exchange: Any,
     ids: list[uuid.UUID],
     rate: int,
     until: Callable[[], bool],
+    write: Write,
     account: uuid.UUID = ACCOUNT_SMALL,
     per_message: int = 100,
     hints: bool = False,
 ) -> int:
-    """Change contacts at `rate` per second until `until()`, a third by field updates, a
-    third by events, a third by list changes (_mixed_write), each write announced by one
-    contact.changed, with its exact hint when `hints`. Returns how many contacts changed."""
+    """Change contacts at `rate` per second until `until()`: `write` changes `per_message`
+    random contacts at a time, and one contact.changed announces it, with the write's exact
+    hint when `hints`. Returns how many contacts were changed."""
     sent = turn = 0
     started = time.perf_counter()
     rng = random.Random(rate)
     while not until():
         batch = rng.sample(ids, per_message)
-        hint = await _mixed_write(conn, account, batch, turn)
+        hint = await write(conn, account, batch, turn)
         body = ContactChanged(
             schema_version=1, account_id=account, contact_ids=batch,
             changed_at=datetime.now(UTC), changed=hint if hints else None,
@@ -527,6 +506,10 @@ async def publish_mixed(
         turn += 1
         await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
     return sent
+
+
+# Status flips of random contacts (so memberships move), announced with their exact hint.
+publish_flips = functools.partial(publish_writes, write=_flip_status)
 
 
 async def _change_run(
@@ -542,13 +525,13 @@ async def _change_run(
     """contact.changed at `rate` contacts/s for `seconds`: throughput and lag quantiles."""
     before = await worker.metrics()
     started = time.perf_counter()
-    publish = publish_mixed if workload == "mixed" else publish_flips
-    sent = await publish(
+    sent = await publish_writes(
         conn,
         exchange,
         ids,
         rate,
         lambda: time.perf_counter() - started >= seconds,
+        write=_mixed_write if workload == "mixed" else _flip_status,
         hints=hints,
     )
     publish_s = time.perf_counter() - started
