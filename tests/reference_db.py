@@ -14,27 +14,35 @@ _CONTACT_COLUMNS = (
 )
 
 
-async def load_data(conn: Any, account_id: uuid.UUID) -> Data:
+async def load_data(
+    conn: Any, account_id: uuid.UUID, contact_ids: list[uuid.UUID] | None = None
+) -> Data:
+    """The account's data; with `contact_ids`, only those contacts and their events and
+    list memberships (a sample of a large account)."""
+    only = "" if contact_ids is None else " AND {column} = ANY($2::uuid[])"
+    args = (account_id,) if contact_ids is None else (account_id, contact_ids)
     contacts = [
         Contact(**{**dict(r), "tags": list(r["tags"])})
         for r in await conn.fetch(
-            f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE account_id = $1", account_id
+            f"SELECT {_CONTACT_COLUMNS} FROM contacts WHERE account_id = $1"
+            + only.format(column="id"),
+            *args,
         )
     ]
     events = [
         Event(**dict(r))
         for r in await conn.fetch(
             "SELECT account_id, contact_id, type, campaign_id, occurred_at FROM events"
-            " WHERE account_id = $1",
-            account_id,
+            " WHERE account_id = $1" + only.format(column="contact_id"),
+            *args,
         )
     ]
     members = [
         Member(**dict(r))
         for r in await conn.fetch(
             "SELECT list_id, contact_id, account_id FROM contact_list_members"
-            " WHERE account_id = $1",
-            account_id,
+            " WHERE account_id = $1" + only.format(column="contact_id"),
+            *args,
         )
     ]
     fields = {
