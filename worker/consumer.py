@@ -291,8 +291,13 @@ class ChangeConsumer:
                 await self._sweep()
             for part in batch.accounts():
                 decisions = await self._apply_account(part)
-                for item in zip(part.deliveries, part.changes, decisions, strict=True):
-                    await self._settle(*item)
+                for delivery, change, decision in zip(
+                    part.deliveries, part.changes, decisions, strict=True
+                ):
+                    try:
+                        await self._settle(delivery, change, decision)
+                    except Exception as exc:  # a bug must not strand the batch's other messages
+                        await self._give_back(delivery, change, exc)
         finally:
             self._applying = False
         self.flush()  # what arrived meanwhile has waited long enough
@@ -309,6 +314,22 @@ class ChangeConsumer:
             )
         settled = await self.settler.settle(message, decision)
         self.freshness.settled(message, change, lost=not settled)
+
+    async def _give_back(
+        self, delivery: AbstractIncomingMessage, change: ContactChanged, exc: Exception
+    ) -> None:
+        """A delivery whose settling failed unexpectedly goes back to the queue (applying it
+        again is idempotent), held for freshness until a newer tick is read: otherwise it would
+        stay unacknowledged for as long as the worker runs."""
+        log.error(
+            "changes.settle_failed",
+            account_id=str(change.account_id),
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=exc,
+        )
+        self.freshness.settled(delivery, change, lost=True)
+        with contextlib.suppress(Exception):  # a lost channel gives it back by itself
+            await delivery.nack(requeue=True)
 
     async def _apply_account(self, part: AccountPart[AbstractIncomingMessage]) -> list[Decision]:
         INCREMENTAL_BATCH_CONTACTS.observe(len(part.contact_ids))
