@@ -59,6 +59,7 @@ _UNAVAILABLE = (
     asyncpg.DeadlockDetectedError,
     asyncpg.TooManyConnectionsError,
     asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError,  # a connection the server ended (worker/errors.py)
 )
 
 

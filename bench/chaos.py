@@ -70,6 +70,7 @@ class Outcome:
     faults: dict[str, int] = field(default_factory=dict)
     acked: int = 0
     uncertain: int = 0
+    not_sent: int = 0
     violations: list[str] = field(default_factory=list)
     dead_letters: int = 0
     converge_s: float | None = None
@@ -86,6 +87,7 @@ class Outcome:
             "faults": self.faults,
             "writes_acknowledged": self.acked,
             "writes_uncertain": self.uncertain,
+            "writes_not_sent": self.not_sent,
             "lost": lost,
             "wrong_memberships": wrong,
             "feed_inconsistencies": feeds,
@@ -355,6 +357,7 @@ async def _workload(
     )
     outcome.converge_s, outcome.dead_letters = converge, dlq
     outcome.acked, outcome.uncertain = history.acked, history.uncertain
+    outcome.not_sent = history.not_sent
 
 
 async def run(args: argparse.Namespace) -> Outcome:
@@ -391,7 +394,9 @@ async def _plant_unannounced(database_url: str, account: Account, history: Histo
     finally:
         await conn.close()
     write = history.write(("contact", email, "status"), "unsubscribed")
-    assert await write_directly(database_url, account, email, "status", "unsubscribed")
+    assert await write_directly(database_url, account, email, "status", "unsubscribed") == (
+        "committed"
+    )
     history.settle([write], acked=True)
     say(f"self-test: {email} unsubscribed in the database, not announced")
 

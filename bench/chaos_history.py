@@ -35,12 +35,18 @@ class History:
     events: list[tuple[str, str, datetime, Write]] = field(default_factory=list)
     acked: int = 0
     uncertain: int = 0
+    not_sent: int = 0  # writes that certainly never reached the service (no connection)
     rejected: list[str] = field(default_factory=list)  # valid writes answered with a 4xx
 
     def write(self, key: tuple[Any, ...], value: Any) -> Write:
         entry = Write(value)
         self.registers[key].append(entry)
         return entry
+
+    def withdraw(self, key: tuple[Any, ...], entry: Write) -> None:
+        """`entry` certainly never happened (its request never left): it is no write."""
+        self.registers[key].remove(entry)
+        self.not_sent += 1
 
     def event(self, email: str, kind: str, at: datetime) -> Write:
         entry = Write((email, kind, at))
@@ -74,5 +80,13 @@ def register_violations(
         allowed = allowed_final_values(writes, initial.get(key, _INITIAL))
         value = final.get(key)
         if value not in allowed:
-            problems.append(f"lost write: {key} is {value!r}, expected one of {allowed!r}")
+            problems.append(
+                f"lost write: {key} is {value!r}, expected one of {allowed!r}"
+                f" (its writes, in order: {describe(writes)})"
+            )
     return problems
+
+
+def describe(writes: list[Write]) -> str:
+    """A register's history for a violation's message: each value and its outcome."""
+    return ", ".join(f"{w.value!r} {'acked' if w.acked else 'uncertain'}" for w in writes)

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import aio_pika
 import asyncpg
@@ -34,6 +34,9 @@ REQUEST_TIMEOUT_S = 10.0
 # The fields a driver writes, by door. `status` and `country` take both doors.
 API_FIELDS = ("status", "country", "tags", "isp_id", "c_num", "c_flag", "c_date")
 DIRECT_FIELDS = ("status", "country", "city")
+CONTACT_FIELDS = tuple(dict.fromkeys(API_FIELDS + DIRECT_FIELDS))  # every register of a contact
+# What became of a direct write: committed, never sent (no connection), or unknown.
+DirectOutcome = Literal["committed", "not_sent", "unknown"]
 
 
 @dataclass
@@ -239,8 +242,11 @@ async def set_up(api: Api, conn: asyncpg.Connection, contacts: int, history: His
         for item in answer["items"]:
             account.contact_ids[item["email"]] = uuid.UUID(item["id"])
         for email, vals in values.items():
-            for name, value in vals.items():
-                history.settle([history.write(("contact", email, name), value)], acked=True)
+            # Every register starts with the value the creating upsert left: a field it did not
+            # send (`city`) is NULL. Without that start, a contact whose only city writes were
+            # uncertain and did not happen would be reported as a lost write, its NULL unexplained.
+            initial = [history.write(("contact", email, n), vals.get(n)) for n in CONTACT_FIELDS]
+            history.settle(initial, acked=True)
         await api.must(
             "POST", f"/api/v2/lists/{account.lists[0]}/members", {"add": batch, "remove": []}
         )
@@ -414,13 +420,14 @@ class Driver:
         value = self.rng.choice(COUNTRIES[:-1] if name == "country" else STATUSES)
         if name == "city":
             value = self.rng.choice(["Berlin", "Paris", None])
-        write = self.history.write(("contact", email, name), value)
-        if await write_directly(self.database_url, self.account, email, name, value):
-            self.history.settle([write], acked=True)
-            self.unannounced.append(self.account.contact_ids[email])
-        else:
-            self.history.settle([write], acked=False)
-            self.unannounced.append(self.account.contact_ids[email])  # it may have committed
+        key = ("contact", email, name)
+        write = self.history.write(key, value)
+        outcome = await write_directly(self.database_url, self.account, email, name, value)
+        if outcome == "not_sent":
+            self.history.withdraw(key, write)  # no connection, no UPDATE: no write at all
+            return
+        self.history.settle([write], acked=outcome == "committed")
+        self.unannounced.append(self.account.contact_ids[email])  # unknown: it may have committed
 
     async def announce_pending(self) -> None:
         if not self.unannounced:
@@ -439,13 +446,13 @@ class Driver:
 
 async def write_directly(
     database_url: str, account: Account, email: str, name: str, value: Any
-) -> bool:
-    """True when the update committed (False: it failed or its fate is unknown)."""
+) -> DirectOutcome:
+    """Whether the update committed, was never sent, or may or may not have committed."""
     assert name in DIRECT_FIELDS  # the column name comes from this whitelist only
     try:
         conn = await asyncpg.connect(database_url, timeout=5)
-    except Exception:  # the server restarting, say: not written
-        return False
+    except Exception:  # the server restarting, say: the UPDATE never left
+        return "not_sent"
     try:
         await conn.execute(
             f"UPDATE contacts SET {name} = $3, updated_at = now()"
@@ -455,8 +462,8 @@ async def write_directly(
             value,
             timeout=5,
         )
-        return True
+        return "committed"
     except Exception:  # asyncpg has client errors outside its two bases too
-        return False  # whatever failed, the write's fate is unknown: uncertain
+        return "unknown"  # sent, then whatever failed: it may have committed (uncertain)
     finally:
         conn.terminate()

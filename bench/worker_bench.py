@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -351,10 +352,16 @@ def change_shape(i: int, account: uuid.UUID = ACCOUNT_SMALL) -> dict[str, Any]:
 
 
 async def live_segments(
-    conn: asyncpg.Connection, exchange: Any, n: int, account: uuid.UUID = ACCOUNT_SMALL
+    conn: asyncpg.Connection,
+    exchange: Any,
+    n: int,
+    account: uuid.UUID = ACCOUNT_SMALL,
+    first: int = 0,
 ) -> list[uuid.UUID]:
-    """n segments of the account (default: the 100k one), change_shape(0..n-1), built."""
-    segments = [await new_segment(conn, account, change_shape(i, account)) for i in range(n)]
+    """n segments of the account (default: the 100k one), change_shape(first..first+n-1),
+    built."""
+    shapes = range(first, first + n)
+    segments = [await new_segment(conn, account, change_shape(i, account)) for i in shapes]
     start_db = await conn.fetchval("SELECT clock_timestamp()")
     for segment in segments:
         await publish_segment(exchange, "segment.created", account, segment)
@@ -362,6 +369,23 @@ async def live_segments(
         await wait_built(conn, segment, start_db)
     # What autovacuum does soon after the builds' millions of inserts (statistics, visibility
     # map): the change runs measure the steady state, not the minute after a bulk load.
+    await conn.execute("VACUUM ANALYZE segment_members")
+    return segments
+
+
+async def reused_segments(conn: asyncpg.Connection, exchange: Any, n: int) -> list[uuid.UUID]:
+    """n built segments of the 100k-contact account: those an earlier run with --reuse left,
+    and new ones (built now, and left too) for the rest. Building a thousand takes minutes,
+    changing them seconds."""
+    rows = await conn.fetch(
+        """SELECT id FROM segments WHERE account_id = $1 AND name = 'bench' AND status = 'DONE'
+           ORDER BY created_at, id LIMIT $2""",
+        ACCOUNT_SMALL,
+        n,
+    )
+    segments = [r["id"] for r in rows]
+    if len(segments) < n:
+        segments += await live_segments(conn, exchange, n - len(segments), first=len(segments))
     await conn.execute("VACUUM ANALYZE segment_members")
     return segments
 
@@ -385,40 +409,6 @@ async def _all_settled(worker: ServiceProcess, before: str, messages: int) -> No
     start = _settled(before)
     while _settled(await worker.metrics()) - start < messages:
         await asyncio.sleep(0.02)
-
-
-async def publish_flips(
-    conn: asyncpg.Connection,
-    exchange: Any,
-    ids: list[uuid.UUID],
-    rate: int,
-    until: Callable[[], bool],
-    account: uuid.UUID = ACCOUNT_SMALL,
-    per_message: int = 100,
-    hints: bool = False,
-) -> int:
-    """Change contacts at `rate` per second until `until()`: flip the status of
-    `per_message` random contacts (so memberships move), then tell the worker, with the
-    exact change hint (`status`) when `hints`. Returns how many contacts were changed."""
-    changed = ChangeHints(fields=["status"]) if hints else None
-    sent = 0
-    started = time.perf_counter()
-    rng = random.Random(rate)
-    while not until():
-        batch = rng.sample(ids, per_message)
-        await conn.execute(
-            """UPDATE contacts SET status = CASE status WHEN 'subscribed' THEN 'unsubscribed'
-                   ELSE 'subscribed' END WHERE id = ANY($1::uuid[])""",
-            batch,
-        )
-        body = ContactChanged(
-            schema_version=1, account_id=account, contact_ids=batch,
-            changed_at=datetime.now(UTC), changed=changed,
-        )  # fmt: skip
-        await exchange.publish(contract_message(body), routing_key="contact.changed")
-        sent += per_message
-        await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
-    return sent
 
 
 # The mixed workload's writes, in turn: each changes `per_message` random contacts one way and
@@ -476,25 +466,37 @@ async def _mixed_write(
     return ChangeHints(lists=True)
 
 
-async def publish_mixed(
+# A write of the workload: changes `batch` (write number `turn`) and returns its exact hint.
+Write = Callable[[asyncpg.Connection, uuid.UUID, list[uuid.UUID], int], Awaitable[ChangeHints]]
+
+
+async def _flip_status(
+    conn: asyncpg.Connection, account: uuid.UUID, batch: list[uuid.UUID], turn: int
+) -> ChangeHints:
+    await conn.execute(_FIELD_WRITES["status"], batch, account)
+    return ChangeHints(fields=["status"])
+
+
+async def publish_writes(
     conn: asyncpg.Connection,
     exchange: Any,
     ids: list[uuid.UUID],
     rate: int,
     until: Callable[[], bool],
+    write: Write,
     account: uuid.UUID = ACCOUNT_SMALL,
     per_message: int = 100,
     hints: bool = False,
 ) -> int:
-    """Change contacts at `rate` per second until `until()`, a third by field updates, a
-    third by events, a third by list changes (_mixed_write), each write announced by one
-    contact.changed, with its exact hint when `hints`. Returns how many contacts changed."""
+    """Change contacts at `rate` per second until `until()`: `write` changes `per_message`
+    random contacts at a time, and one contact.changed announces it, with the write's exact
+    hint when `hints`. Returns how many contacts were changed."""
     sent = turn = 0
     started = time.perf_counter()
     rng = random.Random(rate)
     while not until():
         batch = rng.sample(ids, per_message)
-        hint = await _mixed_write(conn, account, batch, turn)
+        hint = await write(conn, account, batch, turn)
         body = ContactChanged(
             schema_version=1, account_id=account, contact_ids=batch,
             changed_at=datetime.now(UTC), changed=hint if hints else None,
@@ -504,6 +506,10 @@ async def publish_mixed(
         turn += 1
         await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
     return sent
+
+
+# Status flips of random contacts (so memberships move), announced with their exact hint.
+publish_flips = functools.partial(publish_writes, write=_flip_status)
 
 
 async def _change_run(
@@ -519,13 +525,13 @@ async def _change_run(
     """contact.changed at `rate` contacts/s for `seconds`: throughput and lag quantiles."""
     before = await worker.metrics()
     started = time.perf_counter()
-    publish = publish_mixed if workload == "mixed" else publish_flips
-    sent = await publish(
+    sent = await publish_writes(
         conn,
         exchange,
         ids,
         rate,
         lambda: time.perf_counter() - started >= seconds,
+        write=_mixed_write if workload == "mixed" else _flip_status,
         hints=hints,
     )
     publish_s = time.perf_counter() - started
@@ -547,23 +553,35 @@ async def _change_run(
 async def bench_changes(
     conn: asyncpg.Connection, worker: ServiceProcess, exchange: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
-    segments = await live_segments(conn, exchange, args.segments)
+    started = time.perf_counter()
+    if args.reuse:
+        segments = await reused_segments(conn, exchange, args.segments)
+    else:
+        segments = await live_segments(conn, exchange, args.segments)
+    created_s = time.perf_counter() - started
     ids = [r[0] for r in await conn.fetch(
         "SELECT id FROM contacts WHERE account_id = $1", ACCOUNT_SMALL)]  # fmt: skip
+    # With and without hints side by side, rate by rate, when both are asked for.
+    modes = [True, False] if args.hints == "both" else [args.hints == "on"]
     try:
         runs = [
-            await _change_run(
-                conn, worker, exchange, ids, rate, args.seconds, args.hints, args.workload
-            )
+            {
+                "hints": hints,
+                **await _change_run(
+                    conn, worker, exchange, ids, rate, args.seconds, hints, args.workload
+                ),
+            }
             for rate in args.rates
+            for hints in modes
         ]
         # Settled: every change applied. The memberships must be right, or nothing counts.
         disagreements = await sample_disagreements(conn, ACCOUNT_SMALL, segments)
     finally:
-        await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
+        if not args.reuse:
+            await conn.execute("DELETE FROM segments WHERE id = ANY($1::uuid[])", segments)
     return {
         "segments": args.segments,
-        "hints": args.hints,
+        "created_and_built_s": None if args.reuse else round(created_s, 1),
         "workload": args.workload,
         "runs": runs,
         "reference_sample": {"contacts": 300, "segments_disagreeing": disagreements},
@@ -622,13 +640,24 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=30, help="per rate")
     parser.add_argument("--segments", type=int, default=100, help="live segments")
     parser.add_argument(
-        "--hints", action="store_true", help="contact.changed carries its change hint (status)"
+        "--hints",
+        nargs="?",
+        const="on",
+        default="off",
+        choices=("on", "off", "both"),
+        help="contact.changed carries its exact change hint (on), none (off), or each rate"
+        " is run both ways (both)",
     )
     parser.add_argument(
         "--workload",
         choices=("flips", "mixed"),
         default="flips",
         help="flips: status flips; mixed: a third field updates, events, list changes",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the segments for the next run, and use those an earlier one kept",
     )
     parser.add_argument("--code-dir", help="run the worker from this checkout (to compare)")
     asyncio.run(main(parser.parse_args()))

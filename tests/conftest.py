@@ -15,6 +15,7 @@ import aio_pika
 import asyncpg
 import pytest
 
+from tests.property_support import Database
 from tests.services import postgres_server, rabbitmq_server, unique_name, with_database
 from tests.statement_capture import TESTS_APPLICATION, StatementLog
 from tests.worker_support import publisher, running_worker, worker_settings
@@ -113,3 +114,11 @@ async def worker(database_url: str, amqp_url: str) -> AsyncIterator[None]:
     """A worker running in this event loop for the test."""
     async with running_worker(worker_settings(database_url, amqp_url)):
         yield
+
+
+@pytest.fixture(scope="module")
+def db(database_url: str) -> Iterator[Database]:
+    """A connection the property tests' hypothesis (sync) functions drive."""
+    database = Database(database_url)
+    yield database
+    database.close()

@@ -1,6 +1,6 @@
 """A small asyncio TCP proxy for fault tests: stop() cuts every connection through it and
-refuses new ones (the broker looks down to whoever uses the proxy), start() brings it back on
-the same port. The shared RabbitMQ server is never touched."""
+refuses new ones (the server looks down to whoever uses the proxy), start() brings it back on
+the same port. The shared PostgreSQL and RabbitMQ servers are never touched."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ class TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
+
+    @property
+    def connections(self) -> int:
+        """Open connections through the proxy (each counted once, its client side)."""
+        return len(self._writers) // 2
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -64,6 +69,7 @@ class TcpProxy:
 
 
 def through(url: str, port: int) -> str:
-    """`url` (with its credentials and path) pointed at a proxy on 127.0.0.1:`port`."""
+    """`url` (with its credentials, if any, and path) pointed at 127.0.0.1:`port`."""
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{port}"))
+    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    return urlunsplit(parts._replace(netloc=f"{userinfo}127.0.0.1:{port}"))

@@ -5,7 +5,6 @@ PostgreSQL; a malformed `changed` is a poison message."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -22,10 +21,9 @@ from tests.worker_support import (
     take_dead_letter,
     wait_status,
 )
-from worker.batching import ChangeBatcher
-from worker.dependencies import EVERYTHING, Reads, SegmentReads
-from worker.hints import Hints, fields_changed, merged_hints
-from worker.messages import ChangeHints, ContactChanged, amqp_message
+from worker.dependencies import EVERYTHING, Plan, Reads, SegmentReads, Work
+from worker.hints import Hints, fields_changed
+from worker.messages import ChangeHints, amqp_message
 from worker.rules import FieldRegistry, parse_rules
 from worker.settle import REASON_HEADER
 from worker.topology import CONTACT_CHANGES_QUEUE
@@ -113,32 +111,51 @@ def test_rules_that_cannot_be_read_count_as_reading_everything() -> None:
         assert EVERYTHING.affected_by(hints)
 
 
-def _change(account_id: uuid.UUID, changed: ChangeHints | None) -> ContactChanged:
-    return ContactChanged(
-        schema_version=1,
-        account_id=account_id,
-        contact_ids=[uuid.uuid4()],
-        changed_at=datetime.now(UTC),
-        changed=changed,
+async def test_each_segment_is_planned_for_the_contacts_of_the_messages_concerning_it(
+    conn: asyncpg.Connection, account_id: uuid.UUID
+) -> None:
+    country = await save_segment(conn, account_id, {"all": [_field("country")]})
+    opened = await save_segment(conn, account_id, {"all": [OPENED]})
+    await conn.execute(
+        "UPDATE segments SET status = 'DONE' WHERE id = ANY($1::uuid[])",
+        [country["id"], opened["id"]],
     )
+    ann, bob, cid = sorted(uuid.uuid4() for _ in range(3))
+    by_country = Hints(fields=frozenset({"country"}))
+    reads = SegmentReads()
+    plan = await reads.plan(
+        conn,
+        account_id,
+        [(by_country, [ann]), (Hints(events=frozenset({"open"})), [bob]), (by_country, [cid])],
+    )
+    planned = {tuple(w.segment_ids): w.contact_ids for w in plan.work}
+    assert planned == {(country["id"],): [ann, cid], (opened["id"],): [bob]}
+    assert (plan.evaluated, plan.skipped, plan.pairs) == (2, 0, 3)
+    # A message without hints concerns every segment; segments of the same contacts share
+    # one statement.
+    plan = await reads.plan(conn, account_id, [(by_country, [ann]), (None, [bob])])
+    planned = {tuple(w.segment_ids): w.contact_ids for w in plan.work}
+    assert planned == {(country["id"],): [ann, bob], (opened["id"],): [bob]}
+    plan = await reads.plan(conn, account_id, [(None, [ann, bob])])
+    assert [w.contact_ids for w in plan.work] == [[ann, bob]]
+    assert sorted(plan.work[0].segment_ids) == sorted([country["id"], opened["id"]])
+    nothing = await reads.plan(conn, account_id, [(Hints(fields=frozenset({"city"})), [ann])])
+    assert (nothing.work, nothing.skipped) == ([], 2)
 
 
-def test_a_batch_merges_its_hints_and_one_message_without_hints_means_anything() -> None:
-    account = uuid.uuid4()
-    hinted = [
-        _change(account, ChangeHints(fields=["country"])),
-        _change(account, ChangeHints(events=["open"], lists=True)),
-    ]
-    assert merged_hints(hinted) == Hints(
-        fields=frozenset({"country"}), events=frozenset({"open"}), lists=True
+def test_a_plan_splits_every_group_and_keeps_each_segment_in_one_part() -> None:
+    segments = [uuid.uuid4() for _ in range(5)]
+    plan = Plan(
+        [Work(segments[:3], [uuid.uuid4()]), Work(segments[3:], [uuid.uuid4(), uuid.uuid4()])],
+        skipped=0,
     )
-    assert merged_hints([*hinted, _change(account, None)]) is None
-    batcher: ChangeBatcher[str] = ChangeBatcher(max_contacts=100, window_s=0)
-    for i, change in enumerate([*hinted, _change(uuid.uuid4(), None)]):
-        batcher.add(f"delivery {i}", change)
-    first, second = batcher.take().accounts()
-    assert first.hints == merged_hints(hinted)
-    assert second.hints is None
+    parts = plan.split(2)
+    assert len(parts) == 2
+    placed = [s for part in parts for work in part for s in work.segment_ids]
+    assert sorted(placed) == sorted(segments)  # each once
+    assert [len(w.segment_ids) for w in parts[0]] == [2, 1]
+    assert [len(w.segment_ids) for w in parts[1]] == [1, 1]
+    assert plan.split(1) == [plan.work]
 
 
 def test_an_update_hints_the_keys_sent_and_too_many_custom_keys_become_attributes() -> None:

@@ -6,32 +6,20 @@ and a build reads the segment's timezone from its row."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.calendar_strategies import calendar_data, calendar_rules, zones_and_nows
+from tests.property_support import EXAMPLES, REGISTRY, Database, load_generated, sql_answers
 from tests.reference import Data, Evaluator
 from tests.strategies import ACCOUNT
-from tests.test_property import REGISTRY, Database, _load, _sql_answers
 from worker.builds import build_segment
 from worker.compiler import SegmentQuery
 from worker.messages import SegmentMessage
 from worker.rules import parse_rules
-
-EXAMPLES = int(os.environ.get("SEGMENTS_PROPERTY_EXAMPLES", "400"))
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    yield database
-    database.close()
 
 
 async def _check(
@@ -41,14 +29,14 @@ async def _check(
     transaction = conn.transaction()
     await transaction.start()
     try:
-        await _load(conn, data)
+        await load_generated(conn, data)
         evaluator = Evaluator(data, ACCOUNT, now, timezone=zone)
         candidates = [c.id for c in data.contacts]
         for rules in rules_list:
             tree = parse_rules("v2", rules, REGISTRY)
             query = SegmentQuery(ACCOUNT, tree, (), now, zone)
             expected = evaluator.members("v2", rules, ())
-            count, members, matching = await _sql_answers(conn, query, candidates)
+            count, members, matching = await sql_answers(conn, query, candidates)
             context = f"zone={zone} now={now.isoformat()} rules={rules}"
             assert members == expected, context
             assert count == len(expected), context

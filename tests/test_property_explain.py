@@ -7,7 +7,6 @@ nothing of another account can be explained."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -18,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.calendar_strategies import calendar_data, calendar_rules, zones_and_nows
+from tests.property_support import EXAMPLES as ALL_EXAMPLES
+from tests.property_support import REGISTRY, Database, load_generated, load_referenced
 from tests.reference import Contact, Data, Evaluator
 from tests.strategies import (
     ACCOUNT,
@@ -28,7 +29,6 @@ from tests.strategies import (
     segment_memberships,
     universes,
 )
-from tests.test_property import REGISTRY, Database, _load, _load_referenced
 from worker.compiler import SegmentQuery, compile_member_ids
 from worker.db import Conn
 from worker.explain_contact import ContactExplanation, ContactNotFound, explain_contact
@@ -36,19 +36,12 @@ from worker.observed import jsonable
 from worker.rules import parse_rules
 from worker.store import SegmentNotFound
 
-EXAMPLES = int(os.environ.get("SEGMENTS_PROPERTY_EXAMPLES", "400")) // 2
+EXAMPLES = ALL_EXAMPLES // 2
 _SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    yield database
-    database.close()
 
 
 def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -154,8 +147,8 @@ def test_explain_agrees_with_compiler_and_reference(
 ) -> None:
     async def check() -> None:
         async with db.conn.transaction():
-            await _load(db.conn, data)
-            referenced = await _load_referenced(db.conn, data, memberships)
+            await load_generated(db.conn, data)
+            referenced = await load_referenced(db.conn, data, memberships)
             evaluator = Evaluator(data, ACCOUNT, NOW, segment_members=referenced)
             for (dialect, rules), universe in cases:
                 await Case(evaluator, dialect, rules, universe).check(db.conn, NOW)
@@ -174,7 +167,7 @@ def test_explain_in_a_timezone_agrees_with_reference(db: Database, data: st.Data
 
     async def check() -> None:
         async with db.conn.transaction():
-            await _load(db.conn, dataset)
+            await load_generated(db.conn, dataset)
             evaluator = Evaluator(dataset, ACCOUNT, now, timezone=zone)
             await Case(evaluator, "v2", rules, []).check(db.conn, now, zone)
             raise _Rollback

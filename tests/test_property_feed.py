@@ -7,7 +7,6 @@ reference evaluator says; seqs have no gaps, and a step that moves nobody record
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -16,6 +15,8 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.property_support import EXAMPLES as ALL_EXAMPLES
+from tests.property_support import Database, load_generated, load_referenced
 from tests.reference import Data, Evaluator
 from tests.reference_db import load_data
 from tests.strategies import (
@@ -28,7 +29,6 @@ from tests.strategies import (
     segment_memberships,
     universes,
 )
-from tests.test_property import Database, _load, _load_referenced, db  # noqa: F401 (fixture)
 from tests.worker_support import segment_message
 from worker.builds import build_segment
 from worker.changes import apply_changes
@@ -36,7 +36,7 @@ from worker.membership_feed import read_changes
 from worker.messages import MembershipChanged, decode
 
 WEEK = timedelta(days=7)
-EXAMPLES = int(os.environ.get("SEGMENTS_PROPERTY_EXAMPLES", "400")) // 4
+EXAMPLES = ALL_EXAMPLES // 4
 
 # One step: a contact's data replaced (by index into our contacts), its lists replaced, the
 # rules (and universe) replaced, or a rebuild.
@@ -169,8 +169,8 @@ async def _check(
     transaction = conn.transaction()
     await transaction.start()
     try:
-        await _load(conn, data)
-        referenced = await _load_referenced(conn, data, memberships)
+        await load_generated(conn, data)
+        referenced = await load_referenced(conn, data, memberships)
         (dialect, rules), universe = first
         segment = {
             "account_id": ACCOUNT,
@@ -217,7 +217,7 @@ async def _check(
     plan=steps,
 )
 def test_initial_members_plus_the_feed_give_the_membership_after_every_step(
-    db: Database,  # noqa: F811
+    db: Database,
     data: Data,
     first: Any,
     memberships: list[set[int]],

@@ -1,21 +1,21 @@
 """Change hints skip nothing that a change could move: for generated rules (every dialect,
-universes, references), generated data and generated changes of that data with their exact
-hints, re-evaluating only the segments the hints select (worker.dependencies) ends in the
-state the reference evaluator gives for every segment on the changed data."""
+universes, references), generated data and generated changes of that data, each announced by
+its own message with its exact hints, re-evaluating each segment for the contacts of just the
+messages whose hints concern it (worker.dependencies' plan) ends in the state the reference
+evaluator gives for every segment on the changed data."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.property_support import EXAMPLES, Database, load_generated, load_referenced
 from tests.reference import Data, Evaluator, Event, Member
 from tests.strategies import (
     ACCOUNT,
@@ -32,7 +32,6 @@ from tests.strategies import (
     stored_text,
     universes,
 )
-from tests.test_property import EXAMPLES, Database, _load, _load_referenced
 from worker.changes import apply_changes
 from worker.dependencies import SegmentReads
 from worker.hints import Hints
@@ -133,8 +132,8 @@ async def _check(
     transaction = conn.transaction()
     await transaction.start()
     try:
-        await _load(conn, data)
-        referenced = await _load_referenced(conn, data, memberships)
+        await load_generated(conn, data)
+        referenced = await load_referenced(conn, data, memberships)
         before = Evaluator(data, ACCOUNT, NOW, segment_members=referenced)
         segments = []
         for dialect, rules, universe in cases:
@@ -153,38 +152,32 @@ async def _check(
             segments.append((segment_id, dialect, rules, universe))
         ours = [c for c in data.contacts if c.account_id == ACCOUNT]
         changed = [c for c in drawn if c[1] < len(ours)]
-        hints = Hints()
+        messages: list[tuple[Hints | None, list[uuid.UUID]]] = []
         for change in changed:
             data = await _apply(conn, data, change)
-            hints |= _exact_hints(change)
-        selection = await SegmentReads().select(conn, ACCOUNT, hints)
-        contact_ids = sorted({data.contacts[index].id for _, index, _ in changed})
-        if contact_ids:
+            # One message per change, as the shim sends them: its contact, its exact hints.
+            messages.append((_exact_hints(change), [data.contacts[change[1]].id]))
+        plan = await SegmentReads().plan(conn, ACCOUNT, messages)
+        for work in plan.work:
             await apply_changes(
                 conn,
                 ACCOUNT,
-                contact_ids,
+                work.contact_ids,
                 statement_timeout_ms=60_000,
                 now=NOW,
-                segment_ids=selection.segment_ids,
+                segment_ids=work.segment_ids,
             )
+        planned = {s: w.contact_ids for w in plan.work for s in w.segment_ids}
         after = Evaluator(data, ACCOUNT, NOW, segment_members=referenced)
         for segment_id, dialect, rules, universe in segments:
             rows = await conn.fetch(
                 "SELECT contact_id FROM segment_members WHERE segment_id = $1", segment_id
             )
-            skipped = segment_id not in selection.segment_ids
-            context = f"{dialect} rules={rules} universe={universe} changes={changed} {skipped=}"
+            evaluated_for = planned.get(segment_id, [])
+            context = f"{dialect} {rules=} {universe=} {changed=} {evaluated_for=}"
             assert {r[0] for r in rows} == after.members(dialect, rules, universe), context
     finally:
         await transaction.rollback()
-
-
-@pytest.fixture(scope="module")
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    yield database
-    database.close()
 
 
 @settings(

@@ -13,12 +13,12 @@ import signal
 import subprocess
 import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
-from tests.proxy import Proxy
+from tests.tcp_proxy import TcpProxy, through
 from tests.test_worker_builds import SUBSCRIBED_IN_DE, _people
 from tests.waiting import wait_for
 from tests.worker_support import (
@@ -37,13 +37,6 @@ from tests.worker_support import (
 from worker.metrics import MESSAGES
 from worker.settle import ATTEMPT_HEADER, DETAIL_HEADER, ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER
 from worker.topology import BUILD_QUEUE
-
-
-def _through(url: str, proxy: Proxy) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0] + "@" if len(netloc) == 2 else ""
-    return urlunsplit(parts._replace(netloc=f"{userinfo}127.0.0.1:{proxy.port}"))
 
 
 async def test_worker_killed_mid_build_another_worker_finishes_it(
@@ -103,21 +96,22 @@ async def test_broker_connection_lost_while_messages_are_in_flight_nothing_is_lo
 ) -> None:
     await _people(conn, account_id)
     segments = [await save_segment(conn, account_id, SUBSCRIBED_IN_DE) for _ in range(4)]
-    proxy = await Proxy("127.0.0.1", urlsplit(amqp_url).port or 5672).start()
+    proxy = TcpProxy("127.0.0.1", urlsplit(amqp_url).port or 5672)
+    await proxy.start()
     try:
-        settings = worker_settings(database_url, _through(amqp_url, proxy))
+        settings = worker_settings(database_url, through(amqp_url, proxy.port))
         async with running_worker(settings):
             async with SegmentLock(pool, segments[0]["id"]):
                 for segment in segments:
                     await publish_segment(exchange, "segment.created", segment)
                 await wait_status(conn, segments[0]["id"], "RUNNING")
-                proxy.cut()  # in flight: one build holding a delivery, others queued
-            proxy.restore()  # the robust connection comes back and consumes again
+                await proxy.stop()  # in flight: one build holding a delivery, others queued
+            await proxy.start()  # the robust connection comes back and consumes again
             for segment in segments:
                 row = await wait_status(conn, segment["id"], "DONE", timeout=60)
                 assert row["total_count"] == 2
     finally:
-        await proxy.close()
+        await proxy.stop()
 
 
 async def test_database_away_for_a_while_builds_are_retried_then_correct(
@@ -126,12 +120,13 @@ async def test_database_away_for_a_while_builds_are_retried_then_correct(
     ids = await _people(conn, account_id)
     segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
     target = urlsplit(database_url)
-    proxy = await Proxy(target.hostname or "127.0.0.1", target.port or 5432).start()
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    await proxy.start()
     retried = MESSAGES.labels(BUILD_QUEUE.name, "retried", "transient")
     try:
-        settings = worker_settings(_through(database_url, proxy), amqp_url)
+        settings = worker_settings(through(database_url, proxy.port), amqp_url)
         async with running_worker(settings):
-            proxy.cut()
+            await proxy.stop()
             before = retried._value.get()
             await publish_segment(exchange, "segment.created", segment)
 
@@ -139,10 +134,10 @@ async def test_database_away_for_a_while_builds_are_retried_then_correct(
                 return retried._value.get() > before
 
             await wait_for(retried_once, timeout=30)
-            proxy.restore()
+            await proxy.start()
             await wait_status(conn, segment["id"], "DONE", timeout=60)
     finally:
-        await proxy.close()
+        await proxy.stop()
     assert await members(conn, segment["id"]) == {ids[0], ids[1]}
 
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from uuid import UUID
 
-from worker.hints import Hints, merged_hints
 from worker.messages import ContactChanged
 
 Delivery = TypeVar("Delivery")
@@ -40,12 +39,6 @@ class AccountPart(Generic[Delivery]):
     contact_ids: list[UUID]
     deliveries: list[Delivery]
     changes: list[ContactChanged]
-
-    @property
-    def hints(self) -> Hints | None:
-        """What changed, over all its messages: their union, None (anything) if one says
-        nothing."""
-        return merged_hints(self.changes)
 
 
 @dataclass

@@ -152,18 +152,6 @@ async def live_segment_ids(conn: Conn, account_id: UUID) -> list[UUID]:
     return sorted((row["id"] for row in rows), key=segment_lock_key)
 
 
-def split_evenly(segment_ids: Sequence[UUID], parts: int) -> list[list[UUID]]:
-    """At most `parts` runs of consecutive ids, sizes within one of each other."""
-    size, extra = divmod(len(segment_ids), max(1, parts))
-    runs, start = [], 0
-    for part in range(max(1, parts)):
-        end = start + size + (1 if part < extra else 0)
-        if end > start:
-            runs.append(list(segment_ids[start:end]))
-        start = end
-    return runs
-
-
 async def apply_changes(
     conn: Conn,
     account_id: UUID,

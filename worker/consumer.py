@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable
-from uuid import UUID
 
 import asyncpg
 import structlog
@@ -25,11 +24,11 @@ from worker.changes import (
     ChangeResult,
     apply_changes,
     apply_pending,
-    split_evenly,
 )
-from worker.dependencies import SegmentReads
+from worker.dependencies import SegmentReads, Work
 from worker.errors import failure_reason, is_transient
 from worker.freshness import FreshnessTracker, mark_changes_before, read_tick
+from worker.hints import Hints
 from worker.member_statistics import MemberStatistics
 from worker.messages import (
     SEGMENT_ROUTING_KEYS,
@@ -292,8 +291,13 @@ class ChangeConsumer:
                 await self._sweep()
             for part in batch.accounts():
                 decisions = await self._apply_account(part)
-                for item in zip(part.deliveries, part.changes, decisions, strict=True):
-                    await self._settle(*item)
+                for delivery, change, decision in zip(
+                    part.deliveries, part.changes, decisions, strict=True
+                ):
+                    try:
+                        await self._settle(delivery, change, decision)
+                    except Exception as exc:  # a bug must not strand the batch's other messages
+                        await self._give_back(delivery, change, exc)
         finally:
             self._applying = False
         self.flush()  # what arrived meanwhile has waited long enough
@@ -310,6 +314,22 @@ class ChangeConsumer:
             )
         settled = await self.settler.settle(message, decision)
         self.freshness.settled(message, change, lost=not settled)
+
+    async def _give_back(
+        self, delivery: AbstractIncomingMessage, change: ContactChanged, exc: Exception
+    ) -> None:
+        """A delivery whose settling failed unexpectedly goes back to the queue (applying it
+        again is idempotent), held for freshness until a newer tick is read: otherwise it would
+        stay unacknowledged for as long as the worker runs."""
+        log.error(
+            "changes.settle_failed",
+            account_id=str(change.account_id),
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=exc,
+        )
+        self.freshness.settled(delivery, change, lost=True)
+        with contextlib.suppress(Exception):  # a lost channel gives it back by itself
+            await delivery.nack(requeue=True)
 
     async def _apply_account(self, part: AccountPart[AbstractIncomingMessage]) -> list[Decision]:
         INCREMENTAL_BATCH_CONTACTS.observe(len(part.contact_ids))
@@ -365,34 +385,39 @@ class ChangeConsumer:
     async def _apply_in_parallel(
         self, batch_part: AccountPart[AbstractIncomingMessage]
     ) -> ChangeResult:
-        """The account's live segments that the change may move (worker.dependencies) split
-        over `change_parallelism` transactions at once (a batch is CPU-bound on the database;
-        one connection uses one core). A part that fails fails the batch, which is retried
-        (re-evaluating is idempotent)."""
-        account_id, contact_ids = batch_part.account_id, batch_part.contact_ids
-        hints = batch_part.hints
+        """Each live segment re-evaluated for the contacts of the messages whose hints concern
+        it (worker.dependencies), the segments split over `change_parallelism` transactions at
+        once (a batch is CPU-bound on the database; one connection uses one core). A part
+        that fails fails the batch, which is retried (re-evaluating is idempotent)."""
+        account_id = batch_part.account_id
+        changes = [
+            (None if c.changed is None else Hints.of(c.changed), c.contact_ids)
+            for c in batch_part.changes
+        ]
         async with self.pool.acquire() as conn:
             await self.member_statistics.keep_fresh(conn)
-            selection = await self.reads.select(conn, account_id, hints)
-        CHANGE_BATCH_SEGMENTS.labels("evaluated").observe(len(selection.segment_ids))
-        CHANGE_BATCH_SEGMENTS.labels("skipped").observe(selection.skipped)
-        segment_ids = selection.segment_ids
+            plan = await self.reads.plan(conn, account_id, changes)
+        CHANGE_BATCH_SEGMENTS.labels("evaluated").observe(plan.evaluated)
+        CHANGE_BATCH_SEGMENTS.labels("skipped").observe(plan.skipped)
 
-        async def apply_part(part: list[UUID]) -> ChangeResult:
+        async def apply_part(part: list[Work]) -> ChangeResult:
+            total = NOTHING
             async with self.pool.acquire() as conn:
                 # Contacts queued behind a build carry the time of these changes.
                 await mark_changes_before(conn, batch_part.changes)
-                return await apply_changes(
-                    conn,
-                    account_id,
-                    contact_ids,
-                    statement_timeout_ms=self.settings.statement_timeout_ms,
-                    segment_ids=part,
-                    plan_cache_mode=self.settings.change_plan_cache_mode,
-                    record=self.settings.record_membership_changes,
-                )
+                for work in part:
+                    total += await apply_changes(
+                        conn,
+                        account_id,
+                        work.contact_ids,
+                        statement_timeout_ms=self.settings.statement_timeout_ms,
+                        segment_ids=work.segment_ids,
+                        plan_cache_mode=self.settings.change_plan_cache_mode,
+                        record=self.settings.record_membership_changes,
+                    )
+            return total
 
-        parts = split_evenly(segment_ids, self.settings.change_parallelism)
+        parts = plan.split(self.settings.change_parallelism)
         outcomes = await asyncio.gather(*map(apply_part, parts), return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):

@@ -130,6 +130,53 @@ class Selection:
     skipped: int
 
 
+@dataclass(frozen=True)
+class Work:
+    """Segments (in lock order) to re-evaluate for the same contacts (sorted)."""
+
+    segment_ids: list[UUID]
+    contact_ids: list[UUID]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a batch re-evaluates: each segment for the contacts of just the messages whose
+    hints concern it, segments with the same contacts together (one statement each)."""
+
+    work: list[Work]
+    skipped: int  # live segments no message concerns
+
+    @property
+    def evaluated(self) -> int:
+        return sum(len(w.segment_ids) for w in self.work)
+
+    @property
+    def pairs(self) -> int:
+        """Contact-segment pairs evaluated."""
+        return sum(len(w.segment_ids) * len(w.contact_ids) for w in self.work)
+
+    def split(self, parts: int) -> list[list[Work]]:
+        """The work over `parts` connections: each segment in one part only (segments are
+        locked per transaction), every part a share of every group."""
+        out: list[list[Work]] = [[] for _ in range(max(1, parts))]
+        for work in self.work:
+            for part, segment_ids in zip(out, split_evenly(work.segment_ids, parts), strict=False):
+                part.append(Work(segment_ids, work.contact_ids))
+        return [part for part in out if part]
+
+
+def split_evenly(segment_ids: Sequence[UUID], parts: int) -> list[list[UUID]]:
+    """At most `parts` runs of consecutive ids, sizes within one of each other."""
+    size, extra = divmod(len(segment_ids), max(1, parts))
+    runs, start = [], 0
+    for part in range(max(1, parts)):
+        end = start + size + (1 if part < extra else 0)
+        if end > start:
+            runs.append(list(segment_ids[start:end]))
+        start = end
+    return runs
+
+
 class SegmentReads:
     """The reads of segments by (id, generation), computed at first sight; bounded (least
     recently used dropped first), one per worker process."""
@@ -156,6 +203,41 @@ class SegmentReads:
             reads = await self.reads_of(conn, account_id, live)
             chosen = [key[0] for key in live if reads[key].affected_by(hints)]
         return Selection(sorted(chosen, key=segment_lock_key), len(live) - len(chosen))
+
+    async def plan(
+        self, conn: Conn, account_id: UUID, changes: Sequence[tuple[Hints | None, Sequence[UUID]]]
+    ) -> Plan:
+        """What to re-evaluate for a batch of changes, each (hints, contact ids): a segment
+        for the contacts of the changes whose hints concern it, rather than for every contact
+        of the batch as soon as one change does (a batch mixing list changes, which concern
+        every segment with a universe, and field updates, which concern few, re-evaluated
+        every segment for every contact)."""
+        contacts_by_hints: dict[Hints | None, set[UUID]] = {}
+        for hints, contact_ids in changes:
+            contacts_by_hints.setdefault(hints, set()).update(contact_ids)
+        rows = await conn.fetch(
+            """SELECT id, generation FROM segments
+               WHERE account_id = $1 AND status IN ('DONE', 'RUNNING')""",
+            account_id,
+        )
+        live = [(r["id"], r["generation"]) for r in rows]
+        hinted = [hints for hints in contacts_by_hints if hints is not None]
+        reads = await self.reads_of(conn, account_id, live) if hinted else {}
+        candidates: dict[UUID, set[UUID]] = {}
+        for hints, hinted_contacts in contacts_by_hints.items():
+            for key in live:
+                if hints is None or reads[key].affected_by(hints):
+                    candidates.setdefault(key[0], set()).update(hinted_contacts)
+        same_contacts: dict[frozenset[UUID], list[UUID]] = {}
+        for segment_id, segment_contacts in candidates.items():
+            same_contacts.setdefault(frozenset(segment_contacts), []).append(segment_id)
+        work = [
+            Work(sorted(segment_ids, key=segment_lock_key), sorted(contact_set))
+            for contact_set, segment_ids in same_contacts.items()
+        ]
+        # Largest first: the parts start with the work that takes longest.
+        work.sort(key=lambda w: -len(w.segment_ids) * len(w.contact_ids))
+        return Plan(work, len(live) - len(candidates))
 
     async def reads_of(
         self, conn: Conn, account_id: UUID, keys: Sequence[tuple[UUID, int]]

@@ -23,6 +23,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.CannotConnectNowError,  # server starting or shutting down
     asyncpg.AdminShutdownError,
+    # asyncpg's name for a connection the server ended (a restart, pg_terminate_backend) when
+    # the end arrives while the connection is idle: its FATAL puts the protocol in an error
+    # state, and the next query fails with "cannot switch to state N; another operation (2)
+    # is in progress" instead of "connection was closed" (asyncpg issues 784 and 1069). The
+    # pool drops such a connection when it is released, so a retry gets a fresh one.
+    asyncpg.InternalClientError,
 )
 
 

@@ -1,17 +1,17 @@
-"""Change hints: what changed about a batch's contacts (`contact.changed`'s `changed`), merged
-over the batch's messages. Pure; worker.dependencies says which segments they concern."""
+"""Change hints: what changed about a message's contacts (`contact.changed`'s `changed`).
+Pure; worker.dependencies says which segments they concern."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from worker.messages import MAX_HINT_FIELDS, ChangeHints, ContactChanged
+from worker.messages import MAX_HINT_FIELDS, ChangeHints
 
 
 @dataclass(frozen=True)
 class Hints:
-    """What changed about a batch's contacts: the union of its messages' hints."""
+    """What changed about a message's contacts (`|`: about the contacts of both)."""
 
     fields: frozenset[str] = frozenset()
     events: frozenset[str] = frozenset()
@@ -25,17 +25,6 @@ class Hints:
         return Hints(
             self.fields | other.fields, self.events | other.events, self.lists or other.lists
         )
-
-
-def merged_hints(changes: Iterable[ContactChanged]) -> Hints | None:
-    """The union of the messages' hints; None (anything may have changed) as soon as one
-    message carries none."""
-    merged = Hints()
-    for change in changes:
-        if change.changed is None:
-            return None
-        merged |= Hints.of(change.changed)
-    return merged
 
 
 # Hint field names that are not rule fields: the ISP alias column, and every custom field at

@@ -59,7 +59,14 @@ from worker.topology import declare
 log = structlog.get_logger(__name__)
 
 _BROKER_ERRORS = (aio_pika.exceptions.AMQPError, OSError, TimeoutError, RuntimeError)
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: a connection the server ended (worker/errors.py).
+_DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 _MAX_BACKOFF_S = 5.0
 _PRUNE_EVERY_S = 600.0
 _KEEP_SENT = timedelta(days=1)  # sent rows are kept this long (for inspection), then deleted
