@@ -416,9 +416,11 @@ async def _all_settled(worker: ServiceProcess, before: str, messages: int) -> No
 _FIELD_WRITES = {
     "status": """UPDATE contacts SET status = CASE status WHEN 'subscribed' THEN 'unsubscribed'
                      ELSE 'subscribed' END WHERE account_id = $2 AND id = ANY($1::uuid[])""",
-    "country": """UPDATE contacts SET country = $3[1 + floor(random() * cardinality($3))::int]
+    "country": """UPDATE contacts
+                  SET country = ($3::text[])[1 + floor(random() * cardinality($3::text[]))::int]
                   WHERE account_id = $2 AND id = ANY($1::uuid[])""",
-    "tags": """UPDATE contacts SET tags = ARRAY[$3[1 + floor(random() * cardinality($3))::int]]
+    "tags": """UPDATE contacts
+               SET tags = ARRAY[($3::text[])[1 + floor(random() * cardinality($3::text[]))::int]]
                WHERE account_id = $2 AND id = ANY($1::uuid[])""",
 }
 # The values a field write draws from (the generator's own, so that memberships move).
