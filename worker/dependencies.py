@@ -223,21 +223,29 @@ class SegmentReads:
         live = [(r["id"], r["generation"]) for r in rows]
         hinted = [hints for hints in contacts_by_hints if hints is not None]
         reads = await self.reads_of(conn, account_id, live) if hinted else {}
-        candidates: dict[UUID, set[UUID]] = {}
-        for hints, hinted_contacts in contacts_by_hints.items():
-            for key in live:
-                if hints is None or reads[key].affected_by(hints):
-                    candidates.setdefault(key[0], set()).update(hinted_contacts)
-        same_contacts: dict[frozenset[UUID], list[UUID]] = {}
-        for segment_id, segment_contacts in candidates.items():
-            same_contacts.setdefault(frozenset(segment_contacts), []).append(segment_id)
+        # Segments grouped by which hints concern them: one set of contacts per group, not
+        # per segment (a thousand segments each with a copy of thousands of ids took
+        # hundreds of MiB).
+        kinds = list(contacts_by_hints.items())
+        concerned: dict[frozenset[int], list[UUID]] = {}
+        for key in live:
+            which = frozenset(
+                i
+                for i, (hints, _) in enumerate(kinds)
+                if hints is None or reads[key].affected_by(hints)
+            )
+            if which:
+                concerned.setdefault(which, []).append(key[0])
         work = [
-            Work(sorted(segment_ids, key=segment_lock_key), sorted(contact_set))
-            for contact_set, segment_ids in same_contacts.items()
+            Work(
+                sorted(segment_ids, key=segment_lock_key),
+                sorted(set().union(*(kinds[i][1] for i in which))),
+            )
+            for which, segment_ids in concerned.items()
         ]
         # Largest first: the parts start with the work that takes longest.
         work.sort(key=lambda w: -len(w.segment_ids) * len(w.contact_ids))
-        return Plan(work, len(live) - len(candidates))
+        return Plan(work, len(live) - sum(len(w.segment_ids) for w in work))
 
     async def reads_of(
         self, conn: Conn, account_id: UUID, keys: Sequence[tuple[UUID, int]]
