@@ -85,7 +85,7 @@ async def create_at_once(
             "done": done,
             "failed": failed,
             "wall_s": round(wall, 1),
-            "members": members,
+            "members": int(members or 0),
             "worker_peak_rss_mib": round(rss),
         }
     finally:
