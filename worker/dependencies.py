@@ -191,12 +191,7 @@ class SegmentReads:
     async def select(self, conn: Conn, account_id: UUID, hints: Hints | None) -> Selection:
         """The account's live segments (DONE or RUNNING, as worker.changes.live_segment_ids)
         that a change with `hints` may move."""
-        rows = await conn.fetch(
-            """SELECT id, generation FROM segments
-               WHERE account_id = $1 AND status IN ('DONE', 'RUNNING')""",
-            account_id,
-        )
-        live = [(r["id"], r["generation"]) for r in rows]
+        live = await _live(conn, account_id)
         if hints is None:
             chosen = [segment_id for segment_id, _ in live]
         else:
@@ -215,12 +210,7 @@ class SegmentReads:
         contacts_by_hints: dict[Hints | None, set[UUID]] = {}
         for hints, contact_ids in changes:
             contacts_by_hints.setdefault(hints, set()).update(contact_ids)
-        rows = await conn.fetch(
-            """SELECT id, generation FROM segments
-               WHERE account_id = $1 AND status IN ('DONE', 'RUNNING')""",
-            account_id,
-        )
-        live = [(r["id"], r["generation"]) for r in rows]
+        live = await _live(conn, account_id)
         hinted = [hints for hints in contacts_by_hints if hints is not None]
         reads = await self.reads_of(conn, account_id, live) if hinted else {}
         # Segments grouped by which hints concern them: one set of contacts per group, not
@@ -281,3 +271,14 @@ class SegmentReads:
             self._cache[(segment.segment_id, segment.generation)] = reads
         while len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)
+
+
+async def _live(conn: Conn, account_id: UUID) -> list[tuple[UUID, int]]:
+    """The account's live segments (DONE or RUNNING, as worker.changes.live_segment_ids), as
+    (id, generation)."""
+    rows = await conn.fetch(
+        """SELECT id, generation FROM segments
+           WHERE account_id = $1 AND status IN ('DONE', 'RUNNING')""",
+        account_id,
+    )
+    return [(r["id"], r["generation"]) for r in rows]
