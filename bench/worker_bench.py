@@ -6,7 +6,8 @@
 1. Build time, message to DONE, for a segment over the 100k-contact account and over the
    1M-contact account, next to the time of its compiled SQL alone, and of the SQL plus
    inserting its rows as members (run side by side, alternating). First build (all members
-   inserted) and rebuild (nothing changes).
+   inserted), rebuild right after (nothing changes), and rebuild after a vacuum of
+   segment_members (what autovacuum does soon after a build's inserts, sql/016).
 2. contact.changed throughput and change-to-membership lag with N live segments: messages of
    100 contact ids published at the given rate; lag from the worker's own histogram
    (`segments_change_lag_seconds`, quantiles interpolated within buckets, as Prometheus'
@@ -227,16 +228,32 @@ def _build_sums(text: str) -> dict[str, float]:
     return sums
 
 
+# Each segment: its first build, a rebuild right after (nothing changes), and another after a
+# vacuum of segment_members.
+_BUILD_KINDS = (
+    ("segment.created", "first"),
+    ("segment.rebuild", "rebuild"),
+    ("segment.rebuild", "rebuild_after_vacuum"),
+)
+
+
 async def bench_builds(
     conn: asyncpg.Connection, worker: ServiceProcess, exchange: Any, runs: int
 ) -> list[dict[str, Any]]:
     results = []
     for label, account in (("100k contacts", ACCOUNT_SMALL), ("1M contacts", ACCOUNT_BIG)):
         refs = []
-        timings: dict[str, dict[str, list[float]]] = {"first": {}, "rebuild": {}}
+        timings: dict[str, dict[str, list[float]]] = {kind: {} for _, kind in _BUILD_KINDS}
+        vacuums = []
         for _ in range(runs):
             segment = await new_segment(conn, account, SUBSCRIBED_OPENERS)
-            for key, kind in (("segment.created", "first"), ("segment.rebuild", "rebuild")):
+            for key, kind in _BUILD_KINDS:
+                if kind == "rebuild_after_vacuum":
+                    # What autovacuum does soon after the first build's inserts (sql/016):
+                    # the visibility map of the new members' pages is set.
+                    started = time.perf_counter()
+                    await conn.execute("VACUUM segment_members")
+                    vacuums.append(time.perf_counter() - started)
                 refs.append(await measure_reference(conn, segment))
                 before = _build_sums(await worker.metrics())
                 start_db = await conn.fetchval("SELECT clock_timestamp()")
@@ -264,6 +281,7 @@ async def bench_builds(
             "members": members,
             "bare_sql_s": bare,
             "sql_and_write_s": floor,
+            "vacuum_s": statistics.median(vacuums),
         }
         for kind, by_name in timings.items():
             # Medians of: message to DONE as the producer sees it; the worker's build (claim
