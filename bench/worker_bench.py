@@ -7,7 +7,7 @@
    1M-contact account, next to the time of its compiled SQL alone, and of the SQL plus
    inserting its rows as members (run side by side, alternating). First build (all members
    inserted), rebuild right after (nothing changes), and rebuild after a vacuum of
-   segment_members (what autovacuum does soon after a build's inserts, sql/016).
+   segment_members (what autovacuum does after a build's inserts: the visibility map set).
 2. contact.changed throughput and change-to-membership lag with N live segments: messages of
    100 contact ids published at the given rate; lag from the worker's own histogram
    (`segments_change_lag_seconds`, quantiles interpolated within buckets, as Prometheus'
@@ -31,7 +31,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,7 +41,7 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, LISTS, list_id
+from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, LISTS, autovacuum_on, list_id
 from bench.sample_check import sample_disagreements
 from segments.demo.data import COUNTRIES, TAGS
 from worker.builds import BUILD_WORK_MEM
@@ -249,7 +249,7 @@ async def bench_builds(
             segment = await new_segment(conn, account, SUBSCRIBED_OPENERS)
             for key, kind in _BUILD_KINDS:
                 if kind == "rebuild_after_vacuum":
-                    # What autovacuum does soon after the first build's inserts (sql/016):
+                    # What autovacuum does after the first build's inserts:
                     # the visibility map of the new members' pages is set.
                     started = time.perf_counter()
                     await conn.execute("VACUUM segment_members")
@@ -630,7 +630,11 @@ async def worker_on_own_vhost(
 async def main(args: argparse.Namespace) -> None:
     conn = await connect(args.dsn)
     report: dict[str, Any] = {"code": args.code_dir or "."}
-    async with worker_on_own_vhost(args.dsn, args.code_dir) as (exchange, worker):
+    async with (
+        autovacuum_on(conn) if args.autovacuum == "on" else nullcontext(False) as turned_on,
+        worker_on_own_vhost(args.dsn, args.code_dir) as (exchange, worker),
+    ):
+        report["autovacuum"] = "turned on for the run" if turned_on else "as the server has it"
         if "builds" in args.phases:
             report["builds"] = await bench_builds(conn, worker, exchange, args.runs)
             report["worker_peak_rss_mib_after_builds"] = worker.peak_rss_mib()
@@ -680,4 +684,11 @@ if __name__ == "__main__":
         help="keep the segments for the next run, and use those an earlier one kept",
     )
     parser.add_argument("--code-dir", help="run the worker from this checkout (to compare)")
+    parser.add_argument(
+        "--autovacuum",
+        choices=("on", "server"),
+        default="on",
+        help="on (default): turn PostgreSQL's autovacuum on for the run if the server has it"
+        " off, as production runs; server: leave the server's setting",
+    )
     asyncio.run(main(parser.parse_args()))

@@ -81,6 +81,20 @@ async def create_pool(
     return pool
 
 
+# What an operator reads at the worker's start when the server does not vacuum by itself.
+AUTOVACUUM_OFF = (
+    "PostgreSQL's autovacuum is off: the rows the worker rewrites on every change batch "
+    "(segments, segment_members, outbox) are never cleaned up, and change batches slow down "
+    "(2x after minutes of changes, docs/database.md). Turn it on (autovacuum = on in "
+    "postgresql.conf, then reload), or VACUUM those tables on a schedule."
+)
+
+
+async def autovacuum_warning(conn: Conn) -> str | None:
+    """AUTOVACUUM_OFF if the server runs without autovacuum (test servers often do)."""
+    return AUTOVACUUM_OFF if await conn.fetchval("SHOW autovacuum") == "off" else None
+
+
 async def fetch_count(conn: Conn, sql: str, *args: object) -> int:
     """The single value of a heavy `SELECT count(*)`. Not fetchval(): asyncpg fetches its row
     with a row limit, and PostgreSQL runs a statement with a row limit without parallel

@@ -27,7 +27,7 @@ from prometheus_client import start_http_server
 
 from worker.amqp import connect_consumers
 from worker.consumer import BuildConsumer, ChangeConsumer
-from worker.db import create_pool
+from worker.db import autovacuum_warning, create_pool
 from worker.errors import TRANSIENT_ERRORS
 from worker.freshness import FreshnessTracker
 from worker.idle import IdleProbe, QueuesOnChannel, stop_when_idle
@@ -165,10 +165,13 @@ async def run_worker(
 
 
 async def _register(freshness: FreshnessTracker, pool: asyncpg.Pool) -> None:
-    """Before consuming, when the database is there (else the tick loop registers later)."""
+    """Before consuming, when the database is there (else the tick loop registers later); and
+    a word to the operator if the server does not vacuum."""
     try:
         async with pool.acquire() as conn:
             await freshness.register(conn)
+            if warning := await autovacuum_warning(conn):
+                log.warning("database.autovacuum_off", hint=warning)
     except TRANSIENT_ERRORS as exc:
         log.warning("freshness.register_later", error=f"{type(exc).__name__}: {exc}")
 
