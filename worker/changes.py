@@ -205,88 +205,79 @@ async def apply_pending(
     total = NOTHING
     for account in await conn.fetch(_ACCOUNTS_QUEUED, limit):
         account_id = account["account_id"]
-        registry = await load_registry(conn, account_id)
-        for row in await conn.fetch(_PENDING_IN_REFERENCE_ORDER, account_id, limit):
-            total += await _apply_queued_causes(
-                conn, row["segment_id"], account_id, registry, statement_timeout_ms, now, record
-            )
-    return total
-
-
-async def _apply_queued_causes(
-    conn: Conn,
-    segment_id: UUID,
-    account_id: UUID,
-    registry: FieldRegistry,
-    statement_timeout_ms: int,
-    now: datetime | None,
-    record: bool,
-) -> ChangeResult:
-    """The segment's queued contacts, cause by cause, until a build holds it."""
-    total = NOTHING
-    for cause in QUEUE_CAUSES:
-        applied = await _apply_queued(
+        sweep = _AccountSweep(
             conn,
-            segment_id,
             account_id,
-            registry,
+            await load_registry(conn, account_id),
             statement_timeout_ms,
             now,
-            cause if record else None,
-            cause,
+            record,
         )
-        total += applied
-        if applied.deferred:
-            break  # a build holds it: the other cause waits too
+        for row in await conn.fetch(_PENDING_IN_REFERENCE_ORDER, account_id, limit):
+            total += await sweep.apply(row["segment_id"])
     return total
 
 
-async def _apply_queued(
-    conn: Conn,
-    segment_id: UUID,
-    account_id: UUID,
-    registry: FieldRegistry,
-    statement_timeout_ms: int,
-    now: datetime | None,
-    record: Cause | None,
-    queued_as: Cause,
-) -> ChangeResult:
-    """One segment's contacts queued as `queued_as`, PENDING_CHUNK per transaction: a
-    referenced segment's first build can queue all of its members for the segments
-    referencing it, and one statement over millions of candidates would not fit the
-    statement timeout."""
-    total = NOTHING
-    while True:
-        async with conn.transaction():
-            await _limit_statement(conn, statement_timeout_ms)
-            locked, _ = await _try_lock(conn, [segment_id])
-            if not locked:
-                return total + ChangeResult(0, 0, 0, deferred=1)
-            # Under the lock, and on the data as it is now: what the build read is behind us.
-            queued = await conn.fetch(
-                _TAKE_QUEUED, segment_id, PENDING_CHUNK, queued_as, account_id
-            )
-            contact_ids = sorted(r["contact_id"] for r in queued)
-            if queued:
-                # What this moves is queued for the segments reading this one, stamped with
-                # the time of the changes it stands for (worker.freshness).
-                await conn.execute(
-                    "SELECT set_config($1, $2::timestamptz::text, true)",
-                    CHANGED_BEFORE_SETTING,
-                    min(r["held_before"] for r in queued),
+@dataclass(frozen=True)
+class _AccountSweep:
+    """apply_pending for one account's segments, one at a time."""
+
+    conn: Conn
+    account_id: UUID
+    registry: FieldRegistry
+    statement_timeout_ms: int
+    now: datetime | None
+    record: bool
+
+    async def apply(self, segment_id: UUID) -> ChangeResult:
+        """The segment's queued contacts, cause by cause, until a build holds it."""
+        total = NOTHING
+        for cause in QUEUE_CAUSES:
+            applied = await self._apply_queued(segment_id, cause)
+            total += applied
+            if applied.deferred:
+                break  # a build holds it: the other cause waits too
+        return total
+
+    async def _apply_queued(self, segment_id: UUID, queued_as: Cause) -> ChangeResult:
+        """One segment's contacts queued as `queued_as` (recorded as that cause, when
+        recording), PENDING_CHUNK per transaction: a referenced segment's first build can
+        queue all of its members for the segments referencing it, and one statement over
+        millions of candidates would not fit the statement timeout."""
+        conn, account_id = self.conn, self.account_id
+        total = NOTHING
+        while True:
+            async with conn.transaction():
+                await _limit_statement(conn, self.statement_timeout_ms)
+                locked, _ = await _try_lock(conn, [segment_id])
+                if not locked:
+                    return total + ChangeResult(0, 0, 0, deferred=1)
+                # Under the lock, and on the data as it is now: what the build read is behind.
+                queued = await conn.fetch(
+                    _TAKE_QUEUED, segment_id, PENDING_CHUNK, queued_as, account_id
                 )
-            moment = now or datetime.now(UTC)
-            applied = await _apply_locked(
-                conn, account_id, locked, contact_ids, registry, moment, record
+                contact_ids = sorted(r["contact_id"] for r in queued)
+                if queued:
+                    # What this moves is queued for the segments reading this one, stamped
+                    # with the time of the changes it stands for (worker.freshness).
+                    await conn.execute(
+                        "SELECT set_config($1, $2::timestamptz::text, true)",
+                        CHANGED_BEFORE_SETTING,
+                        min(r["held_before"] for r in queued),
+                    )
+                moment = self.now or datetime.now(UTC)
+                record = queued_as if self.record else None
+                applied = await _apply_locked(
+                    conn, account_id, locked, contact_ids, self.registry, moment, record
+                )
+            # A segment counts once however many chunks it took.
+            total = ChangeResult(
+                max(total.segments, applied.segments),
+                total.added + applied.added,
+                total.removed + applied.removed,
             )
-        # A segment counts once however many chunks it took.
-        total = ChangeResult(
-            max(total.segments, applied.segments),
-            total.added + applied.added,
-            total.removed + applied.removed,
-        )
-        if len(queued) < PENDING_CHUNK:
-            return total
+            if len(queued) < PENDING_CHUNK:
+                return total
 
 
 _PLAN_CACHE_MODES = ("auto", "force_custom_plan", "force_generic_plan")
