@@ -13,7 +13,7 @@ the account ($1) and, for candidates, the candidate ids ($2):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
@@ -49,6 +49,11 @@ class Source(Protocol):
 
     def event_filters(self) -> tuple[str, ...]:
         """Predicates on `e` that keep the events of the source's contacts only."""
+        ...
+
+    def event_times(self, event_type: str) -> str | None:
+        """A column of `c` holding the contact's event times of `event_type`, ascending, when
+        the source reads them with the contact; None: event tests read the events table."""
         ...
 
     def in_segments(self, segment_ids: Sequence[UUID]) -> str:
@@ -93,6 +98,9 @@ class AllContacts:
     def event_filters(self) -> tuple[str, ...]:
         return ()
 
+    def event_times(self, event_type: str) -> str | None:
+        return None
+
     def in_segments(self, segment_ids: Sequence[UUID]) -> str:
         # A semi-join on the members: the planner hashes the (smaller) member side.
         return (
@@ -120,6 +128,8 @@ class Candidates:
     account: str
     ids: str  # the candidate ids' placeholder
     table: str = CHANGED_CONTACTS
+    # The event types whose times each candidate's row carries: type -> (column, placeholder).
+    event_columns: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, account_id: UUID, candidates: Sequence[UUID]) -> Candidates:
@@ -136,6 +146,16 @@ class Candidates:
     def event_filters(self) -> tuple[str, ...]:
         return (f"e.contact_id = ANY({self.ids})",)
 
+    def event_times(self, event_type: str) -> str:
+        """The candidate's times of `event_type` are read once, with its row, for every
+        query of the statement: a statement of a hundred segments testing opens probes the
+        events of each candidate once instead of once per segment (docs/benchmarks.md,
+        "Event times read once per candidate")."""
+        if event_type not in self.event_columns:
+            column = f"event_times_{len(self.event_columns)}"  # ours, never a user's text
+            self.event_columns[event_type] = (column, self.params.add(event_type, "text"))
+        return f"c.{self.event_columns[event_type][0]}"
+
     # A few candidates: each is looked up by the members' primary key, never a whole segment.
     def in_segments(self, segment_ids: Sequence[UUID]) -> str:
         return _member_of(self.params, self.account, segment_ids)
@@ -145,11 +165,18 @@ class Candidates:
 
     def with_clause(self) -> str:
         """The CHANGED_CONTACTS CTE, as text to put after WITH."""
+        times = "".join(
+            f",\n           ARRAY(SELECT e.occurred_at FROM events e\n"
+            f"                 WHERE e.account_id = {self.account} AND e.contact_id = c.id"
+            f" AND e.type = {event_type}\n"
+            f"                 ORDER BY e.occurred_at) AS {column}"
+            for column, event_type in self.event_columns.values()
+        )
         return (
             f"{CHANGED_CONTACTS} AS MATERIALIZED (\n"
             "    SELECT c.*, ARRAY(SELECT m.list_id FROM contact_list_members m\n"
             f"                      WHERE m.contact_id = c.id AND m.account_id = {self.account})"
-            " AS list_ids\n"
+            f" AS list_ids{times}\n"
             f"    FROM contacts c WHERE c.account_id = {self.account}"
             f" AND c.id = ANY({self.ids}))"
         )

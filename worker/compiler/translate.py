@@ -242,6 +242,12 @@ class Translator:
         return self.source.not_in_segments(c.segment_ids)
 
     def events(self, test: EventTest, nested: bool) -> str:
+        if isinstance(test.event_type, str) and all(
+            isinstance(f, OccurredAt) for f in test.filters
+        ):
+            times = self.source.event_times(test.event_type)
+            if times is not None:
+                return self.events_of_row(test, times)
         # The filters' and the aggregate's values are bound before the event type's.
         filters = [self.event_filter(f) for f in test.filters]
         having = None if test.having is None else self.having(test.having)
@@ -257,6 +263,42 @@ class Translator:
         if having is not None:
             events += f"\n    GROUP BY e.contact_id HAVING {having}"
         return self.joined(events, test.matches_none, nested)
+
+    def events_of_row(self, test: EventTest, times: str) -> str:
+        """`test` on the contact's event times of its type, an array of `c` (ascending): the
+        same verdicts as the events subqueries, with no lookup of the events per test. A
+        time bound alone compares the first or last time; otherwise the times are unnested
+        as rows `e(occurred_at)`, which the filters and the aggregate (count(*), max of the
+        times) read as they read events."""
+        rows = f"unnest({times}) AS e(occurred_at)"
+        if test.having is None:
+            # Values are bound only into text the statement keeps (an unused placeholder has
+            # no type): the bounded form first, the filters only without it.
+            found = self.bounded(test.filters, times)
+            if found is None:
+                found = f"EXISTS (SELECT 1 FROM {rows}{self.where(test.filters)})"
+            return f"NOT {found}" if test.matches_none else found
+        where = self.where(test.filters)
+        having = self.having(test.having)
+        # A contact without such events has no group: it matches only if matches_none.
+        if test.matches_none:
+            return f"(SELECT count(*) = 0 OR ({having}) FROM {rows}{where})"
+        return f"(SELECT count(*) > 0 AND ({having}) FROM {rows}{where})"
+
+    def where(self, filters: tuple[EventFilter, ...]) -> str:
+        return " WHERE " + " AND ".join(self.event_filter(f) for f in filters) if filters else ""
+
+    def bounded(self, filters: tuple[EventFilter, ...], times: str) -> str | None:
+        """An event exists within one bound (or with none): the last time against a lower
+        bound, the first against an upper one; None for other filters."""
+        if not filters:
+            return f"(cardinality({times}) > 0)"
+        if len(filters) != 1 or not isinstance(filters[0], OccurredAt):
+            return None
+        bound = filters[0]
+        at = self.instant(bound.at)
+        edge = f"cardinality({times})" if bound.op in (">=", ">") else "1"
+        return f"coalesce({times}[{edge}] {bound.op} {at}, false)"
 
     def any_event(self, node: AnyEvent, nested: bool) -> str:
         """Events passing one of the tests, in one scan: `(type AND filters) OR ...`."""
