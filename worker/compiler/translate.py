@@ -265,40 +265,50 @@ class Translator:
         return self.joined(events, test.matches_none, nested)
 
     def events_of_row(self, test: EventTest, times: str) -> str:
-        """`test` on the contact's event times of its type, an array of `c` (ascending): the
-        same verdicts as the events subqueries, with no lookup of the events per test. A
-        time bound alone compares the first or last time; otherwise the times are unnested
-        as rows `e(occurred_at)`, which the filters and the aggregate (count(*), max of the
-        times) read as they read events."""
+        """`test` on the contact's event times of its type, an array of `c` in ascending
+        order: the same verdicts as the events subqueries, with no lookup of the events per
+        test. The times within the filters' bounds are counted by binary search
+        (`within`); other filters unnest the times as rows `e(occurred_at)`, which the
+        filters and the aggregate (count(*), max of the times) read as they read events."""
+        having = test.having
+        bounds = self.within(test.filters, times)
+        if bounds is not None:
+            last, count = bounds
+            if having is None:
+                test_sql = None
+            elif having.aggregate == "count(*)":
+                test_sql = self.having(having, count)
+            else:  # max(e.occurred_at): the last time within the bounds
+                test_sql = self.having(having, f"{times}[{last}]")
+            return _events_verdict(count, test_sql, test.matches_none)
         rows = f"unnest({times}) AS e(occurred_at)"
-        if test.having is None:
-            # Values are bound only into text the statement keeps (an unused placeholder has
-            # no type): the bounded form first, the filters only without it.
-            found = self.bounded(test.filters, times)
-            if found is None:
-                found = f"EXISTS (SELECT 1 FROM {rows}{self.where(test.filters)})"
-            return f"NOT {found}" if test.matches_none else found
-        where = self.where(test.filters)
-        having = self.having(test.having)
-        # A contact without such events has no group: it matches only if matches_none.
+        where = " WHERE " + " AND ".join(self.event_filter(f) for f in test.filters)
+        test_sql = None if having is None else self.having(having)
+        counted = f"(SELECT count(*) FROM {rows}{where})"
+        if test_sql is None:
+            return _events_verdict(counted, None, test.matches_none)
         if test.matches_none:
-            return f"(SELECT count(*) = 0 OR ({having}) FROM {rows}{where})"
-        return f"(SELECT count(*) > 0 AND ({having}) FROM {rows}{where})"
+            return f"(SELECT count(*) = 0 OR ({test_sql}) FROM {rows}{where})"
+        return f"(SELECT count(*) > 0 AND ({test_sql}) FROM {rows}{where})"
 
-    def where(self, filters: tuple[EventFilter, ...]) -> str:
-        return " WHERE " + " AND ".join(self.event_filter(f) for f in filters) if filters else ""
-
-    def bounded(self, filters: tuple[EventFilter, ...], times: str) -> str | None:
-        """An event exists within one bound (or with none): the last time against a lower
-        bound, the first against an upper one; None for other filters."""
-        if not filters:
-            return f"(cardinality({times}) > 0)"
-        if len(filters) != 1 or not isinstance(filters[0], OccurredAt):
+    def within(self, filters: tuple[EventFilter, ...], times: str) -> tuple[str, str] | None:
+        """For filters of at most one lower and one upper time bound: the index of the last
+        time within them and how many there are (the times being sorted, `width_bucket` is
+        how many are at most a value; timestamps are whole microseconds, so "less than t"
+        is "at most t less 1 µs"). None for other filters."""
+        lower = [f for f in filters if isinstance(f, OccurredAt) and f.op in (">=", ">")]
+        upper = [f for f in filters if isinstance(f, OccurredAt) and f.op in ("<=", "<")]
+        if len(lower) > 1 or len(upper) > 1 or len(lower) + len(upper) != len(filters):
             return None
-        bound = filters[0]
-        at = self.instant(bound.at)
-        edge = f"cardinality({times})" if bound.op in (">=", ">") else "1"
-        return f"coalesce({times}[{edge}] {bound.op} {at}, false)"
+
+        def at_most(bound: OccurredAt, strict: bool) -> str:
+            at = self.instant(bound.at)
+            value = f"{at} - interval '1 microsecond'" if strict else at
+            return f"width_bucket({value}, {times})"
+
+        last = at_most(upper[0], upper[0].op == "<") if upper else f"cardinality({times})"
+        below = at_most(lower[0], lower[0].op == ">=") if lower else "0"
+        return last, f"({last} - {below})"
 
     def any_event(self, node: AnyEvent, nested: bool) -> str:
         """Events passing one of the tests, in one scan: `(type AND filters) OR ...`."""
@@ -360,12 +370,26 @@ class Translator:
             at = bounds.end if at.end else bounds.start
         return self.params.add(at, "timestamptz")
 
-    def having(self, h: Having) -> str:
-        test = AGGREGATE_OPS[h.operator].format(x=h.aggregate, v=self.bind(h.value))
+    def having(self, h: Having, aggregate: str | None = None) -> str:
+        """The test of `h`, on its aggregate or on `aggregate` (the same value computed
+        otherwise)."""
+        x = h.aggregate if aggregate is None else aggregate
+        test = AGGREGATE_OPS[h.operator].format(x=x, v=self.bind(h.value))
         return f"NOT ({test})" if h.negated else test
 
     def bind(self, value: Value) -> str:
         return self.params.add(value.value, value.pg_type)
+
+
+def _events_verdict(count: str, test: str | None, matches_none: bool) -> str:
+    """The verdict of an event test from the number of the contact's events passing its
+    filters and the test of their aggregate (None: existence): a contact with none has no
+    aggregate, and matches only if the test matches contacts without events."""
+    if test is None:
+        return f"({count} <= 0)" if matches_none else f"({count} > 0)"
+    if matches_none:
+        return f"({count} <= 0 OR {test})"
+    return f"({count} > 0 AND {test})"
 
 
 def field_reader(spec: FieldSpec, params: Params) -> str:
