@@ -5,9 +5,11 @@ the account ($1) and, for candidates, the candidate ids ($2):
 - `AllContacts`: the account's contacts (`count`, `member_ids`); list tests look the
   contact up in contact_list_members.
 - `Candidates`: the given contacts only (`matching_among`, incremental updates). They are
-  read once into the CHANGED_CONTACTS CTE with the ids of the lists each is on, so list tests
-  are array tests on that row instead of one lookup per contact, list and query, and event
-  subqueries are narrowed to the candidates.
+  read once into the CHANGED_CONTACTS CTE with the ids of the lists each is on and, for each
+  event type the statement's tests read, their times of that type; so list tests and most
+  event tests are array tests on that row instead of one lookup per contact, test and query.
+  The event tests left (campaign filters, several types at once) are narrowed to the
+  candidates.
 """
 
 from __future__ import annotations
