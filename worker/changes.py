@@ -42,7 +42,9 @@ MAX_PARAMS_PER_STATEMENT = 30_000
 # needs statistics of segment_members: worker.member_statistics); the differences both ways
 # are then written, and nothing else is touched but the queue of the segments that reference
 # these ({propagated}: worker.propagation) and, when recording, the record of what moved
-# ({record}: worker.membership_log).
+# ({record}: worker.membership_log). The differences are one full join of the matches and
+# the current members (each pair hashed once; two EXCEPTs hashed both sides twice:
+# docs/benchmarks.md, "Event times read once per candidate").
 _APPLY = """
 WITH {with_clause},
 matched (segment_id, contact_id) AS MATERIALIZED (
@@ -51,18 +53,22 @@ matched (segment_id, contact_id) AS MATERIALIZED (
     SELECT sm.segment_id, sm.contact_id FROM segment_members sm
     WHERE sm.account_id = $1::uuid
       AND sm.contact_id = ANY({candidates}) AND sm.segment_id = ANY({segments})
+), moves AS MATERIALIZED (
+    SELECT coalesce(m.segment_id, cur.segment_id) AS segment_id,
+           coalesce(m.contact_id, cur.contact_id) AS contact_id,
+           cur.segment_id IS NULL AS joins
+    FROM matched m FULL JOIN current cur
+        ON cur.segment_id = m.segment_id AND cur.contact_id = m.contact_id
+    WHERE m.segment_id IS NULL OR cur.segment_id IS NULL
 ), removed AS (
     DELETE FROM segment_members sm
-    USING (SELECT segment_id, contact_id FROM current
-           EXCEPT SELECT segment_id, contact_id FROM matched) gone
-    WHERE sm.account_id = $1::uuid
+    USING moves gone
+    WHERE NOT gone.joins AND sm.account_id = $1::uuid
       AND sm.segment_id = gone.segment_id AND sm.contact_id = gone.contact_id
     RETURNING sm.segment_id, sm.contact_id
 ), added AS (
     INSERT INTO segment_members (segment_id, contact_id, account_id)
-    SELECT segment_id, contact_id, $1::uuid
-    FROM (SELECT segment_id, contact_id FROM matched
-          EXCEPT SELECT segment_id, contact_id FROM current) new
+    SELECT segment_id, contact_id, $1::uuid FROM moves WHERE joins
     ON CONFLICT DO NOTHING
     RETURNING segment_id, contact_id
 ), {propagated}, delta AS (
