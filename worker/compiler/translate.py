@@ -281,15 +281,11 @@ class Translator:
             else:  # max(e.occurred_at): the last time within the bounds
                 test_sql = self.having(having, f"{times}[{last}]")
             return _events_verdict(count, test_sql, test.matches_none)
-        rows = f"unnest({times}) AS e(occurred_at)"
-        where = " WHERE " + " AND ".join(self.event_filter(f) for f in test.filters)
+        # Other bounds: the times as rows, counted and aggregated in one subquery.
+        where = " AND ".join(self.event_filter(f) for f in test.filters)
         test_sql = None if having is None else self.having(having)
-        counted = f"(SELECT count(*) FROM {rows}{where})"
-        if test_sql is None:
-            return _events_verdict(counted, None, test.matches_none)
-        if test.matches_none:
-            return f"(SELECT count(*) = 0 OR ({test_sql}) FROM {rows}{where})"
-        return f"(SELECT count(*) > 0 AND ({test_sql}) FROM {rows}{where})"
+        verdict = _events_verdict("count(*)", test_sql, test.matches_none)
+        return f"(SELECT {verdict} FROM unnest({times}) AS e(occurred_at) WHERE {where})"
 
     def within(self, filters: tuple[EventFilter, ...], times: str) -> tuple[str, str] | None:
         """For filters of at most one lower and one upper time bound: the index of the last
