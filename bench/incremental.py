@@ -60,7 +60,7 @@ PER_CANDIDATE = """
 )"""
 NOW = changes._APPLY
 _CURRENT_START = NOW.index("current AS MATERIALIZED (") + len("current AS MATERIALIZED (")
-_CURRENT_END = NOW.index("), removed AS (") + 1
+_CURRENT_END = NOW.index("), moves AS MATERIALIZED (") + 1
 LOOKUPS = {
     "one scan": NOW,
     "per candidate": NOW[:_CURRENT_START] + PER_CANDIDATE + NOW[_CURRENT_END:],
