@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 
 from bench.common import ACCOUNT_SMALL, DEFAULT_DSN
-from worker.changes import _statements
+from worker.changes import change_statements, limit_change_statement
 from worker.db import connect
 from worker.dependencies import SegmentReads
 from worker.hints import Hints
@@ -73,12 +73,12 @@ async def run(args: argparse.Namespace) -> None:
         )
         started = time.perf_counter()
         queries = [(r["id"], SegmentRules.from_row(r).query(registry, now)) for r in rows]
-        statements = _statements(queries, work.contact_ids, "data")
+        statements = change_statements(queries, work.contact_ids, "data")
         compile_ms = (time.perf_counter() - started) * 1000
         for sql, params in statements:
             transaction = conn.transaction()
             await transaction.start()
-            await conn.execute("SET LOCAL jit = off")  # as the worker runs it
+            await limit_change_statement(conn, 600_000, "auto")  # as the worker runs it
             started = time.perf_counter()
             explained = await conn.fetch(f"EXPLAIN (ANALYZE, TIMING OFF, SUMMARY) {sql}", *params)
             trip_ms = (time.perf_counter() - started) * 1000

@@ -20,6 +20,7 @@ from uuid import UUID
 import structlog
 
 from worker.compiler import SegmentQuery, compile_matching_among_each
+from worker.compiler.sources import CHANGED_CONTACTS
 from worker.db import Conn
 from worker.freshness import CHANGED_BEFORE_SETTING
 from worker.locks import segment_lock_key
@@ -178,7 +179,7 @@ async def apply_changes(
     registry = await load_registry(conn, account_id)
     candidates = sorted(set(contact_ids))
     async with conn.transaction():
-        await _limit_statement(conn, statement_timeout_ms, plan_cache_mode)
+        await limit_change_statement(conn, statement_timeout_ms, plan_cache_mode)
         if segment_ids is None:
             segment_ids = await live_segment_ids(conn, account_id)
         locked, busy = await _try_lock(conn, segment_ids)
@@ -254,7 +255,7 @@ class _AccountSweep:
         total = NOTHING
         while True:
             async with conn.transaction():
-                await _limit_statement(conn, self.statement_timeout_ms)
+                await limit_change_statement(conn, self.statement_timeout_ms)
                 locked, _ = await _try_lock(conn, [segment_id])
                 if not locked:
                     return total + ChangeResult(0, 0, 0, deferred=1)
@@ -289,11 +290,10 @@ class _AccountSweep:
 _PLAN_CACHE_MODES = ("auto", "force_custom_plan", "force_generic_plan")
 
 
-async def _limit_statement(
+async def limit_change_statement(
     conn: Conn, statement_timeout_ms: int, plan_cache_mode: str = "force_custom_plan"
 ) -> None:
-    # An int we format ourselves; SET cannot take a bind parameter.
-    await conn.execute(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}")
+    """The settings of the change statement, for this transaction, in one round trip."""
     # The statement's text is the same for every batch of the same segments (the candidates
     # are one array parameter), and asyncpg keeps it prepared per connection: with `auto`,
     # PostgreSQL plans it five times, then keeps one plan when that is estimated as good
@@ -301,11 +301,20 @@ async def _limit_statement(
     # otherwise (worker.db).
     if plan_cache_mode not in _PLAN_CACHE_MODES:
         raise ValueError(f"plan_cache_mode must be one of {_PLAN_CACHE_MODES}")
-    await conn.execute(f"SET LOCAL plan_cache_mode = {plan_cache_mode}")
-    # The statement sums the cost estimates of many small lookups, which crosses
-    # jit_above_cost: JIT then spends most of the statement's time compiling what runs
-    # in milliseconds (measured with 100 segments: docs/benchmarks.md, "Worker").
-    await conn.execute("SET LOCAL jit = off")
+    await conn.execute(
+        """SELECT set_config('statement_timeout', $1, true),
+                  set_config('plan_cache_mode', $2, true),
+                  -- The statement sums the cost estimates of many small lookups, which
+                  -- crosses jit_above_cost: JIT then spends most of the statement's time
+                  -- compiling what runs in milliseconds (docs/benchmarks.md, "Worker").
+                  set_config('jit', 'off', true),
+                  -- The planner cannot size the matches and current members (CTEs) and
+                  -- would sort both for a merge join: hashing them is 15% to 25% of the
+                  -- statement less (docs/benchmarks.md, "One pass over the candidates").
+                  set_config('enable_mergejoin', 'off', true)""",
+        str(int(statement_timeout_ms)),
+        plan_cache_mode,
+    )
 
 
 async def _try_lock(conn: Conn, segment_ids: Sequence[UUID]) -> tuple[list[UUID], list[UUID]]:
@@ -355,7 +364,7 @@ async def _apply_locked(
             # The account's fields changed under the rules; the next build marks it FAILED.
             log.warning("changes.rules_invalid", segment_id=str(row["id"]), error=str(exc))
     added = removed = 0
-    for sql, params in _statements(queries, candidates, record):
+    for sql, params in change_statements(queries, candidates, record):
         for row in await conn.fetch(sql, *params):
             added += row["added"]
             removed += row["removed"]
@@ -364,7 +373,7 @@ async def _apply_locked(
     return ChangeResult(len(queries), added, removed)
 
 
-def _statements(
+def change_statements(
     queries: list[tuple[UUID, SegmentQuery]], candidates: list[UUID], record: Cause | None
 ) -> list[tuple[str, tuple[object, ...]]]:
     """The apply statement(s) for these segments: one, unless the parameters overflow."""
@@ -373,15 +382,22 @@ def _statements(
     compiled = compile_matching_among_each([q for _, q in queries], candidates)
     if len(compiled.params) + 2 > MAX_PARAMS_PER_STATEMENT and len(queries) > 1:
         half = len(queries) // 2
-        return _statements(queries[:half], candidates, record) + _statements(
+        return change_statements(queries[:half], candidates, record) + change_statements(
             queries[half:], candidates, record
         )
     n = len(compiled.params)
     segments = f"${n + 1}::uuid[]"
-    matched = "\nUNION ALL\n".join(
-        # Only placeholders and the compiler's output: no value is ever in the text.
-        f"SELECT ({segments})[{i}], q.id FROM (\n{select}\n) q"  # noqa: S608
-        for i, select in enumerate(compiled.selects, start=1)
+    # One pass over the candidates: each row tested against every segment's verdict, the
+    # ids of those it matches unnested (docs/benchmarks.md, "One pass over the candidates").
+    # Only placeholders and the compiler's output: no value is ever in the text.
+    cases = ",\n".join(
+        f"CASE WHEN {verdict} THEN ({segments})[{i}] END"
+        for i, verdict in enumerate(compiled.verdicts, start=1)
+    )
+    matched = (
+        f"SELECT s.segment_id, c.id FROM {CHANGED_CONTACTS} c\n"  # noqa: S608
+        f"CROSS JOIN LATERAL unnest(ARRAY[\n{cases}\n]::uuid[]) AS s (segment_id)\n"
+        "WHERE s.segment_id IS NOT NULL"
     )
     sql = _APPLY.format(
         with_clause=compiled.with_clause,

@@ -20,7 +20,7 @@ from worker.compiler.forms import (
     compile_member_ids,
 )
 from worker.compiler.query import CompiledQuery, SegmentQuery
-from worker.compiler.translate import field_reader
+from worker.compiler.readers import field_reader
 
 __all__ = [
     "CompiledAmong",

@@ -43,20 +43,23 @@ def _select(query: SegmentQuery, source: Source, count: bool) -> str:
 
 
 def compile_matching_among(query: SegmentQuery, candidates: Sequence[UUID]) -> CompiledQuery:
-    """SELECT of those of `candidates` that match: compile_matching_among_each of one query
-    (the form incremental updates run), as one statement."""
-    among = compile_matching_among_each([query], candidates)
-    return CompiledQuery(f"WITH {among.with_clause}\n{among.selects[0]}", among.params)
+    """SELECT of those of `candidates` that match (the form previews and estimates run on a
+    sample): the candidates' rows read once into the CTE, then the query's branches over
+    them."""
+    source = Candidates.of(query.account_id, candidates)
+    select = _select(query, source, count=False)
+    return CompiledQuery(f"WITH {source.with_clause()}\n{select}", tuple(source.params.values))
 
 
 @dataclass(frozen=True)
 class CompiledAmong:
     """`matching_among` of several segments of one account over one parameter list: $1 is
-    the account, $2 the candidate ids; `selects[i]` is the SELECT of `queries[i]`, and they
-    all read the CTE `with_clause` (text to put after WITH)."""
+    the account, $2 the candidate ids; `verdicts[i]` is whether the row `c` of the
+    CHANGED_CONTACTS CTE matches `queries[i]` (a boolean expression, true, false or null),
+    and `with_clause` is that CTE (text to put after WITH)."""
 
     with_clause: str
-    selects: tuple[str, ...]
+    verdicts: tuple[str, ...]
     params: tuple[Any, ...]
     candidates: str
 
@@ -64,14 +67,15 @@ class CompiledAmong:
 def compile_matching_among_each(
     queries: Sequence[SegmentQuery], candidates: Sequence[UUID]
 ) -> CompiledAmong:
-    """Which of `candidates` match, for each query; one statement can run them all, reading
-    the candidates once."""
+    """Which of `candidates` match, for each query: one statement can run them all, reading
+    the candidates once and testing every query on each candidate's row in one pass
+    (incremental updates)."""
     accounts = {q.account_id for q in queries}
     if len(accounts) != 1:
         raise ValueError("the queries of one statement must share one account")
     source = Candidates.of(accounts.pop(), candidates)
-    selects = tuple(_select(q, source, count=False) for q in queries)
-    return CompiledAmong(source.with_clause(), selects, tuple(source.params.values), source.ids)
+    verdicts = tuple(Translator(q, source).verdict(plan(q.rules, q.now)) for q in queries)
+    return CompiledAmong(source.with_clause(), verdicts, tuple(source.params.values), source.ids)
 
 
 def compile_explain(

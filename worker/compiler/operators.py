@@ -39,10 +39,11 @@ DERIVED = {
     "last_click_at": ("click", "max(e.occurred_at)"),
 }
 
-# Row predicates by operator; {x} is the field's value expression, {v} the value's parameter.
-# Array values are lower-cased by a plain call, which custom plans (worker.db sets
-# plan_cache_mode) fold to a constant once per query, and the planner can see the values
-# (docs/benchmarks.md, "Why the compiler writes SQL this way").
+# Row predicates by operator; {x} is the field's value expression, {v} the value's parameter,
+# {lv} the value (an array) lower-cased as the source lower-cases it (worker.compiler.sources:
+# over all contacts a plain call, which custom plans fold to a constant the planner can see,
+# docs/benchmarks.md, "Why the compiler writes SQL this way"; over candidates once per
+# statement).
 # Text and list values compare lower-cased; '' and the empty list are null (docs/rules.md),
 # and the negative operators match null, which coalesce() gives them.
 _TEXT_OPS = {
@@ -51,8 +52,8 @@ _TEXT_OPS = {
     "contains": "strpos(lower({x}), lower({v})) > 0",
     "not_contains": "strpos(lower(coalesce({x}, '')), lower({v})) = 0",
     "starts_with": "starts_with(lower({x}), lower({v}))",
-    "in": "lower({x}) = ANY(segments_lower_array({v}))",
-    "not_in": "lower(coalesce({x}, '')) <> ALL(segments_lower_array({v}))",
+    "in": "lower({x}) = ANY({lv})",
+    "not_in": "lower(coalesce({x}, '')) <> ALL({lv})",
     "is_null": "coalesce({x}, '') = ''",
     "is_not_null": "{x} <> ''",
 }
@@ -70,9 +71,9 @@ _DATETIME_OPS = {**_ORDERED_OPS, **_NULL_OPS, "within_days": "{x} BETWEEN {v}"}
 _BOOLEAN_OPS = {**_EQUALITY_OPS, **_NULL_OPS}
 # {x} of a list is its lower-cased elements, never null ('{}' when empty or missing).
 _LIST_OPS = {
-    "has_any": "{x} && segments_lower_array({v})",
-    "has_all": "{x} @> segments_lower_array({v})",
-    "has_none": "NOT ({x} && segments_lower_array({v}))",
+    "has_any": "{x} && {lv}",
+    "has_all": "{x} @> {lv}",
+    "has_none": "NOT ({x} && {lv})",
     "is_null": "cardinality({x}) = 0",
     "is_not_null": "cardinality({x}) > 0",
 }

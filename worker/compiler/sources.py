@@ -20,6 +20,8 @@ from typing import Protocol
 from uuid import UUID
 
 from worker.compiler.params import Params
+from worker.compiler.readers import field_reader
+from worker.rules.fields import FieldSource, FieldSpec
 
 # The CTE that queries on candidates read them from: each candidate's contact row once, with
 # the ids of the lists it is on.
@@ -60,6 +62,15 @@ class Source(Protocol):
 
     def in_segments(self, segment_ids: Sequence[UUID]) -> str:
         """The contact `c` is a member of at least one of the segments."""
+        ...
+
+    def field(self, spec: FieldSpec) -> str:
+        """The field of the contact `c` as rules read it (worker.compiler.translate's
+        field_reader)."""
+        ...
+
+    def lowered(self, values: str) -> str:
+        """The text array `values` (a placeholder) lower-cased, as segments_lower_array."""
         ...
 
     def not_in_segments(self, segment_ids: Sequence[UUID]) -> str:
@@ -114,6 +125,14 @@ class AllContacts:
     def not_in_segments(self, segment_ids: Sequence[UUID]) -> str:
         return f"NOT {_member_of(self.params, self.account, segment_ids)}"
 
+    # As the indexes on expressions read them (sql/002, sql/014), and with the values as a
+    # plain call, which custom plans fold to a constant the planner can see.
+    def field(self, spec: FieldSpec) -> str:
+        return field_reader(spec, self.params)
+
+    def lowered(self, values: str) -> str:
+        return f"segments_lower_array({values})"
+
     def _list_id_in(self, list_ids: Sequence[UUID]) -> str:
         """`m.list_id` is one of the lists. One list is compared with `=`: then the planner
         can prove from the primary key (list_id, contact_id) that each contact appears once,
@@ -132,6 +151,9 @@ class Candidates:
     table: str = CHANGED_CONTACTS
     # The event types whose times each candidate's row carries: type -> (column, placeholder).
     event_columns: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The fields read by a function call each candidate's row carries, read once:
+    # field -> (column, the reading SQL).
+    field_columns: dict[FieldSpec, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, account_id: UUID, candidates: Sequence[UUID]) -> Candidates:
@@ -158,6 +180,24 @@ class Candidates:
             self.event_columns[event_type] = (column, self.params.add(event_type, "text"))
         return f"c.{self.event_columns[event_type][0]}"
 
+    def field(self, spec: FieldSpec) -> str:
+        """Fields read through a function (tags and custom fields) are read once per
+        candidate, with its row, for every query of the statement: a call per contact and
+        segment was most of a statement's time with many segments (docs/benchmarks.md,
+        "Fields read once per candidate"). Plain columns are read as they are."""
+        if spec.source is not FieldSource.CUSTOM and spec.name != "tags":
+            return field_reader(spec, self.params)
+        if spec not in self.field_columns:
+            column = f"field_{len(self.field_columns)}"  # ours, never a user's text
+            self.field_columns[spec] = (column, field_reader(spec, self.params))
+        return f"c.{self.field_columns[spec][0]}"
+
+    def lowered(self, values: str) -> str:
+        # Once per statement (an initplan), whichever plan runs it: a generic plan would
+        # otherwise lower-case the values again for every candidate and segment.
+        # The cast makes `= ANY(...)` read it as an array, not as a subquery's rows.
+        return f"(SELECT segments_lower_array({values}))::text[]"
+
     # A few candidates: each is looked up by the members' primary key, never a whole segment.
     def in_segments(self, segment_ids: Sequence[UUID]) -> str:
         return _member_of(self.params, self.account, segment_ids)
@@ -174,11 +214,14 @@ class Candidates:
             f"                 ORDER BY e.occurred_at) AS {column}"
             for column, event_type in self.event_columns.values()
         )
+        fields = "".join(
+            f",\n           {reader} AS {column}" for column, reader in self.field_columns.values()
+        )
         return (
             f"{CHANGED_CONTACTS} AS MATERIALIZED (\n"
             "    SELECT c.*, ARRAY(SELECT m.list_id FROM contact_list_members m\n"
             f"                      WHERE m.contact_id = c.id AND m.account_id = {self.account})"
-            f" AS list_ids{times}\n"
+            f" AS list_ids{times}{fields}\n"
             f"    FROM contacts c WHERE c.account_id = {self.account}"
             f" AND c.id = ANY({self.ids}))"
         )

@@ -43,8 +43,7 @@ from worker.compiler.nodes import (
     Truth,
     Value,
 )
-from worker.compiler.operators import AGGREGATE_OPS, COLUMNS, CUSTOM_READERS, ROW_OPERATORS
-from worker.compiler.params import Params
+from worker.compiler.operators import AGGREGATE_OPS, COLUMNS, ROW_OPERATORS
 from worker.compiler.query import SegmentQuery
 from worker.compiler.sources import Source
 from worker.rules.fields import FieldSource, FieldSpec
@@ -85,6 +84,16 @@ class Translator:
             self.branch(b, "c.id") for b in branches
         )
         return f"SELECT count(*) FROM (\n{union}\n) matched" if count else union
+
+    def verdict(self, planned: Plan) -> str:
+        """Whether the row `c` matches, as one boolean expression: the OR of the branches'
+        ANDs. Null where the SELECT's WHERE would be null, so `IS TRUE` of it is the same
+        verdict as the row being selected (a null branch never outweighs a true one, as in
+        a UNION). The source scopes `c` to the account already."""
+        branches = self.branches(planned)
+        if not branches:
+            return "FALSE"
+        return " OR ".join("(" + " AND ".join(b or ["TRUE"]) + ")" for b in branches)
 
     def branches(self, planned: Plan) -> list[list[str]]:
         """The predicates of each UNION branch: the row-only groups OR-ed into one branch,
@@ -169,10 +178,11 @@ class Translator:
         if c.operator in CALENDAR_OPERATORS:
             return self.calendar_field(c)
         template = ROW_OPERATORS[c.field.type][c.operator]
-        return template.format(x=self.field_expr(c.field), v=self.field_value(c))
+        x, v = self.field_expr(c.field), self.field_value(c)
+        return template.format(x=x, v=v, lv=self.source.lowered(v))
 
     def field_expr(self, spec: FieldSpec) -> str:
-        return field_reader(spec, self.params)
+        return self.source.field(spec)
 
     def field_value(self, c: FieldCondition) -> str:
         """The value's placeholder(s), typed for the field; '' for operators without one."""
@@ -386,17 +396,6 @@ def _events_verdict(count: str, test: str | None, matches_none: bool) -> str:
     if matches_none:
         return f"({count} <= 0 OR {test})"
     return f"({count} > 0 AND {test})"
-
-
-def field_reader(spec: FieldSpec, params: Params) -> str:
-    """The SQL reading a column or custom field of the contact `c` as rules read it (a
-    custom value of the wrong type is null; list elements lower-cased): docs/rules.md."""
-    if spec.source is FieldSource.CUSTOM:
-        key = params.add(spec.name, "text")
-        return f"{CUSTOM_READERS[spec.type]}(c.attributes -> {key})"
-    if spec.name == "tags":
-        return "segments_lower_array(c.tags)"
-    return COLUMNS[spec.name]
 
 
 def _utc_midnight(day: date) -> datetime:

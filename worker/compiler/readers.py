@@ -1,0 +1,18 @@
+"""How rules read a contact's fields in SQL (docs/rules.md): one reader per field."""
+
+from __future__ import annotations
+
+from worker.compiler.operators import COLUMNS, CUSTOM_READERS
+from worker.compiler.params import Params
+from worker.rules.fields import FieldSource, FieldSpec
+
+
+def field_reader(spec: FieldSpec, params: Params) -> str:
+    """The SQL reading a column or custom field of the contact `c` as rules read it (a
+    custom value of the wrong type is null; list elements lower-cased): docs/rules.md."""
+    if spec.source is FieldSource.CUSTOM:
+        key = params.add(spec.name, "text")
+        return f"{CUSTOM_READERS[spec.type]}(c.attributes -> {key})"
+    if spec.name == "tags":
+        return "segments_lower_array(c.tags)"
+    return COLUMNS[spec.name]
