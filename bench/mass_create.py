@@ -22,7 +22,7 @@ from typing import Any
 import aio_pika
 import asyncpg
 
-from bench.common import ACCOUNT_SMALL, DEFAULT_DSN, autovacuum_on
+from bench.common import ACCOUNT_SMALL, DEFAULT_DSN, production_settings
 from bench.worker_bench import (
     ServiceProcess,
     change_shape,
@@ -116,7 +116,7 @@ async def sum_of_bare_queries(conn: asyncpg.Connection, n: int) -> float:
 async def main(args: argparse.Namespace) -> None:
     conn = await connect(args.dsn)
     runs = []
-    async with autovacuum_on(conn) as turned_on:
+    async with production_settings(conn) as set_for_the_run:
         bare = await sum_of_bare_queries(conn, args.segments)
         print(json.dumps({"sum_of_bare_queries_s": round(bare, 1)}), file=sys.stderr, flush=True)
         for concurrency in args.concurrency:
@@ -127,7 +127,7 @@ async def main(args: argparse.Namespace) -> None:
     await conn.close()
     report = {
         "segments": args.segments,
-        "autovacuum": "turned on for the run" if turned_on else "as the server has it",
+        "server_settings_set_for_the_run": set_for_the_run,
         "sum_of_bare_queries_s": round(bare, 1),
         "runs": runs,
     }

@@ -41,7 +41,14 @@ import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.common import ACCOUNT_BIG, ACCOUNT_SMALL, DEFAULT_DSN, LISTS, autovacuum_on, list_id
+from bench.common import (
+    ACCOUNT_BIG,
+    ACCOUNT_SMALL,
+    DEFAULT_DSN,
+    LISTS,
+    list_id,
+    production_settings,
+)
 from bench.sample_check import sample_disagreements
 from segments.demo.data import COUNTRIES, TAGS
 from worker.builds import BUILD_WORK_MEM
@@ -631,10 +638,10 @@ async def main(args: argparse.Namespace) -> None:
     conn = await connect(args.dsn)
     report: dict[str, Any] = {"code": args.code_dir or "."}
     async with (
-        autovacuum_on(conn) if args.autovacuum == "on" else nullcontext(False) as turned_on,
+        production_settings(conn) if args.settings == "production" else nullcontext([]) as set_,
         worker_on_own_vhost(args.dsn, args.code_dir) as (exchange, worker),
     ):
-        report["autovacuum"] = "turned on for the run" if turned_on else "as the server has it"
+        report["server_settings_set_for_the_run"] = set_
         if "builds" in args.phases:
             report["builds"] = await bench_builds(conn, worker, exchange, args.runs)
             report["worker_peak_rss_mib_after_builds"] = worker.peak_rss_mib()
@@ -685,10 +692,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--code-dir", help="run the worker from this checkout (to compare)")
     parser.add_argument(
-        "--autovacuum",
-        choices=("on", "server"),
-        default="on",
-        help="on (default): turn PostgreSQL's autovacuum on for the run if the server has it"
-        " off, as production runs; server: leave the server's setting",
+        "--settings",
+        choices=("production", "server"),
+        default="production",
+        help="production (default): the server settings a change workload needs for the run"
+        " (bench.common.PRODUCTION: autovacuum on, max_wal_size 16GB) where the server has"
+        " others; server: leave the server's",
     )
     asyncio.run(main(parser.parse_args()))

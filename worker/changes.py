@@ -37,10 +37,12 @@ log = structlog.get_logger(__name__)
 # split over several statements (same transaction).
 MAX_PARAMS_PER_STATEMENT = 30_000
 
-# {matched} is a UNION ALL of (segment id, contact id) over every segment's "which of these
-# match"; {segments} and {candidates} are the placeholders of the segment and contact ids.
-# `current` is the candidates' membership now, read once through the contact index (which
-# needs statistics of segment_members: worker.member_statistics); the differences both ways
+# {matched} is the (segment id, contact id) pairs of every segment's "which of these match";
+# {segments} and {candidates} are the placeholders of the segment and contact ids.
+# `current` is the candidates' membership now, read candidate by candidate through the
+# contact index: one scan of both id arrays let the planner combine both indexes and read
+# millions of the segments' entries (0.6 to 0.8 s of a 0.9 s statement with 71 of 1,000
+# segments; docs/benchmarks.md, "One pass over the candidates"); the differences both ways
 # are then written, and nothing else is touched but the queue of the segments that reference
 # these ({propagated}: worker.propagation) and, when recording, the record of what moved
 # ({record}: worker.membership_log). The differences are one full join of the matches and
@@ -51,9 +53,13 @@ WITH {with_clause},
 matched (segment_id, contact_id) AS MATERIALIZED (
 {matched}
 ), current AS MATERIALIZED (
-    SELECT sm.segment_id, sm.contact_id FROM segment_members sm
-    WHERE sm.account_id = $1::uuid
-      AND sm.contact_id = ANY({candidates}) AND sm.segment_id = ANY({segments})
+    SELECT sm.segment_id, sm.contact_id
+    FROM unnest({candidates}) AS candidate (id)
+    CROSS JOIN LATERAL (
+        SELECT sm.segment_id, sm.contact_id FROM segment_members sm
+        WHERE sm.account_id = $1::uuid
+          AND sm.contact_id = candidate.id AND sm.segment_id = ANY({segments})
+        OFFSET 0) sm
 ), moves AS MATERIALIZED (
     SELECT coalesce(m.segment_id, cur.segment_id) AS segment_id,
            coalesce(m.contact_id, cur.contact_id) AS contact_id,
