@@ -42,7 +42,7 @@ MAX_PARAMS_PER_STATEMENT = 30_000
 # `current` is the candidates' membership now, read candidate by candidate through the
 # contact index: one scan of both id arrays let the planner combine both indexes and read
 # millions of the segments' entries (0.6 to 0.8 s of a 0.9 s statement with 71 of 1,000
-# segments; docs/benchmarks.md, "One pass over the candidates"); the differences both ways
+# segments; docs/benchmarks.md, "Where a real change batch's time went"); the differences both ways
 # are then written, and nothing else is touched but the queue of the segments that reference
 # these ({propagated}: worker.propagation) and, when recording, the record of what moved
 # ({record}: worker.membership_log). The differences are one full join of the matches and
@@ -315,7 +315,7 @@ async def limit_change_statement(
                   -- compiling what runs in milliseconds (docs/benchmarks.md, "Worker").
                   set_config('jit', 'off', true),
                   -- The planner cannot size the matches and current members (CTEs) and
-                  -- would sort both for a merge join: hashing them is 15% to 25% of the
+                  -- would sort both for a merge join: hashing them is 11% to 21% of the
                   -- statement less (docs/benchmarks.md, "One pass over the candidates").
                   set_config('enable_mergejoin', 'off', true)""",
         str(int(statement_timeout_ms)),
