@@ -21,8 +21,17 @@ from tests.worker_support import (
     take_dead_letter,
     wait_status,
 )
-from worker.dependencies import EVERYTHING, Plan, Reads, SegmentReads, Work
+from worker.dependencies import (
+    CONTACT_COST_IN_PAIRS,
+    EVERYTHING,
+    Plan,
+    Reads,
+    SegmentReads,
+    Work,
+    merged,
+)
 from worker.hints import Hints, fields_changed
+from worker.locks import segment_lock_key
 from worker.messages import ChangeHints, amqp_message
 from worker.rules import FieldRegistry, parse_rules
 from worker.settle import REASON_HEADER
@@ -132,15 +141,41 @@ async def test_each_segment_is_planned_for_the_contacts_of_the_messages_concerni
     assert planned == {(country["id"],): [ann, cid], (opened["id"],): [bob]}
     assert (plan.evaluated, plan.skipped, plan.pairs) == (2, 0, 3)
     # A message without hints concerns every segment; segments of the same contacts share
-    # one statement.
+    # one statement, and so do groups sharing contacts when reading them once costs less
+    # than the pairs added (bob's segments and ann's: one statement of both for both).
     plan = await reads.plan(conn, account_id, [(by_country, [ann]), (None, [bob])])
-    planned = {tuple(w.segment_ids): w.contact_ids for w in plan.work}
-    assert planned == {(country["id"],): [ann, bob], (opened["id"],): [bob]}
+    assert [(sorted(w.segment_ids), w.contact_ids) for w in plan.work] == [
+        (sorted([country["id"], opened["id"]]), [ann, bob])
+    ]
     plan = await reads.plan(conn, account_id, [(None, [ann, bob])])
     assert [w.contact_ids for w in plan.work] == [[ann, bob]]
     assert sorted(plan.work[0].segment_ids) == sorted([country["id"], opened["id"]])
     nothing = await reads.plan(conn, account_id, [(Hints(fields=frozenset({"city"})), [ann])])
     assert (nothing.work, nothing.skipped) == ([], 2)
+
+
+def test_groups_sharing_contacts_merge_only_when_one_statement_costs_less() -> None:
+    s = [uuid.uuid4() for _ in range(4)]
+    shared = {uuid.uuid4() for _ in range(50)}
+    own = [{uuid.uuid4() for _ in range(50)} for _ in range(3)]
+    # Half of each group's contacts in common: reading them once saves more than the pairs
+    # the merge adds.
+    work = merged([({s[0]}, shared | own[0]), ({s[1]}, shared | own[1])])
+    assert [(set(w.segment_ids), set(w.contact_ids)) for w in work] == [
+        ({s[0], s[1]}, shared | own[0] | own[1])
+    ]
+    # Groups of different contacts stay apart, whatever their size.
+    work = merged([({s[0]}, own[0]), (set(s[1:]), own[1])])
+    assert sorted(len(w.contact_ids) for w in work) == [50, 50]
+    # One contact in common with a group of many segments: the pairs added cost more.
+    many = {uuid.uuid4() for _ in range(CONTACT_COST_IN_PAIRS * 2)}
+    lone = next(iter(shared))
+    work = merged([(many, own[0] | {lone}), ({s[0]}, own[1] | {lone})])
+    assert len(work) == 2
+    # Each segment still in exactly one statement, in lock order.
+    work = merged([({s[0]}, shared), ({s[1], s[2]}, shared | own[0]), ({s[3]}, own[2])])
+    assert sorted(x for w in work for x in w.segment_ids) == sorted(s)
+    assert all(w.segment_ids == sorted(w.segment_ids, key=segment_lock_key) for w in work)
 
 
 def test_a_plan_splits_every_group_and_keeps_each_segment_in_one_part() -> None:
