@@ -141,7 +141,8 @@ class Work:
 @dataclass(frozen=True)
 class Plan:
     """What a batch re-evaluates: each segment for the contacts of just the messages whose
-    hints concern it, segments with the same contacts together (one statement each)."""
+    hints concern it, segments with the same contacts together (one statement each), and
+    groups sharing contacts merged where that costs less (`merged`)."""
 
     work: list[Work]
     skipped: int  # live segments no message concerns
