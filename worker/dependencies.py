@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations, count
 from uuid import UUID
 
 import structlog
@@ -186,35 +187,38 @@ def split_evenly(segment_ids: Sequence[UUID], parts: int) -> list[list[UUID]]:
 CONTACT_COST_IN_PAIRS = 500
 
 
-def merged(groups: list[tuple[set[UUID], set[UUID]]]) -> list[Work]:
+Group = tuple[set[UUID], set[UUID]]  # (segments, contacts)
+
+
+def merged(groups: list[Group]) -> list[Work]:
     """Groups of (segments, contacts) as statements' work, two groups merged into one while
     that costs less: the merged statement evaluates some pairs no message concerns (harmless:
     re-evaluating a contact never moves it wrongly) but reads each shared contact once. Groups
-    of different contacts are never merged."""
-    groups = list(groups)
-    while len(groups) > 1:
-        best, pair = 0, None
-        for i, (segments_i, contacts_i) in enumerate(groups):
-            for j in range(i + 1, len(groups)):
-                segments_j, contacts_j = groups[j]
-                shared = len(contacts_i & contacts_j)
-                if not shared:
-                    continue
-                contacts = len(contacts_i) + len(contacts_j) - shared
-                segments = len(segments_i) + len(segments_j)  # a segment is in one group
-                saving = (
-                    _cost(len(segments_i), len(contacts_i))
-                    + _cost(len(segments_j), len(contacts_j))
-                    - _cost(segments, contacts)
-                )
-                if saving > best:
-                    best, pair = saving, (i, j)
-        if pair is None:
+    of different contacts are never merged. Runs once per batch: the saving of each pair of
+    groups is computed once, and after a merge only against the merged group."""
+    live = dict(enumerate(groups))
+    fresh_ids = count(len(groups))
+    savings = {(i, j): _saving(live[i], live[j]) for i, j in combinations(live, 2)}
+    while savings:
+        (i, j), best = max(savings.items(), key=lambda item: item[1])
+        if best <= 0:
             break
-        i, j = pair
-        segments_j, contacts_j = groups.pop(j)
-        groups[i] = (groups[i][0] | segments_j, groups[i][1] | contacts_j)
-    return [Work(sorted(s, key=segment_lock_key), sorted(c)) for s, c in groups]
+        (segments_i, contacts_i), (segments_j, contacts_j) = live.pop(i), live.pop(j)
+        savings = {pair: v for pair, v in savings.items() if i not in pair and j not in pair}
+        new, union = next(fresh_ids), (segments_i | segments_j, contacts_i | contacts_j)
+        savings.update({(k, new): _saving(other, union) for k, other in live.items()})
+        live[new] = union
+    return [Work(sorted(s, key=segment_lock_key), sorted(c)) for s, c in live.values()]
+
+
+def _saving(a: Group, b: Group) -> int:
+    """What merging two groups saves (0 without shared contacts: nothing to read once)."""
+    shared = len(a[1] & b[1])
+    if not shared:
+        return 0
+    # A segment is in one group only.
+    together = _cost(len(a[0]) + len(b[0]), len(a[1]) + len(b[1]) - shared)
+    return _cost(len(a[0]), len(a[1])) + _cost(len(b[0]), len(b[1])) - together
 
 
 def _cost(segments: int, contacts: int) -> int:

@@ -20,8 +20,8 @@ from typing import Protocol
 from uuid import UUID
 
 from worker.compiler.params import Params
-from worker.compiler.readers import field_reader
-from worker.rules.fields import FieldSource, FieldSpec
+from worker.compiler.readers import field_reader, plain_column
+from worker.rules.fields import FieldSpec
 
 # The CTE that queries on candidates read them from: each candidate's contact row once, with
 # the ids of the lists it is on.
@@ -64,17 +64,16 @@ class Source(Protocol):
         """The contact `c` is a member of at least one of the segments."""
         ...
 
+    def not_in_segments(self, segment_ids: Sequence[UUID]) -> str:
+        """The contact `c` is a member of none of the segments."""
+        ...
+
     def field(self, spec: FieldSpec) -> str:
-        """The field of the contact `c` as rules read it (worker.compiler.translate's
-        field_reader)."""
+        """The field of the contact `c` as rules read it (worker.compiler.readers)."""
         ...
 
     def lowered(self, values: str) -> str:
         """The text array `values` (a placeholder) lower-cased, as segments_lower_array."""
-        ...
-
-    def not_in_segments(self, segment_ids: Sequence[UUID]) -> str:
-        """The contact `c` is a member of none of the segments."""
         ...
 
 
@@ -184,9 +183,10 @@ class Candidates:
         """Fields read through a function (tags and custom fields) are read once per
         candidate, with its row, for every query of the statement: a call per contact and
         segment was most of a statement's time with many segments (docs/benchmarks.md,
-        "Fields read once per candidate"). Plain columns are read as they are."""
-        if spec.source is not FieldSource.CUSTOM and spec.name != "tags":
-            return field_reader(spec, self.params)
+        "One pass over the candidates"). Plain columns are read as they are."""
+        column = plain_column(spec)
+        if column is not None:
+            return column
         if spec not in self.field_columns:
             column = f"field_{len(self.field_columns)}"  # ours, never a user's text
             self.field_columns[spec] = (column, field_reader(spec, self.params))
