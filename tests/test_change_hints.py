@@ -193,6 +193,22 @@ def test_a_plan_splits_every_group_and_keeps_each_segment_in_one_part() -> None:
     assert plan.split(1) == [plan.work]
 
 
+async def test_each_part_is_a_run_of_ids_in_the_databases_order(
+    conn: asyncpg.Connection,
+) -> None:
+    # A part's membership lookups are bounded by its lowest and highest id (worker.changes):
+    # the runs must not overlap in PostgreSQL's order, which Python's must therefore match.
+    segments = [uuid.uuid4() for _ in range(40)]
+    in_database = await conn.fetchval(
+        "SELECT array_agg(s ORDER BY s) FROM unnest($1::uuid[]) s", segments
+    )
+    assert in_database == sorted(segments)
+    plan = Plan([Work(sorted(segments, key=segment_lock_key), [uuid.uuid4()])], skipped=0)
+    first, second = (part[0].segment_ids for part in plan.split(2))
+    assert max(first) < min(second)
+    assert sorted(first + second) == sorted(segments)
+
+
 def test_an_update_hints_the_keys_sent_and_too_many_custom_keys_become_attributes() -> None:
     hints = fields_changed({"status", "attributes"}, {"plan"})
     assert hints.fields == ["plan", "status", "updated_at"]

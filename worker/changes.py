@@ -42,7 +42,13 @@ MAX_PARAMS_PER_STATEMENT = 30_000
 # `current` is the candidates' membership now, read candidate by candidate through the
 # contact index: one scan of both id arrays let the planner combine both indexes and read
 # millions of the segments' entries (0.6 to 0.8 s of a 0.9 s statement with 71 of 1,000
-# segments; docs/benchmarks.md, "Where a real change batch's time went"); the differences both ways
+# segments; docs/benchmarks.md, "Where a real change batch's time went"). Each lookup is bounded
+# to the statement's range of segment ids: an index-only scan checks the visibility of every
+# entry it reads before the segment filter, and each entry on a page changed since the last
+# vacuum costs a heap visit; a contact has entries in hundreds of segments, and a batch split
+# over `change_parallelism` connections gives each a run of consecutive ids, so each reads
+# its share of the entries instead of all of them (docs/benchmarks.md, "Lookups bounded to
+# the statement's segment ids"). The differences both ways
 # are then written, and nothing else is touched but the queue of the segments that reference
 # these ({propagated}: worker.propagation) and, when recording, the record of what moved
 # ({record}: worker.membership_log). The differences are one full join of the matches and
@@ -57,8 +63,9 @@ matched (segment_id, contact_id) AS MATERIALIZED (
     FROM unnest({candidates}) AS candidate (id)
     CROSS JOIN LATERAL (
         SELECT sm.segment_id, sm.contact_id FROM segment_members sm
-        WHERE sm.account_id = $1::uuid
-          AND sm.contact_id = candidate.id AND sm.segment_id = ANY({segments})
+        WHERE sm.account_id = $1::uuid AND sm.contact_id = candidate.id
+          AND sm.segment_id BETWEEN {lowest} AND {highest}
+          AND sm.segment_id = ANY({segments})
         OFFSET 0) sm
 ), moves AS MATERIALIZED (
     SELECT coalesce(m.segment_id, cur.segment_id) AS segment_id,
@@ -386,7 +393,7 @@ def change_statements(
     if not queries:
         return []
     compiled = compile_matching_among_each([q for _, q in queries], candidates)
-    if len(compiled.params) + 2 > MAX_PARAMS_PER_STATEMENT and len(queries) > 1:
+    if len(compiled.params) + 4 > MAX_PARAMS_PER_STATEMENT and len(queries) > 1:
         half = len(queries) // 2
         return change_statements(queries[:half], candidates, record) + change_statements(
             queries[half:], candidates, record
@@ -411,7 +418,11 @@ def change_statements(
         segments=segments,
         candidates=compiled.candidates,
         propagated=PROPAGATE_CTE,
-        record="" if record is None else ",\n" + record_ctes("$1::uuid", f"${n + 2}::text"),
+        lowest=f"${n + 2}::uuid",
+        highest=f"${n + 3}::uuid",
+        record="" if record is None else ",\n" + record_ctes("$1::uuid", f"${n + 4}::text"),
     )
-    params = (*compiled.params, [segment_id for segment_id, _ in queries])
+    segment_ids = [segment_id for segment_id, _ in queries]
+    # Python orders UUIDs as PostgreSQL does (by their bytes, most significant first).
+    params = (*compiled.params, segment_ids, min(segment_ids), max(segment_ids))
     return [(sql, params if record is None else (*params, record))]

@@ -159,10 +159,17 @@ class Plan:
 
     def split(self, parts: int) -> list[list[Work]]:
         """The work over `parts` connections: each segment in one part only (segments are
-        locked per transaction), every part a share of every group."""
-        out: list[list[Work]] = [[] for _ in range(max(1, parts))]
+        locked per transaction), every part a share of every group. Each share is a run of
+        consecutive ids in PostgreSQL's order of uuids: a part's lookup of a contact's
+        current memberships then reads only the index entries within its run, its share of
+        the contact's entries instead of all of them (worker.changes)."""
+        if parts <= 1:
+            return [self.work]
+        out: list[list[Work]] = [[] for _ in range(parts)]
         for work in self.work:
-            for part, segment_ids in zip(out, split_evenly(work.segment_ids, parts), strict=False):
+            # Python orders UUIDs as PostgreSQL does: by their bytes, most significant first.
+            runs = split_evenly(sorted(work.segment_ids), parts)
+            for part, segment_ids in zip(out, runs, strict=False):
                 part.append(Work(segment_ids, work.contact_ids))
         return [part for part in out if part]
 
