@@ -158,7 +158,9 @@ async def _check(
             # One message per change, as the shim sends them: its contact, its exact hints.
             messages.append((_exact_hints(change), [data.contacts[change[1]].id]))
         plan = await SegmentReads().plan(conn, ACCOUNT, messages)
-        for work in plan.work:
+        # As the worker runs it (change_parallelism 2): each part a run of segment ids, its
+        # membership lookups bounded by the run (worker.changes).
+        for work in (work for part in plan.split(2) for work in part):
             await apply_changes(
                 conn,
                 ACCOUNT,
