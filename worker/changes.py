@@ -42,18 +42,18 @@ MAX_PARAMS_PER_STATEMENT = 30_000
 # `current` is the candidates' membership now, read candidate by candidate through the
 # contact index: one scan of both id arrays let the planner combine both indexes and read
 # millions of the segments' entries (0.6 to 0.8 s of a 0.9 s statement with 71 of 1,000
-# segments; docs/benchmarks.md, "Where a real change batch's time went"). Each lookup is bounded
-# to the statement's range of segment ids: an index-only scan checks the visibility of every
-# entry it reads before the segment filter, and each entry on a page changed since the last
-# vacuum costs a heap visit; a contact has entries in hundreds of segments, and a batch split
-# over `change_parallelism` connections gives each a run of consecutive ids, so each reads
-# its share of the entries instead of all of them (docs/benchmarks.md, "Lookups bounded to
-# the statement's segment ids"). The differences both ways
-# are then written, and nothing else is touched but the queue of the segments that reference
-# these ({propagated}: worker.propagation) and, when recording, the record of what moved
-# ({record}: worker.membership_log). The differences are one full join of the matches and
-# the current members (each pair hashed once; two EXCEPTs hashed both sides twice:
-# docs/benchmarks.md, "Event times read once per candidate").
+# segments; docs/benchmarks.md, "Where a real change batch's time went"). Each lookup is
+# bounded by the statement's lowest and highest segment id: an index-only scan checks the
+# visibility of every entry it reads before the segment filter, an entry on a page changed
+# since the last vacuum costs a heap visit, and a contact has entries in hundreds of
+# segments. A batch split over `change_parallelism` connections gives each a run of
+# consecutive ids (worker.dependencies), so each reads its share of a contact's entries
+# instead of all of them (docs/benchmarks.md, "The visibility map and the membership
+# lookup"). The differences both ways are then written, and nothing else is touched but the
+# queue of the segments that reference these ({propagated}: worker.propagation) and, when
+# recording, the record of what moved ({record}: worker.membership_log). The differences are
+# one full join of the matches and the current members (each pair hashed once; two EXCEPTs
+# hashed both sides twice: docs/benchmarks.md, "Event times read once per candidate").
 _APPLY = """
 WITH {with_clause},
 matched (segment_id, contact_id) AS MATERIALIZED (
