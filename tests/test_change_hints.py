@@ -28,10 +28,10 @@ from worker.dependencies import (
     Reads,
     SegmentReads,
     Work,
+    in_database_order,
     merged,
 )
 from worker.hints import Hints, fields_changed
-from worker.locks import segment_lock_key
 from worker.messages import ChangeHints, amqp_message
 from worker.rules import FieldRegistry, parse_rules
 from worker.settle import REASON_HEADER
@@ -175,11 +175,11 @@ def test_groups_sharing_contacts_merge_only_when_one_statement_costs_less() -> N
     # Each segment still in exactly one statement, in lock order.
     work = merged([({s[0]}, shared), ({s[1], s[2]}, shared | own[0]), ({s[3]}, own[2])])
     assert sorted(x for w in work for x in w.segment_ids) == sorted(s)
-    assert all(w.segment_ids == sorted(w.segment_ids, key=segment_lock_key) for w in work)
+    assert all(w.segment_ids == in_database_order(w.segment_ids) for w in work)
 
 
 def test_a_plan_splits_every_group_and_keeps_each_segment_in_one_part() -> None:
-    segments = [uuid.uuid4() for _ in range(5)]
+    segments = in_database_order(uuid.uuid4() for _ in range(5))
     plan = Plan(
         [Work(segments[:3], [uuid.uuid4()]), Work(segments[3:], [uuid.uuid4(), uuid.uuid4()])],
         skipped=0,
@@ -202,8 +202,8 @@ async def test_each_part_is_a_run_of_ids_in_the_databases_order(
     in_database = await conn.fetchval(
         "SELECT array_agg(s ORDER BY s) FROM unnest($1::uuid[]) s", segments
     )
-    assert in_database == sorted(segments)
-    plan = Plan([Work(sorted(segments, key=segment_lock_key), [uuid.uuid4()])], skipped=0)
+    assert in_database == in_database_order(segments)
+    plan = Plan([Work(in_database_order(segments), [uuid.uuid4()])], skipped=0)
     first, second = (part[0].segment_ids for part in plan.split(2))
     assert max(first) < min(second)
     assert sorted(first + second) == sorted(segments)

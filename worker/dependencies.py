@@ -22,7 +22,7 @@ generation, so they are computed once per (segment, generation) and cached.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations, count
 from uuid import UUID
@@ -133,7 +133,7 @@ class Selection:
 
 @dataclass(frozen=True)
 class Work:
-    """Segments (in lock order) to re-evaluate for the same contacts (sorted)."""
+    """Segments (in_database_order) to re-evaluate for the same contacts (sorted)."""
 
     segment_ids: list[UUID]
     contact_ids: list[UUID]
@@ -163,15 +163,18 @@ class Plan:
         consecutive ids in PostgreSQL's order of uuids: a part's lookup of a contact's
         current memberships then reads only the index entries within its run, its share of
         the contact's entries instead of all of them (worker.changes)."""
-        if parts <= 1:
-            return [self.work]
-        out: list[list[Work]] = [[] for _ in range(parts)]
+        out: list[list[Work]] = [[] for _ in range(max(1, parts))]
         for work in self.work:
-            # Python orders UUIDs as PostgreSQL does: by their bytes, most significant first.
-            runs = split_evenly(sorted(work.segment_ids), parts)
+            runs = split_evenly(work.segment_ids, parts)
             for part, segment_ids in zip(out, runs, strict=False):
                 part.append(Work(segment_ids, work.contact_ids))
         return [part for part in out if part]
+
+
+def in_database_order(ids: Iterable[UUID]) -> list[UUID]:
+    """Ids as PostgreSQL orders uuids, which is Python's order too: by their bytes, most
+    significant first."""
+    return sorted(ids)
 
 
 def split_evenly(segment_ids: Sequence[UUID], parts: int) -> list[list[UUID]]:
@@ -215,7 +218,7 @@ def merged(groups: list[Group]) -> list[Work]:
         new, union = next(fresh_ids), (segments_i | segments_j, contacts_i | contacts_j)
         savings.update({(k, new): _saving(other, union) for k, other in live.items()})
         live[new] = union
-    return [Work(sorted(s, key=segment_lock_key), sorted(c)) for s, c in live.values()]
+    return [Work(in_database_order(s), sorted(c)) for s, c in live.values()]
 
 
 def _saving(a: Group, b: Group) -> int:
