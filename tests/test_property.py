@@ -132,7 +132,13 @@ async def _check_builds(
     stale: set[uuid.UUID],
 ) -> None:
     """worker.builds: a first build inserts exactly the rules' members; a rebuild from a
-    stale membership writes exactly the difference. Members and counts both times."""
+    stale membership writes exactly the difference; a rebuild of members already right is
+    left at its check, and only then. Members and counts every time."""
+    sent: list[str] = []  # the statements of one build
+
+    def log_statement(logged: asyncpg.connection.LoggedQuery) -> None:
+        sent.append(logged.query)
+
     for dialect, rules, universe in cases:
         expected = evaluator.members(dialect, rules, universe)
         context = f"{dialect} rules={rules} universe={universe}"
@@ -144,17 +150,31 @@ async def _check_builds(
         message = SegmentMessage(
             schema_version=1, account_id=ACCOUNT, segment_id=segment_id, generation=1
         )
-        for trigger, before in (("created", set()), ("rebuild", stale)):
+        outsider = uuid.uuid4()  # a contact since deleted
+        steps: tuple[tuple[str, set[uuid.UUID]], ...] = (
+            ("created", set()),
+            ("rebuild", stale),
+            ("rebuild", expected),
+            # As many members as matches, one of them wrong; then one member too many.
+            ("rebuild", set(sorted(expected)[1:]) | {outsider}),
+            ("rebuild", expected | {outsider}),
+        )
+        for trigger, before in steps:
             await conn.execute("DELETE FROM segment_members WHERE segment_id = $1", segment_id)
             await conn.executemany(
                 """INSERT INTO segment_members (segment_id, contact_id, account_id)
                    VALUES ($1, $2, $3)""",
                 [(segment_id, contact_id, ACCOUNT) for contact_id in before],
             )
-            result = await build_segment(
-                conn, message, trigger, statement_timeout_ms=60_000, now=NOW
-            )
+            sent.clear()
+            with conn.query_logger(log_statement):
+                result = await build_segment(
+                    conn, message, trigger, statement_timeout_ms=60_000, now=NOW
+                )
             assert result.outcome == "done", context
+            compared_in_full = any("CREATE TEMP TABLE build_diff" in sql for sql in sent)
+            # A segment without members is built as a first build, whatever the trigger.
+            assert compared_in_full == (not before or before != expected), context
             # The build's planner setting does not outlive its statement.
             assert await conn.fetchval("SHOW enable_nestloop") == "on"
             assert (result.total_count, result.added, result.removed) == (
