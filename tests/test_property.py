@@ -28,7 +28,7 @@ from tests.strategies import (
     segment_memberships,
     universes,
 )
-from worker.builds import build_segment
+from worker.builds import CHECK_FROM_MEMBERS, build_segment
 from worker.changes import apply_changes, apply_pending
 from worker.compiler import (
     SegmentQuery,
@@ -151,15 +151,18 @@ async def _check_builds(
             schema_version=1, account_id=ACCOUNT, segment_id=segment_id, generation=1
         )
         outsider = uuid.uuid4()  # a contact since deleted
-        steps: tuple[tuple[str, set[uuid.UUID]], ...] = (
-            ("created", set()),
-            ("rebuild", stale),
-            ("rebuild", expected),
+        # (trigger, members before, check_from): a check from 0 members, so that these
+        # small segments take it; and from the worker's default, which they are below.
+        steps: tuple[tuple[str, set[uuid.UUID], int], ...] = (
+            ("created", set(), 0),
+            ("rebuild", stale, 0),
+            ("rebuild", expected, 0),
+            ("rebuild", expected, CHECK_FROM_MEMBERS),
             # As many members as matches, one of them wrong; then one member too many.
-            ("rebuild", set(sorted(expected)[1:]) | {outsider}),
-            ("rebuild", expected | {outsider}),
+            ("rebuild", set(sorted(expected)[1:]) | {outsider}, 0),
+            ("rebuild", expected | {outsider}, 0),
         )
-        for trigger, before in steps:
+        for trigger, before, check_from in steps:
             await conn.execute("DELETE FROM segment_members WHERE segment_id = $1", segment_id)
             await conn.executemany(
                 """INSERT INTO segment_members (segment_id, contact_id, account_id)
@@ -169,12 +172,18 @@ async def _check_builds(
             sent.clear()
             with conn.query_logger(log_statement):
                 result = await build_segment(
-                    conn, message, trigger, statement_timeout_ms=60_000, now=NOW
+                    conn,
+                    message,
+                    trigger,
+                    statement_timeout_ms=60_000,
+                    now=NOW,
+                    check_from=check_from,
                 )
             assert result.outcome == "done", context
             compared_in_full = any("CREATE TEMP TABLE build_diff" in sql for sql in sent)
             # A segment without members is built as a first build, whatever the trigger.
-            assert compared_in_full == (not before or before != expected), context
+            checked = bool(before) and check_from == 0
+            assert compared_in_full == (not checked or before != expected), context
             # The build's planner setting does not outlive its statement.
             assert await conn.fetchval("SHOW enable_nestloop") == "on"
             assert (result.total_count, result.added, result.removed) == (

@@ -66,19 +66,29 @@ FROM (SELECT id FROM ({members}) q ORDER BY id) matched
 FULL JOIN (SELECT contact_id FROM segment_members
            WHERE account_id = {account} AND segment_id = {segment}
            ORDER BY contact_id) members ON members.contact_id = matched.id"""
+# A rebuild checks first (_UNCHANGED) only from this many members: step 1's pairing costs in
+# proportion to the members, in one process, and the check pays for itself only where that
+# is large. Whole rebuilds that found nothing, against their query alone: at 335,000 members
+# 1.06x to 1.25x with the check, 1.36x to 1.52x without; at 33,600 members (where step 1
+# ran in parallel, as the query did not) 1.25x to 1.44x with it, 1.08x to 1.17x without
+# (docs/benchmarks.md, "A rebuild that finds nothing to do").
+CHECK_FROM_MEMBERS = 100_000
 # Before step 1, for a rebuild (which usually finds nothing to do: incremental updates keep
 # members current): are the members already what the query finds? Compared by fingerprint,
 # the count and two sums of 64-bit hashes of the ids (each id once: the matches are distinct,
 # which the property test checks, and so are the members, by their key), computed by each
 # side's own parallel aggregate: the query runs as it does alone, and only the sums leave its
-# workers. Exact comparison costs more than the rebuild it would save: step 1 brings every
-# match to one process, sorted (1.31x the query alone at 1M contacts), and looking each match
-# up among the members in the workers cost 1.26x; the fingerprint 1.11x (docs/benchmarks.md,
-# "A rebuild that finds nothing to do"). Two different sets of ids pass for the same only if
-# they have the same size and both sums agree, about one chance in 2^128 for ids not chosen
-# to collide; a difference found falls through to step 1.
-_FINGERPRINT = """count(*) AS ids, sum(uuid_hash_extended({id}, 0)::numeric) AS sum0,
-       sum(uuid_hash_extended({id}, 1)::numeric) AS sum1"""
+# workers. An exact comparison pairs the ids, which is what costs: step 1 brings every match
+# to one process, sorted, and looking each match up among the members in the workers was
+# little cheaper. A whole rebuild that finds nothing, at 1M contacts: 1.12x its query with
+# the fingerprint, 1.46x through step 1 (docs/benchmarks.md, "A rebuild that finds nothing
+# to do"). Two different sets of ids pass for the same only if they have the same size and
+# both sums agree, about one chance in 2^128 for ids not chosen to collide; a difference
+# found falls through to step 1.
+# sum() of bigints adds in 128-bit integers (and returns numeric): no overflow, and 77 ms less
+# at 335,000 ids than adding numerics row by row (892 against 969 ms, the query included).
+_FINGERPRINT = """count(*) AS ids, sum(uuid_hash_extended({id}, 0)) AS sum0,
+       sum(uuid_hash_extended({id}, 1)) AS sum1"""
 _UNCHANGED = f"""SELECT matched.ids AS total,
        (matched.ids, matched.sum0, matched.sum1)
        IS NOT DISTINCT FROM (members.ids, members.sum0, members.sum1) AS same
@@ -128,10 +138,12 @@ async def build_segment(
     statement_timeout_ms: int,
     now: datetime | None = None,
     record: bool = True,
+    check_from: int = CHECK_FROM_MEMBERS,
 ) -> BuildResult:
     """Build `message.generation` of the segment. Raises transient errors for the caller to
     retry; ends FAILED itself when the rules cannot be compiled. `record`: record what it
-    moves (worker.membership_log)."""
+    moves (worker.membership_log). `check_from`: a rebuild of a segment of at least this many
+    members checks whether anything changed first (write_difference)."""
     segment = await _claim(conn, message, trigger)
     if isinstance(segment, BuildResult):
         return segment
@@ -165,7 +177,7 @@ async def build_segment(
                 # incremental updates keep the members current, so it usually finds nothing
                 # to do. New rules and a refresh (the clock moved) usually move members,
                 # where checking first would be a pass for nothing.
-                check_unchanged=trigger == "rebuild",
+                check_unchanged_from=check_from if trigger == "rebuild" else None,
             )
             finished = await conn.fetchval(
                 """UPDATE segments
@@ -196,21 +208,30 @@ async def write_difference(
     account_id: UUID,
     recording: Recording | None = None,
     *,
-    check_unchanged: bool = False,
+    check_unchanged_from: int | None = None,
 ) -> BuildResult:
     """Steps 1 and 2, in the caller's transaction (which holds the segment's lock), and the
     record of what moved (part of step 2's time) unless `recording` is None. With
-    `check_unchanged`, a segment whose members are already what the query finds is left as
-    it is after the check alone; otherwise the check has cost one more pass of the query."""
+    `check_unchanged_from`, a segment counting at least that many members is checked first:
+    if its members are already what the query finds, it is left as it is after the check
+    alone; otherwise the check has cost one more pass of the query."""
     started = time.perf_counter()
-    has_members = await conn.fetchval(
+    row = await conn.fetchrow(
         """SELECT EXISTS (SELECT 1 FROM segment_members
-                          WHERE account_id = $1 AND segment_id = $2)""",
+                          WHERE account_id = $1 AND segment_id = $2) AS has_members,
+                  (SELECT total_count FROM segments
+                   WHERE account_id = $1 AND id = $2) AS counted""",
         account_id,
         segment_id,
     )
+    assert row is not None
+    has_members = row["has_members"]
     unchanged_total = None
-    if has_members and check_unchanged:
+    if (
+        has_members
+        and check_unchanged_from is not None
+        and (row["counted"] or 0) >= check_unchanged_from
+    ):
         unchanged_total = await _unchanged_total(conn, compiled, segment_id, account_id)
     if unchanged_total is not None:
         queried = time.perf_counter()
@@ -269,8 +290,7 @@ async def _unchanged_total(
     sql = _UNCHANGED.format(
         members=compiled.sql, segment=f"${n + 1}::uuid", account=f"${n + 2}::uuid"
     )
-    # fetch(), not fetchrow(): asyncpg asks for fetchrow's row with a row limit, and
-    # PostgreSQL runs a statement with a row limit without parallel workers.
+    # fetch(), not fetchrow(), for the parallel workers (as worker.db.fetch_count).
     (row,) = await conn.fetch(sql, *compiled.params, segment_id, account_id)
     return int(row["total"]) if row["same"] else None
 
