@@ -11,12 +11,13 @@ random contacts of the account applied the way the worker applies them
 from the built membership. Distinct candidates in every batch (K=1000 at 1M contacts: a
 batch repeats no contact), timed per batch; pairs/s = N * K / median time.
 
-Two moments: **stale**, `segment_members` without statistics, as right after the first
+Three moments: **stale**, `segment_members` without statistics, as right after the first
 builds before autovacuum analysed it (the bench deletes its pg_statistic rows, which an
-ANALYZE writes back, and marks it never analysed: only in a database of its own); and
+ANALYZE writes back, and marks it never analysed: only in a database of its own);
 **analysed** after ANALYZE (what worker.member_statistics now does before a change batch when
-much of the table changed); **vacuumed** after VACUUM ANALYZE (what autovacuum leaves: the new
-members' pages all-visible, so the lookups of current memberships stay in the index). Two lookups of the candidates' current membership (LOOKUPS) and
+much of the table changed); and **vacuumed** after VACUUM ANALYZE (what autovacuum leaves: the
+new members' pages all-visible, so the lookups of current memberships stay in the index).
+Two lookups of the candidates' current membership (LOOKUPS) and
 three plan modes each: `custom` (planned at every execution), `generic` (planned once per
 connection and statement text, then reused) and `auto` (PostgreSQL's choice after five custom
 plans, the worker's default), interleaved batch by batch. Then change hints: a batch
@@ -50,7 +51,8 @@ MODES = {"custom": "force_custom_plan", "auto": "auto", "generic": "force_generi
 # The statement's lookup of the candidates' current membership: as the worker writes it
 # (candidate by candidate, a subquery per candidate behind OFFSET 0: index conditions on the
 # contact id whatever the statistics and plan), and in one scan with both id arrays (the
-# worker's form until session 8: the planner may combine both indexes).
+# worker's form until session 8: the planner may combine both indexes), bounded by the
+# statement's lowest and highest segment id as the worker's lookup is since session 9.
 ONE_SCAN = """
     SELECT sm.segment_id, sm.contact_id FROM segment_members sm
     WHERE sm.account_id = $1::uuid
@@ -211,7 +213,7 @@ async def run(args: argparse.Namespace) -> None:
         "|---|---:|---|---|---:|---:|---:|---:|",
     ]
     batches = {k: [rng.sample(ids, k) for _ in range(args.batches)] for k in sizes}
-    for k in sizes:  # the data the batches read, in the caches for both moments
+    for k in sizes:  # the data the batches read, in the caches for every moment
         for batch in batches[k]:
             await one_batch(conn, segments, batch, VARIANTS[0])
     for moment in ("stale", "analysed", "vacuumed"):

@@ -172,7 +172,7 @@ def test_groups_sharing_contacts_merge_only_when_one_statement_costs_less() -> N
     lone = next(iter(shared))
     work = merged([(many, own[0] | {lone}), ({s[0]}, own[1] | {lone})])
     assert len(work) == 2
-    # Each segment still in exactly one statement, in lock order.
+    # Each segment still in exactly one statement, in PostgreSQL's uuid order.
     work = merged([({s[0]}, shared), ({s[1], s[2]}, shared | own[0]), ({s[3]}, own[2])])
     assert sorted(x for w in work for x in w.segment_ids) == sorted(s)
     assert all(w.segment_ids == in_database_order(w.segment_ids) for w in work)
@@ -191,6 +191,7 @@ def test_a_plan_splits_every_group_and_keeps_each_segment_in_one_part() -> None:
     assert [len(w.segment_ids) for w in parts[0]] == [2, 1]
     assert [len(w.segment_ids) for w in parts[1]] == [1, 1]
     assert plan.split(1) == [plan.work]
+    assert Plan([], skipped=0).split(1) == []  # nothing to apply takes no connection
 
 
 async def test_each_part_is_a_run_of_ids_in_the_databases_order(

@@ -151,12 +151,16 @@ async def _check_builds(
             schema_version=1, account_id=ACCOUNT, segment_id=segment_id, generation=1
         )
         outsider = uuid.uuid4()  # a contact since deleted
-        # (trigger, members before, check_from): a check from 0 members, so that these
-        # small segments take it; and from the worker's default, which they are below.
+        # (trigger, members before, check_from): the check is taken by a rebuild of a
+        # segment whose last total_count (len(expected) after the first build) is at least
+        # check_from; refreshes never take it, nor segments below the worker's default.
         steps: tuple[tuple[str, set[uuid.UUID], int], ...] = (
             ("created", set(), 0),
             ("rebuild", stale, 0),
             ("rebuild", expected, 0),
+            ("refresh", expected, 0),
+            ("rebuild", expected, len(expected)),
+            ("rebuild", expected, len(expected) + 1),
             ("rebuild", expected, CHECK_FROM_MEMBERS),
             # As many members as matches, one of them wrong; then one member too many.
             ("rebuild", set(sorted(expected)[1:]) | {outsider}, 0),
@@ -168,6 +172,9 @@ async def _check_builds(
                 """INSERT INTO segment_members (segment_id, contact_id, account_id)
                    VALUES ($1, $2, $3)""",
                 [(segment_id, contact_id, ACCOUNT) for contact_id in before],
+            )
+            counted = await conn.fetchval(
+                "SELECT total_count FROM segments WHERE id = $1", segment_id
             )
             sent.clear()
             with conn.query_logger(log_statement):
@@ -182,7 +189,7 @@ async def _check_builds(
             assert result.outcome == "done", context
             compared_in_full = any("CREATE TEMP TABLE build_diff" in sql for sql in sent)
             # A segment without members is built as a first build, whatever the trigger.
-            checked = bool(before) and check_from == 0
+            checked = bool(before) and trigger == "rebuild" and (counted or 0) >= check_from
             assert compared_in_full == (not checked or before != expected), context
             # The build's planner setting does not outlive its statement.
             assert await conn.fetchval("SHOW enable_nestloop") == "on"

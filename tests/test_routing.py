@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tests.routing import unroutable
 from tests.statement_capture import distribution
 from tests.strategies import CUSTOM_FIELDS, nested_v2_rules
+from worker.builds import _DIFF, _UNCHANGED, on_members
 from worker.compiler import (
     SegmentQuery,
     compile_count,
@@ -113,13 +114,15 @@ def _queries(rules: dict[str, Any], universe: tuple[uuid.UUID, ...]) -> list[str
     query = SegmentQuery(uuid.uuid4(), tree, universe, NOW)
     candidates = [uuid.uuid4(), uuid.uuid4()]
     counted = [c for c in tree.conditions() if isinstance(c, ActivityCondition)]
+    member_ids = compile_member_ids(query)
     forms = [
         compile_count(query),
-        compile_member_ids(query),
+        member_ids,
         compile_matching_among(query, candidates),
         compile_explain(query, [tree.root, *tree.conditions()], counted, candidates[0]),
     ]
-    return [f.sql for f in forms]
+    # And what builds run on the member ids (worker.builds): a rebuild's check and step 1.
+    return [f.sql for f in forms] + [on_members(t, member_ids) for t in (_UNCHANGED, _DIFF)]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

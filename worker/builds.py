@@ -66,12 +66,14 @@ FROM (SELECT id FROM ({members}) q ORDER BY id) matched
 FULL JOIN (SELECT contact_id FROM segment_members
            WHERE account_id = {account} AND segment_id = {segment}
            ORDER BY contact_id) members ON members.contact_id = matched.id"""
-# A rebuild checks first (_UNCHANGED) only from this many members: step 1's pairing costs in
-# proportion to the members, in one process, and the check pays for itself only where that
-# is large. Whole rebuilds that found nothing, against their query alone: at 335,000 members
-# 1.06x to 1.25x with the check, 1.36x to 1.52x without; at 33,600 members (where step 1
-# ran in parallel, as the query did not) 1.25x to 1.44x with it, 1.08x to 1.17x without
-# (docs/benchmarks.md, "A rebuild that finds nothing to do").
+# A rebuild checks first (_UNCHANGED) only when the segment's last total_count is at least
+# this: step 1's pairing costs in proportion to the members, in one process, and the check
+# pays for itself only where that is large. Whole rebuilds that found nothing, against their
+# query alone: at 335,000 members 1.06x to 1.22x with the check, 1.35x to 1.52x without; at
+# 33,600 members (where step 1 ran in parallel, as the query did not) 1.25x to 1.44x with
+# it, 1.06x to 1.17x without (docs/benchmarks.md, "A rebuild that finds nothing to do").
+# Only those two sizes were measured: 100,000 is a round number between them, and where the
+# two cross depends on when the planner runs each in parallel.
 CHECK_FROM_MEMBERS = 100_000
 # Before step 1, for a rebuild (which usually finds nothing to do: incremental updates keep
 # members current): are the members already what the query finds? Compared by fingerprint,
@@ -142,8 +144,9 @@ async def build_segment(
 ) -> BuildResult:
     """Build `message.generation` of the segment. Raises transient errors for the caller to
     retry; ends FAILED itself when the rules cannot be compiled. `record`: record what it
-    moves (worker.membership_log). `check_from`: a rebuild of a segment of at least this many
-    members checks whether anything changed first (write_difference)."""
+    moves (worker.membership_log). `check_from`: a rebuild of a segment whose last total_count
+    is at least this checks whether anything changed first (write_difference; tests lower it
+    to take the check on small data)."""
     segment = await _claim(conn, message, trigger)
     if isinstance(segment, BuildResult):
         return segment
@@ -175,8 +178,10 @@ async def build_segment(
                 recording,
                 # A rebuild is asked for to make sure (or requeues a build that got stuck);
                 # incremental updates keep the members current, so it usually finds nothing
-                # to do. New rules and a refresh (the clock moved) usually move members,
-                # where checking first would be a pass for nothing.
+                # to do. New rules move members, where checking first would be a pass for
+                # nothing; so may a refresh (the clock moved: a window of days loses and
+                # gains contacts at its edges). How often a calendar segment's nightly
+                # refresh finds nothing was not measured; refreshes take step 1 directly.
                 check_unchanged_from=check_from if trigger == "rebuild" else None,
             )
             finished = await conn.fetchval(
@@ -212,11 +217,11 @@ async def write_difference(
 ) -> BuildResult:
     """Steps 1 and 2, in the caller's transaction (which holds the segment's lock), and the
     record of what moved (part of step 2's time) unless `recording` is None. With
-    `check_unchanged_from`, a segment counting at least that many members is checked first:
-    if its members are already what the query finds, it is left as it is after the check
-    alone; otherwise the check has cost one more pass of the query."""
+    `check_unchanged_from`, a segment whose last total_count is at least that is checked
+    first: if its members are already what the query finds, it is left as it is after the
+    check alone; otherwise the check has cost one more pass of the query."""
     started = time.perf_counter()
-    row = await conn.fetchrow(
+    state = await conn.fetchrow(
         """SELECT EXISTS (SELECT 1 FROM segment_members
                           WHERE account_id = $1 AND segment_id = $2) AS has_members,
                   (SELECT total_count FROM segments
@@ -224,23 +229,20 @@ async def write_difference(
         account_id,
         segment_id,
     )
-    assert row is not None
-    has_members = row["has_members"]
+    assert state is not None
+    has_members = state["has_members"]
     unchanged_total = None
     if (
         has_members
         and check_unchanged_from is not None
-        and (row["counted"] or 0) >= check_unchanged_from
+        and (state["counted"] or 0) >= check_unchanged_from
     ):
         unchanged_total = await _unchanged_total(conn, compiled, segment_id, account_id)
     if unchanged_total is not None:
         queried = time.perf_counter()
         total, added, removed = unchanged_total, 0, 0
     elif has_members:
-        n = len(compiled.params)
-        diff = _DIFF.format(
-            members=compiled.sql, segment=f"${n + 1}::uuid", account=f"${n + 2}::uuid"
-        )
+        diff = on_members(_DIFF, compiled)
         await conn.execute(diff, *compiled.params, segment_id, account_id)
         queried = time.perf_counter()
         # The planner takes a segment to have about one member (statistics lag behind
@@ -282,15 +284,23 @@ async def write_difference(
     )
 
 
+def on_members(template: str, compiled: CompiledQuery) -> str:
+    """_DIFF or _UNCHANGED for the compiled query, the segment and account as its next two
+    parameters."""
+    n = len(compiled.params)
+    return template.format(
+        members=compiled.sql, segment=f"${n + 1}::uuid", account=f"${n + 2}::uuid"
+    )
+
+
 async def _unchanged_total(
     conn: Conn, compiled: CompiledQuery, segment_id: UUID, account_id: UUID
 ) -> int | None:
     """The number of members if they are exactly what the query finds, else None."""
-    n = len(compiled.params)
-    sql = _UNCHANGED.format(
-        members=compiled.sql, segment=f"${n + 1}::uuid", account=f"${n + 2}::uuid"
-    )
-    # fetch(), not fetchrow(), for the parallel workers (as worker.db.fetch_count).
+    sql = on_members(_UNCHANGED, compiled)
+    # fetch(), not fetchrow(): asyncpg asks for fetchrow's row with a row limit, and
+    # PostgreSQL runs a statement with a row limit without parallel workers (as
+    # worker.db.fetch_count).
     (row,) = await conn.fetch(sql, *compiled.params, segment_id, account_id)
     return int(row["total"]) if row["same"] else None
 

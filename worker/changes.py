@@ -22,7 +22,6 @@ import structlog
 from worker.compiler import SegmentQuery, compile_matching_among_each
 from worker.compiler.sources import CHANGED_CONTACTS
 from worker.db import Conn
-from worker.dependencies import in_database_order
 from worker.freshness import CHANGED_BEFORE_SETTING
 from worker.locks import segment_lock_key
 from worker.membership_log import record_ctes
@@ -424,6 +423,6 @@ def change_statements(
         record="" if record is None else ",\n" + record_ctes("$1::uuid", f"${n + 4}::text"),
     )
     segment_ids = [segment_id for segment_id, _ in queries]
-    ordered = in_database_order(segment_ids)
-    params = (*compiled.params, segment_ids, ordered[0], ordered[-1])
+    # The bounds in PostgreSQL's order of uuids, which is Python's (in_database_order).
+    params = (*compiled.params, segment_ids, min(segment_ids), max(segment_ids))
     return [(sql, params if record is None else (*params, record))]

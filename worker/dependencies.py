@@ -133,7 +133,8 @@ class Selection:
 
 @dataclass(frozen=True)
 class Work:
-    """Segments (in_database_order) to re-evaluate for the same contacts (sorted)."""
+    """Segments to re-evaluate for the same contacts (both sorted; the segments in
+    PostgreSQL's order, `in_database_order`, which Plan.split relies on)."""
 
     segment_ids: list[UUID]
     contact_ids: list[UUID]
