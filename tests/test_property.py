@@ -191,6 +191,11 @@ async def _check_builds(
             # A segment without members is built as a first build, whatever the trigger.
             checked = bool(before) and trigger == "rebuild" and (counted or 0) >= check_from
             assert compared_in_full == (not checked or before != expected), context
+            if checked:
+                found = "unchanged" if before == expected else "changed"
+                assert result.checked == found, context
+            else:
+                assert result.checked is None, context
             # The build's planner setting does not outlive its statement.
             assert await conn.fetchval("SHOW enable_nestloop") == "on"
             assert (result.total_count, result.added, result.removed) == (

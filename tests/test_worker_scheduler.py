@@ -132,6 +132,7 @@ async def test_metrics_endpoint_exposes_the_documented_metrics(
         "segments_build_duration_seconds",
         "segments_build_step_duration_seconds",
         "segments_build_start_delay_seconds",
+        "segments_rebuild_checks",
         "segments_builds_in_progress",
         "segments_segments",
         "segments_incremental_batch_contacts",

@@ -30,6 +30,8 @@ from worker.store import SegmentRules, load_registry
 log = structlog.get_logger(__name__)
 
 Outcome = Literal["done", "failed", "stale", "duplicate", "gone"]
+# What a rebuild's check found (write_difference), when it checked.
+Checked = Literal["unchanged", "changed"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class BuildResult:
     # writing the difference (the rest of a build is claiming, commit and bookkeeping).
     query_s: float = 0.0
     write_s: float = 0.0
+    checked: Checked | None = None
 
 
 # Room to hash a large account's events instead of probing them contact by contact.
@@ -232,12 +235,14 @@ async def write_difference(
     assert state is not None
     has_members = state["has_members"]
     unchanged_total = None
+    checked: Checked | None = None
     if (
         has_members
         and check_unchanged_from is not None
         and (state["counted"] or 0) >= check_unchanged_from
     ):
         unchanged_total = await _unchanged_total(conn, compiled, segment_id, account_id)
+        checked = "changed" if unchanged_total is None else "unchanged"
     if unchanged_total is not None:
         queried = time.perf_counter()
         total, added, removed = unchanged_total, 0, 0
@@ -280,7 +285,13 @@ async def write_difference(
         # followed by another.
         await conn.execute("DROP TABLE build_diff")
     return BuildResult(
-        "done", total, added, removed, query_s=queried - started, write_s=written - queried
+        "done",
+        total,
+        added,
+        removed,
+        query_s=queried - started,
+        write_s=written - queried,
+        checked=checked,
     )
 
 

@@ -48,6 +48,7 @@ from worker.metrics import (
     INCREMENTAL_BATCH_CONTACTS,
     INCREMENTAL_DEFERRED,
     INCREMENTAL_DURATION,
+    REBUILD_CHECKS,
 )
 from worker.settings import Settings
 from worker.settle import (
@@ -161,6 +162,8 @@ class BuildConsumer:
         if result.outcome == "done":
             BUILD_STEP_DURATION.labels("query").observe(result.query_s)
             BUILD_STEP_DURATION.labels("write").observe(result.write_s)
+            if result.checked is not None:
+                REBUILD_CHECKS.labels(result.checked).inc()
         log.info(
             "build.finished",
             trigger=trigger,
@@ -171,6 +174,7 @@ class BuildConsumer:
             duration_s=round(elapsed, 4),
             query_s=round(result.query_s, 4),
             write_s=round(result.write_s, 4),
+            checked=result.checked,
         )
         return Ack(result.outcome)
 

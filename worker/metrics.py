@@ -26,6 +26,15 @@ BUILD_STEP_DURATION = Histogram(
     ["step"],
     buckets=_DURATION_BUCKETS,
 )
+REBUILD_CHECKS = Counter(
+    "segments_rebuild_checks",
+    "Rebuilds that first compared fingerprints of the matches and the members (segments of"
+    " 100,000 members or more), by result: unchanged (the check settled the rebuild) or changed"
+    " (the full comparison followed, so the check cost one more pass of the query).",
+    ["result"],
+)
+for _result in ("unchanged", "changed"):  # both series from the start, at 0
+    REBUILD_CHECKS.labels(_result)
 BUILD_START_DELAY = Histogram(
     "segments_build_start_delay_seconds",
     "Time from a segment message's publication to the start of its build.",
