@@ -433,6 +433,7 @@ DASHBOARD_MUST_SHOW = {
     "segments evaluated and skipped by change hints": [
         r"by \(decision\) \(rate\(segments_change_batch_segments_sum"
     ],
+    "rebuild checks by result": [r"by \(result\) \(rate\(segments_rebuild_checks_total"],
     "dead-lettered messages": [r'segments_messages_total\{outcome="dead_lettered"\}'],
     "DLQ depth": [r"rabbitmq_queue_messages\{[^}]*dlq"],
     "outbox backlog": [r"segments_outbox_backlog"],
