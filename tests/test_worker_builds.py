@@ -8,6 +8,7 @@ from typing import Any
 
 import aio_pika
 import asyncpg
+from prometheus_client import REGISTRY
 
 from tests.waiting import wait_for
 from tests.worker_support import (
@@ -17,12 +18,16 @@ from tests.worker_support import (
     publish_changes,
     publish_raw,
     publish_segment,
+    running_worker,
     save_segment,
     seed_contacts,
     segment_row,
     wait_status,
+    worker_settings,
 )
+from worker.builds import CHECK_FROM_MEMBERS
 from worker.locks import segment_lock_key
+from worker.settings import Settings
 from worker.settle import REASON_HEADER
 from worker.topology import BUILD_QUEUE, CONTACT_CHANGES_QUEUE
 
@@ -274,3 +279,32 @@ async def test_messages_for_deleted_or_older_segments_are_acked_and_ignored(
     row = await wait_status(conn, segment["id"], "DONE")
     assert row["built_generation"] == 2
     assert await conn.fetchval("SELECT count(*) FROM segments WHERE id = $1", gone["id"]) == 0
+
+
+async def test_a_rebuild_that_finds_nothing_is_settled_by_its_check_and_counted(
+    conn: asyncpg.Connection, account_id: uuid.UUID, exchange: Any, database_url: str, amqp_url: str
+) -> None:
+    # Checks from 0 members here (the default starts at 100,000): the worker passes its
+    # setting to the build, and counts what the check found.
+    def checks(result: str) -> float:
+        value = REGISTRY.get_sample_value("segments_rebuild_checks_total", {"result": result})
+        return value or 0.0
+
+    assert Settings.model_fields["rebuild_check_from_members"].default == CHECK_FROM_MEMBERS
+    ids = await _people(conn, account_id)
+    segment = await save_segment(conn, account_id, SUBSCRIBED_IN_DE)
+    settings = worker_settings(database_url, amqp_url, rebuild_check_from_members=0)
+    async with running_worker(settings):
+        await publish_segment(exchange, "segment.created", segment)
+        built = await wait_status(conn, segment["id"], "DONE")
+        before = checks("unchanged"), checks("changed")
+        await publish_segment(exchange, "segment.rebuild", segment)
+
+        async def rebuilt() -> dict[str, Any] | None:
+            row = await segment_row(conn, segment["id"])
+            return row if row["last_built_at"] > built["last_built_at"] else None
+
+        row = await wait_for(rebuilt)
+    assert row["status"] == "DONE" and row["total_count"] == 2
+    assert await members(conn, segment["id"]) == {ids[0], ids[1]}
+    assert (checks("unchanged"), checks("changed")) == (before[0] + 1, before[1])

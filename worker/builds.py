@@ -76,7 +76,8 @@ FULL JOIN (SELECT contact_id FROM segment_members
 # 33,600 members (where step 1 ran in parallel, as the query did not) 1.25x to 1.44x with
 # it, 1.06x to 1.17x without (docs/benchmarks.md, "A rebuild that finds nothing to do").
 # Only those two sizes were measured: 100,000 is a round number between them, and where the
-# two cross depends on when the planner runs each in parallel.
+# two cross depends on when the planner runs each in parallel. The worker's setting
+# rebuild_check_from_members (same default) lets an operator move it.
 CHECK_FROM_MEMBERS = 100_000
 # Before step 1, for a rebuild (which usually finds nothing to do: incremental updates keep
 # members current): are the members already what the query finds? Compared by fingerprint,

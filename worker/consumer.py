@@ -149,6 +149,7 @@ class BuildConsumer:
                     trigger,
                     statement_timeout_ms=self.settings.statement_timeout_ms,
                     record=self.settings.record_membership_changes,
+                    check_from=self.settings.rebuild_check_from_members,
                 )
         except Exception as exc:  # classified in _failed, never swallowed
             decision = await self._failed(segment, exc, attempt)

@@ -95,6 +95,16 @@ class Settings(BaseSettings):
     build_concurrency: int = Field(
         2, ge=1, le=64, description="Builds of different segments run at once per worker."
     )
+    # The default is worker.builds.CHECK_FROM_MEMBERS (tests keep the two equal): where the
+    # check paid, measured (docs/benchmarks.md, "A rebuild that finds nothing to do").
+    rebuild_check_from_members: int = Field(
+        100_000,
+        ge=0,
+        description="A segment.rebuild of a segment whose last total_count is at least this"
+        " first compares fingerprints of its matches and members and stops there when they"
+        " agree (0: every rebuild checks; see segments_rebuild_checks_total before changing"
+        " it).",
+    )
     change_batch_window_ms: int = Field(
         0,
         ge=0,
