@@ -25,6 +25,7 @@ from worker.membership_log import Recording, record_build
 from worker.messages import SegmentMessage
 from worker.propagation import queue_build_difference
 from worker.rules import RulesInvalid
+from worker.settings import REBUILD_CHECK_FROM_MEMBERS
 from worker.store import SegmentRules, load_registry
 
 log = structlog.get_logger(__name__)
@@ -76,9 +77,9 @@ FULL JOIN (SELECT contact_id FROM segment_members
 # 33,600 members (where step 1 ran in parallel, as the query did not) 1.25x to 1.44x with
 # it, 1.06x to 1.17x without (docs/benchmarks.md, "A rebuild that finds nothing to do").
 # Only those two sizes were measured: 100,000 is a round number between them, and where the
-# two cross depends on when the planner runs each in parallel. The worker's setting
-# rebuild_check_from_members (same default) lets an operator move it.
-CHECK_FROM_MEMBERS = 100_000
+# two cross depends on when the planner runs each in parallel. It is the default of the
+# worker's setting rebuild_check_from_members, which lets an operator move it.
+CHECK_FROM_MEMBERS = REBUILD_CHECK_FROM_MEMBERS
 # Before step 1, for a rebuild (which usually finds nothing to do: incremental updates keep
 # members current): are the members already what the query finds? Compared by fingerprint,
 # the count and two sums of 64-bit hashes of the ids (each id once: the matches are distinct,
@@ -225,22 +226,18 @@ async def write_difference(
     first: if its members are already what the query finds, it is left as it is after the
     check alone; otherwise the check has cost one more pass of the query."""
     started = time.perf_counter()
-    state = await conn.fetchrow(
+    has_members = await conn.fetchval(
         """SELECT EXISTS (SELECT 1 FROM segment_members
-                          WHERE account_id = $1 AND segment_id = $2) AS has_members,
-                  (SELECT total_count FROM segments
-                   WHERE account_id = $1 AND id = $2) AS counted""",
+                          WHERE account_id = $1 AND segment_id = $2)""",
         account_id,
         segment_id,
     )
-    assert state is not None
-    has_members = state["has_members"]
     unchanged_total = None
     checked: Checked | None = None
     if (
         has_members
         and check_unchanged_from is not None
-        and (state["counted"] or 0) >= check_unchanged_from
+        and await _last_count(conn, segment_id, account_id) >= check_unchanged_from
     ):
         unchanged_total = await _unchanged_total(conn, compiled, segment_id, account_id)
         checked = "changed" if unchanged_total is None else "unchanged"
@@ -303,6 +300,16 @@ def on_members(template: str, compiled: CompiledQuery) -> str:
     return template.format(
         members=compiled.sql, segment=f"${n + 1}::uuid", account=f"${n + 2}::uuid"
     )
+
+
+async def _last_count(conn: Conn, segment_id: UUID, account_id: UUID) -> int:
+    """The segment's total_count as its last build or change left it (0 if none)."""
+    counted = await conn.fetchval(
+        "SELECT total_count FROM segments WHERE account_id = $1 AND id = $2",
+        account_id,
+        segment_id,
+    )
+    return int(counted or 0)
 
 
 async def _unchanged_total(

@@ -29,8 +29,9 @@ BUILD_STEP_DURATION = Histogram(
 REBUILD_CHECKS = Counter(
     "segments_rebuild_checks",
     "Rebuilds that first compared fingerprints of the matches and the members (segments of"
-    " 100,000 members or more), by result: unchanged (the check settled the rebuild) or changed"
-    " (the full comparison followed, so the check cost one more pass of the query).",
+    " SEGMENTS_REBUILD_CHECK_FROM_MEMBERS members or more), by result: unchanged (the check"
+    " settled the rebuild) or changed (the full comparison followed, so the check cost one"
+    " more pass of the query).",
     ["result"],
 )
 for _result in ("unchanged", "changed"):  # both series from the start, at 0

@@ -9,6 +9,11 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# Rebuilds of segments of at least this many members (their last total_count) check first
+# whether anything changed: where the check was measured to pay (worker.builds,
+# CHECK_FROM_MEMBERS; docs/benchmarks.md, "A rebuild that finds nothing to do").
+REBUILD_CHECK_FROM_MEMBERS = 100_000
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEGMENTS_", extra="ignore")
@@ -95,10 +100,8 @@ class Settings(BaseSettings):
     build_concurrency: int = Field(
         2, ge=1, le=64, description="Builds of different segments run at once per worker."
     )
-    # The default is worker.builds.CHECK_FROM_MEMBERS (tests keep the two equal): where the
-    # check paid, measured (docs/benchmarks.md, "A rebuild that finds nothing to do").
     rebuild_check_from_members: int = Field(
-        100_000,
+        REBUILD_CHECK_FROM_MEMBERS,
         ge=0,
         description="A segment.rebuild of a segment whose last total_count is at least this"
         " first compares fingerprints of its matches and members and stops there when they"
