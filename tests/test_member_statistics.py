@@ -3,6 +3,7 @@ not a minute later by autovacuum (worker.member_statistics)."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import asyncpg
@@ -56,3 +57,41 @@ async def test_a_large_membership_change_is_analysed_once(
         assert not await statistics.keep_fresh(conn)  # fresh now
     finally:
         await conn.execute("DELETE FROM segment_members WHERE segment_id = $1", segment_id)
+
+
+
+async def test_a_change_past_the_floor_but_below_the_share_is_left_to_autovacuum(
+    conn: asyncpg.Connection, account_id: uuid.UUID
+) -> None:
+    """The share counts: a change of a large table past the floor alone is no jump (a share
+    sent as an integer made every 10,000 moved members an analyse)."""
+    statistics = MemberStatistics(interval_s=0, clock=Clock())
+    bulk, changed = uuid.uuid4(), uuid.uuid4()
+
+    async def insert(segment_id: uuid.UUID, rows: int) -> None:
+        await conn.execute(
+            """INSERT INTO segment_members (segment_id, contact_id, account_id)
+               SELECT $1, gen_random_uuid(), $2 FROM generate_series(1, $3)""",
+            segment_id,
+            account_id,
+            rows,
+        )
+
+    async def modified_at_least(rows: int) -> bool:
+        return bool((await conn.fetchrow(_STATS))["n_mod_since_analyze"] >= rows)
+
+    await insert(bulk, 200_000)
+    try:
+        await conn.execute("ANALYZE segment_members")
+        live = (await conn.fetchrow(_STATS))["n_live_tup"]
+        below = FLOOR + int(live * SHARE / 2)  # past the floor, half the share
+        await insert(changed, below)
+        await wait_for(functools.partial(modified_at_least, below))
+        assert not await statistics.keep_fresh(conn)
+        await insert(changed, int(live * SHARE))  # now past both
+        await wait_for(functools.partial(modified_at_least, below + int(live * SHARE)))
+        assert await statistics.keep_fresh(conn)
+    finally:
+        await conn.execute(
+            "DELETE FROM segment_members WHERE segment_id = ANY($1::uuid[])", [bulk, changed]
+        )

@@ -28,8 +28,12 @@ log = structlog.get_logger(__name__)
 SHARE = 0.2
 FLOOR = 10_000
 
+# $1 is cast: left to infer, PostgreSQL types it from n_live_tup (bigint), and asyncpg then
+# sends the share 0.2 as the integer 0, so that any 10,000 moved members looked like a large
+# change and a busy worker analysed the table every `interval_s` (docs/benchmarks.md,
+# "Analysing segment_members too often").
 _STALE = """
-SELECT coalesce(n_mod_since_analyze > $1 * n_live_tup + $2, false)
+SELECT coalesce(n_mod_since_analyze > $1::float8 * n_live_tup + $2, false)
 FROM pg_stat_user_tables
 WHERE relid = 'segment_members'::regclass
 """
