@@ -59,7 +59,6 @@ async def test_a_large_membership_change_is_analysed_once(
         await conn.execute("DELETE FROM segment_members WHERE segment_id = $1", segment_id)
 
 
-
 async def test_a_change_past_the_floor_but_below_the_share_is_left_to_autovacuum(
     conn: asyncpg.Connection, account_id: uuid.UUID
 ) -> None:
