@@ -179,7 +179,9 @@ class Translator:
             return self.calendar_field(c)
         template = ROW_OPERATORS[c.field.type][c.operator]
         x, v = self.field_expr(c.field), self.field_value(c)
-        return template.format(x=x, v=v, lv=self.source.lowered(v))
+        # Lower-cased only where the operator reads it (a column per candidate otherwise).
+        lx, lxe = self.source.lowered_text(x) if "{lx" in template else ("", "")
+        return template.format(x=x, v=v, lv=self.source.lowered(v), lx=lx, lxe=lxe)
 
     def field_expr(self, spec: FieldSpec) -> str:
         return self.source.field(spec)
