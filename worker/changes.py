@@ -27,6 +27,7 @@ from worker.locks import segment_lock_key
 from worker.membership_log import record_ctes
 from worker.messages import Cause
 from worker.outbox import notify_relay
+from worker.parsed_rules import PARSED_RULES
 from worker.propagation import PROPAGATE_CTE
 from worker.rules import FieldRegistry, RulesInvalid
 from worker.store import SegmentRules, load_registry
@@ -372,7 +373,8 @@ async def _apply_locked(
     queries: list[tuple[UUID, SegmentQuery]] = []
     for row in rows:
         try:
-            queries.append((row["id"], SegmentRules.from_row(row).query(registry, now)))
+            segment = SegmentRules.from_row(row)
+            queries.append((row["id"], PARSED_RULES.query(segment, registry, now)))
         except RulesInvalid as exc:
             # The account's fields changed under the rules; the next build marks it FAILED.
             log.warning("changes.rules_invalid", segment_id=str(row["id"]), error=str(exc))

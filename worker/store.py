@@ -52,9 +52,11 @@ class SegmentRules:
 
     def query(self, registry: FieldRegistry, now: datetime) -> SegmentQuery:
         """The segment's query at `now` (RulesInvalid as `tree`)."""
-        return SegmentQuery(
-            self.account_id, self.tree(registry), self.contact_list_ids, now, self.timezone
-        )
+        return self.query_of(self.tree(registry), now)
+
+    def query_of(self, tree: RuleTree, now: datetime) -> SegmentQuery:
+        """The segment's query at `now`, its rules parsed already as `tree`."""
+        return SegmentQuery(self.account_id, tree, self.contact_list_ids, now, self.timezone)
 
 
 async def load_segment_rules(conn: Conn, segment_id: UUID) -> SegmentRules | None:

@@ -1,0 +1,57 @@
+"""Segments' parsed rules, kept per worker process.
+
+A change batch re-evaluates up to every live segment of an account, and parsing the rules of
+a thousand segments again for each statement took 10 to 60 ms of Python per statement, while
+the database waited (docs/benchmarks.md, "Tests computed once per candidate"). A tree depends
+only on the segment's rules and the account's field declarations; the rules of a segment
+change only with its generation. Kept by both, and checked against the rules read, so a tree
+is never used for rules other than its own.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from worker.compiler import SegmentQuery
+from worker.rules import FieldRegistry, RuleTree
+from worker.store import SegmentRules
+
+_Key = tuple[UUID, int, str, tuple[tuple[str, str], ...]]
+
+
+class ParsedRules:
+    """Trees by (segment, generation, dialect, declarations); least recently used dropped
+    first beyond `max_entries`. Rules that do not parse raise as ever and are not kept."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self.max_entries = max_entries
+        self._trees: OrderedDict[_Key, tuple[Any, RuleTree]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._trees)
+
+    def tree(self, segment: SegmentRules, registry: FieldRegistry) -> RuleTree:
+        """As `segment.tree(registry)`, parsed once."""
+        declared = tuple(sorted((key, kind.value) for key, kind in registry.custom.items()))
+        key = (segment.segment_id, segment.generation, segment.dialect, declared)
+        kept = self._trees.get(key)
+        if kept is not None and kept[0] == segment.rules:
+            self._trees.move_to_end(key)
+            return kept[1]
+        tree = segment.tree(registry)
+        self._trees[key] = (segment.rules, tree)
+        self._trees.move_to_end(key)
+        while len(self._trees) > self.max_entries:
+            self._trees.popitem(last=False)
+        return tree
+
+    def query(self, segment: SegmentRules, registry: FieldRegistry, now: datetime) -> SegmentQuery:
+        """As `segment.query(registry, now)`, the rules parsed once."""
+        return segment.query_of(self.tree(segment, registry), now)
+
+
+# One per worker process: every change statement of every account reads it.
+PARSED_RULES = ParsedRules()
