@@ -642,6 +642,9 @@ async def main(args: argparse.Namespace) -> None:
         worker_on_own_vhost(args.dsn, args.code_dir) as (exchange, worker),
     ):
         report["server_settings_set_for_the_run"] = set_
+        # Not set by the run (a restart), but it moves the change figures by a third
+        # (docs/database.md): every report says which it ran with.
+        report["shared_buffers"] = await conn.fetchval("SELECT current_setting('shared_buffers')")
         if "builds" in args.phases:
             report["builds"] = await bench_builds(conn, worker, exchange, args.runs)
             report["worker_peak_rss_mib_after_builds"] = worker.peak_rss_mib()
