@@ -1,11 +1,11 @@
 """Segments' parsed rules, kept per worker process.
 
 A change batch re-evaluates up to every live segment of an account, and parsing the rules of
-a thousand segments again for each statement took 10 to 60 ms of Python per statement, while
-the database waited (docs/benchmarks.md, "Tests computed once per candidate"). A tree depends
-only on the segment's rules and the account's field declarations; the rules of a segment
-change only with its generation. Kept by both, and checked against the rules read, so a tree
-is never used for rules other than its own.
+a thousand segments again for each statement took 10 to 66 ms of Python per statement
+(docs/benchmarks.md, "Tests computed once per candidate"). Trees are immutable, so one serves
+every statement. A tree depends only on the segment's rules and the account's field
+declarations, and the rules of a segment change only with its generation: trees are kept by
+both, and checked against the rules read, so a tree never stands for rules other than its own.
 """
 
 from __future__ import annotations
