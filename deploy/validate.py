@@ -434,6 +434,9 @@ DASHBOARD_MUST_SHOW = {
         r"by \(decision\) \(rate\(segments_change_batch_segments_sum"
     ],
     "rebuild checks by result": [r"by \(result\) \(rate\(segments_rebuild_checks_total"],
+    "analyses of segment_members before change batches": [
+        r"increase\(segments_member_statistics_analyses_total"
+    ],
     "dead-lettered messages": [r'segments_messages_total\{outcome="dead_lettered"\}'],
     "DLQ depth": [r"rabbitmq_queue_messages\{[^}]*dlq"],
     "outbox backlog": [r"segments_outbox_backlog"],

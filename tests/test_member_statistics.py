@@ -7,6 +7,7 @@ import functools
 import uuid
 
 import asyncpg
+from prometheus_client import REGISTRY
 
 from tests.waiting import wait_for
 from worker.member_statistics import FLOOR, SHARE, MemberStatistics
@@ -49,7 +50,9 @@ async def test_a_large_membership_change_is_analysed_once(
         assert not await statistics.keep_fresh(conn)  # checked less than 2 s ago
         clock.now += 2
         before = (await conn.fetchrow(_STATS))["last_analyze"]
+        analyses = _analyses()
         assert await statistics.keep_fresh(conn)
+        assert _analyses() == analyses + 1
         after = await conn.fetchrow(_STATS)
         assert after["last_analyze"] is not None and after["last_analyze"] != before
         assert after["n_mod_since_analyze"] < inserted
@@ -86,7 +89,9 @@ async def test_a_change_past_the_floor_but_below_the_share_is_left_to_autovacuum
         below = FLOOR + int(live * SHARE / 2)  # past the floor, half the share
         await insert(changed, below)
         await wait_for(functools.partial(modified_at_least, below))
+        analyses = _analyses()
         assert not await statistics.keep_fresh(conn)
+        assert _analyses() == analyses
         await insert(changed, int(live * SHARE))  # now past both
         await wait_for(functools.partial(modified_at_least, below + int(live * SHARE)))
         assert await statistics.keep_fresh(conn)
@@ -94,3 +99,7 @@ async def test_a_change_past_the_floor_but_below_the_share_is_left_to_autovacuum
         await conn.execute(
             "DELETE FROM segment_members WHERE segment_id = ANY($1::uuid[])", [bulk, changed]
         )
+
+
+def _analyses() -> float:
+    return REGISTRY.get_sample_value("segments_member_statistics_analyses_total") or 0.0

@@ -139,6 +139,7 @@ async def test_metrics_endpoint_exposes_the_documented_metrics(
         "segments_incremental_duration_seconds",
         "segments_change_lag_seconds",
         "segments_incremental_deferred_segments",
+        "segments_member_statistics_analyses",
         "segments_pending_changes_oldest_age_seconds",
         "segments_messages",
     ):

@@ -19,6 +19,7 @@ import structlog
 
 from worker.db import Conn
 from worker.locks import MEMBER_STATISTICS, SERVICE_LOCK_CLASS
+from worker.metrics import MEMBER_ANALYSES
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +65,7 @@ class MemberStatistics:
         try:
             started = time.perf_counter()
             await conn.execute("ANALYZE segment_members")
+            MEMBER_ANALYSES.inc()
             log.info("members.analysed", duration_s=round(time.perf_counter() - started, 3))
             return True
         finally:

@@ -65,6 +65,12 @@ CHANGE_BATCH_SEGMENTS = Histogram(
     ["decision"],
     buckets=(0, 1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000),
 )
+MEMBER_ANALYSES = Counter(
+    "segments_member_statistics_analyses",
+    "ANALYZE segment_members run by this worker before a change batch, because much of the"
+    " table changed since its last analyse (first builds); a steady rate under an ordinary"
+    " change workload means the trigger is wrong.",
+)
 INCREMENTAL_DEFERRED = Counter(
     "segments_incremental_deferred_segments",
     "Segment updates a change batch queued (segment_pending_changes) because a build held the"
