@@ -21,7 +21,6 @@ generation, so they are computed once per (segment, generation) and cached.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations, count
@@ -33,7 +32,9 @@ from worker.compiler.operators import DERIVED
 from worker.db import Conn
 from worker.hints import ALL_CUSTOM_FIELDS, ISP_FIELD, Hints
 from worker.locks import segment_lock_key
+from worker.lru import Lru
 from worker.messages import EVENT_TYPES
+from worker.parsed_rules import PARSED_RULES
 from worker.rules import (
     ActivityCondition,
     FieldCondition,
@@ -241,8 +242,7 @@ class SegmentReads:
     recently used dropped first), one per worker process."""
 
     def __init__(self, max_entries: int = 20_000) -> None:
-        self.max_entries = max_entries
-        self._cache: OrderedDict[tuple[UUID, int], Reads] = OrderedDict()
+        self._cache: Lru[tuple[UUID, int], Reads] = Lru(max_entries)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -302,14 +302,10 @@ class SegmentReads:
         missing = [key for key in keys if key not in self._cache]
         if missing:
             await self._load(conn, account_id, missing)
-        found = {}
-        for key in keys:
-            # A generation that moved on between the two reads: assume everything (its
-            # segment is not DONE for this generation anyway, and is rebuilt).
-            found[key] = self._cache.get(key, EVERYTHING)
-            if key in self._cache:
-                self._cache.move_to_end(key)
-        return found
+        # A generation that moved on between the two reads: assume everything (its segment
+        # is not DONE for this generation anyway, and is rebuilt).
+        found = {key: self._cache.get(key) for key in keys}
+        return {key: EVERYTHING if reads is None else reads for key, reads in found.items()}
 
     async def _load(self, conn: Conn, account_id: UUID, keys: list[tuple[UUID, int]]) -> None:
         rows = await conn.fetch(
@@ -322,13 +318,11 @@ class SegmentReads:
         for row in rows:
             segment = SegmentRules.from_row(row)
             try:
-                reads = Reads.of(segment.tree(registry), segment.contact_list_ids)
+                reads = Reads.of(PARSED_RULES.tree(segment, registry), segment.contact_list_ids)
             except RulesInvalid as exc:
                 log.info("dependencies.rules_invalid", segment_id=str(row["id"]), error=str(exc))
                 reads = EVERYTHING
-            self._cache[(segment.segment_id, segment.generation)] = reads
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+            self._cache.put((segment.segment_id, segment.generation), reads)
 
 
 async def _live(conn: Conn, account_id: UUID) -> list[tuple[UUID, int]]:

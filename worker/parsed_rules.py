@@ -10,12 +10,12 @@ both, and checked against the rules read, so a tree never stands for rules other
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from worker.compiler import SegmentQuery
+from worker.lru import Lru
 from worker.rules import FieldRegistry, RuleTree
 from worker.store import SegmentRules
 
@@ -27,25 +27,19 @@ class ParsedRules:
     first beyond `max_entries`. Rules that do not parse raise as ever and are not kept."""
 
     def __init__(self, max_entries: int = 20_000) -> None:
-        self.max_entries = max_entries
-        self._trees: OrderedDict[_Key, tuple[Any, RuleTree]] = OrderedDict()
+        self._trees: Lru[_Key, tuple[Any, RuleTree]] = Lru(max_entries)
 
     def __len__(self) -> int:
         return len(self._trees)
 
     def tree(self, segment: SegmentRules, registry: FieldRegistry) -> RuleTree:
         """As `segment.tree(registry)`, parsed once."""
-        declared = tuple(sorted((key, kind.value) for key, kind in registry.custom.items()))
-        key = (segment.segment_id, segment.generation, segment.dialect, declared)
+        key = (segment.segment_id, segment.generation, segment.dialect, registry.declared)
         kept = self._trees.get(key)
         if kept is not None and kept[0] == segment.rules:
-            self._trees.move_to_end(key)
             return kept[1]
         tree = segment.tree(registry)
-        self._trees[key] = (segment.rules, tree)
-        self._trees.move_to_end(key)
-        while len(self._trees) > self.max_entries:
-            self._trees.popitem(last=False)
+        self._trees.put(key, (segment.rules, tree))
         return tree
 
     def query(self, segment: SegmentRules, registry: FieldRegistry, now: datetime) -> SegmentQuery:
@@ -53,5 +47,6 @@ class ParsedRules:
         return segment.query_of(self.tree(segment, registry), now)
 
 
-# One per worker process: every change statement of every account reads it.
+# One per worker process: every change statement of every account reads it, and so does
+# worker.dependencies for what segments read.
 PARSED_RULES = ParsedRules()

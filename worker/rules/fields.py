@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from worker.rules.choices import did_you_mean, show
 
@@ -114,6 +115,11 @@ class FieldRegistry:
     def from_declarations(cls, rows: Mapping[str, str]) -> FieldRegistry:
         """From contact_fields rows (key -> data_type)."""
         return cls({key: FieldType(data_type) for key, data_type in rows.items()})
+
+    @cached_property
+    def declared(self) -> tuple[tuple[str, str], ...]:
+        """The custom fields as (key, type), sorted: equal for equal registries (a cache key)."""
+        return tuple(sorted((key, kind.value) for key, kind in self.custom.items()))
 
     def names(self) -> list[str]:
         """Every field a rule may name: the built-ins, then the custom fields."""
